@@ -1,0 +1,584 @@
+//! Cryptographic building blocks (SPEC.md §2, §4, §5.5, §5.6): the connection secret, RSA
+//! key transport, the HKDF key schedule, HMAC proofs and the safety number.
+//!
+//! Everything secret here zeroizes itself when dropped and has a `Debug` that prints no
+//! secret bytes, so that no log line can carry one by accident.
+
+use std::fmt;
+
+use hkdf::{Hkdf, HkdfExtract};
+use hmac::{Hmac, KeyInit, Mac};
+use rand::Rng;
+use rsa::pkcs1::{DecodeRsaPublicKey, EncodeRsaPublicKey};
+use rsa::traits::PublicKeyParts;
+use rsa::{PrivateKey, PublicKey};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::wire::{ACK_TAG_LEN, MAC_LEN, Role, SESSION_ID_LEN};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Length of each side's contribution to the session keys.
+pub(crate) const CONTRIBUTION_LEN: usize = 32;
+
+/// RSA modulus sizes a peer may use (SPEC.md §2).
+pub const ACCEPTED_RSA_BITS: [usize; 3] = [2048, 3072, 4096];
+
+/// Fills an array with bytes from the thread-local CSPRNG.
+pub(crate) fn random<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    rand::rng().fill_bytes(&mut out);
+    out
+}
+
+/// A connection secret: what a dialer must know to open a session with us.
+///
+/// It is zeroized on drop, never printed by `Debug`, and compared in constant time. Use
+/// [`Secret::expose`] only to show it to the user (the banner, a connection string).
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Secret(String);
+
+/// Why a user-chosen secret is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// The secret is empty.
+    #[error("the secret is empty")]
+    Empty,
+    /// Longer than 256 bytes.
+    #[error("the secret is longer than 256 bytes")]
+    TooLong,
+    /// Contains `:` (the connection-string separator) or whitespace or a control character.
+    #[error("the secret may not contain ':', spaces or control characters")]
+    BadCharacter,
+}
+
+impl Secret {
+    /// Longest accepted secret, in bytes.
+    pub const MAX_LEN: usize = 256;
+
+    /// A fresh secret of 128 random bits, as 22 characters of URL-safe base64.
+    pub fn generate() -> Self {
+        let bytes = Zeroizing::new(random::<16>());
+        Secret(base64url(&bytes[..]))
+    }
+
+    /// A user-chosen secret. It may not be empty, longer than 256 bytes, or contain `:`,
+    /// whitespace or control characters (it has to survive a `host:port:secret` string).
+    pub fn new(text: impl Into<String>) -> Result<Self, SecretError> {
+        let text = text.into();
+        let secret = Secret(text);
+        if secret.0.is_empty() {
+            return Err(SecretError::Empty);
+        }
+        if secret.0.len() > Self::MAX_LEN {
+            return Err(SecretError::TooLong);
+        }
+        if secret
+            .0
+            .chars()
+            .any(|c| c == ':' || c.is_whitespace() || c.is_control())
+        {
+            return Err(SecretError::BadCharacter);
+        }
+        Ok(secret)
+    }
+
+    /// The secret's text, to show to the user. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Derives `K_auth` (SPEC.md §4).
+    pub(crate) fn auth_key(&self) -> AuthKey {
+        let hk = Hkdf::<Sha256>::new(Some(b"noctua/chat/1 secret"), self.0.as_bytes());
+        let mut key = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's 8160-byte limit.
+        let _ = hk.expand(b"auth", &mut key);
+        AuthKey(key)
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for Secret {}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = SecretError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Secret::new(s)
+    }
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            let idx = (n >> (18 - 6 * i)) & 0x3f;
+            out.push(char::from(ALPHABET[idx as usize]));
+        }
+    }
+    out
+}
+
+/// `K_auth`: the HMAC key derived from a connection secret.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub(crate) struct AuthKey([u8; 32]);
+
+impl AuthKey {
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// `HMAC(K_auth, parts...)`.
+    pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; MAC_LEN] {
+        hmac(&self.0, parts)
+    }
+}
+
+impl fmt::Debug for AuthKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuthKey(<redacted>)")
+    }
+}
+
+pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // HMAC accepts keys of any length.
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// Constant-time equality of two byte strings (lengths are not secret).
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Writes a `bytes16` field (u16 length + bytes) into a hash.
+pub(crate) fn hash_bytes16(h: &mut Sha256, v: &[u8]) {
+    let len = u16::try_from(v.len()).unwrap_or(u16::MAX);
+    h.update(len.to_be_bytes());
+    h.update(&v[..usize::from(len)]);
+}
+
+/// `bytes16` encoding of a value, for MAC inputs.
+pub(crate) fn bytes16(v: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(v.len()).unwrap_or(u16::MAX);
+    let mut out = Vec::with_capacity(2 + v.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&v[..usize::from(len)]);
+    out
+}
+
+/// An RSA key pair of this node, with its public half pre-encoded for the wire.
+pub struct RsaKeyPair {
+    private: PrivateKey,
+    public_der: Vec<u8>,
+    bits: usize,
+    generation: u64,
+}
+
+impl fmt::Debug for RsaKeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RsaKeyPair")
+            .field("bits", &self.bits)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an RSA operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The requested size is not one of [`ACCEPTED_RSA_BITS`].
+    #[error("unsupported RSA key size {0} (use 2048, 3072 or 4096)")]
+    UnsupportedSize(usize),
+    /// Key generation failed.
+    #[error("RSA key generation failed")]
+    Generation,
+    /// A peer's public key is not acceptable.
+    #[error("unacceptable RSA public key: {0}")]
+    BadPublicKey(&'static str),
+    /// Encryption or decryption failed.
+    #[error("RSA operation failed")]
+    Operation,
+}
+
+impl RsaKeyPair {
+    /// Generates a key pair (slow: tens to hundreds of milliseconds; run it off the event
+    /// loop).
+    pub fn generate(bits: usize) -> Result<Self, KeyError> {
+        if !ACCEPTED_RSA_BITS.contains(&bits) {
+            return Err(KeyError::UnsupportedSize(bits));
+        }
+        let private = PrivateKey::new(&mut rand::rng(), bits).map_err(|_| KeyError::Generation)?;
+        Self::from_private(private, 0)
+    }
+
+    fn from_private(private: PrivateKey, generation: u64) -> Result<Self, KeyError> {
+        let public = private.to_public_key();
+        let bits = public.size() * 8;
+        let public_der = public
+            .to_pkcs1_der()
+            .map_err(|_| KeyError::Generation)?
+            .as_bytes()
+            .to_vec();
+        Ok(RsaKeyPair {
+            private,
+            public_der,
+            bits,
+            generation,
+        })
+    }
+
+    pub(crate) fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
+    }
+
+    /// Modulus size in bits.
+    pub fn bits(&self) -> usize {
+        self.bits
+    }
+
+    /// How many regenerations preceded this key (0 for the first).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The public key as sent on the wire (PKCS#1 DER).
+    pub fn public_der(&self) -> &[u8] {
+        &self.public_der
+    }
+
+    /// A short, non-secret fingerprint of the public key (first 8 bytes of its SHA-256, hex).
+    pub fn fingerprint(&self) -> String {
+        hex(&Sha256::digest(&self.public_der)[..8])
+    }
+
+    /// RSA-OAEP-SHA256 decryption of a 32-byte contribution.
+    pub(crate) fn unwrap_contribution(
+        &self,
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<[u8; CONTRIBUTION_LEN]>, KeyError> {
+        if wrapped.len() != self.private.size() {
+            return Err(KeyError::Operation);
+        }
+        let plain = Zeroizing::new(
+            self.private
+                .oaep_decrypt_with_rng::<Sha256, _>(&mut rand::rng(), wrapped)
+                .map_err(|_| KeyError::Operation)?,
+        );
+        if plain.len() != CONTRIBUTION_LEN {
+            return Err(KeyError::Operation);
+        }
+        let mut out = Zeroizing::new([0u8; CONTRIBUTION_LEN]);
+        out.copy_from_slice(&plain);
+        Ok(out)
+    }
+}
+
+/// A peer's RSA public key, validated (SPEC.md §2).
+#[derive(Clone)]
+pub(crate) struct PeerPublicKey {
+    key: PublicKey,
+    der: Vec<u8>,
+}
+
+impl PeerPublicKey {
+    pub(crate) fn parse(der: &[u8]) -> Result<Self, KeyError> {
+        let key = PublicKey::from_pkcs1_der(der).map_err(|_| KeyError::BadPublicKey("encoding"))?;
+        let bits = key.n().as_ref().bit_width_vartime() as usize;
+        if !ACCEPTED_RSA_BITS.contains(&bits) {
+            return Err(KeyError::BadPublicKey("modulus size"));
+        }
+        if key.e().bit_width_vartime() != 17 || key.e().as_words()[0] != 65537 {
+            return Err(KeyError::BadPublicKey("public exponent"));
+        }
+        Ok(PeerPublicKey {
+            key,
+            der: der.to_vec(),
+        })
+    }
+
+    pub(crate) fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// RSA-OAEP-SHA256 encryption of a 32-byte contribution.
+    pub(crate) fn wrap_contribution(
+        &self,
+        contribution: &[u8; CONTRIBUTION_LEN],
+    ) -> Result<Vec<u8>, KeyError> {
+        self.key
+            .oaep_encrypt_with_rng::<Sha256, _>(&mut rand::rng(), contribution)
+            .map_err(|_| KeyError::Operation)
+    }
+}
+
+/// The keys of one epoch (SPEC.md §5.5).
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub(crate) struct EpochSecrets {
+    pub(crate) chain: [u8; 32],
+    pub(crate) key_i2r: [u8; 32],
+    pub(crate) key_r2i: [u8; 32],
+    pub(crate) ack_i: [u8; 32],
+    pub(crate) ack_r: [u8; 32],
+}
+
+impl EpochSecrets {
+    fn expand(hk: &Hkdf<Sha256>, session_id: &[u8; SESSION_ID_LEN], epoch: u32) -> Self {
+        let mut okm = Zeroizing::new([0u8; 160]);
+        // 160 bytes is far below HKDF-SHA256's limit.
+        let _ = hk.expand_multi_info(
+            &[b"noctua/chat/1 epoch keys", session_id, &epoch.to_be_bytes()],
+            &mut okm[..],
+        );
+        let mut s = EpochSecrets {
+            chain: [0; 32],
+            key_i2r: [0; 32],
+            key_r2i: [0; 32],
+            ack_i: [0; 32],
+            ack_r: [0; 32],
+        };
+        s.chain.copy_from_slice(&okm[0..32]);
+        s.key_i2r.copy_from_slice(&okm[32..64]);
+        s.key_r2i.copy_from_slice(&okm[64..96]);
+        s.ack_i.copy_from_slice(&okm[96..128]);
+        s.ack_r.copy_from_slice(&okm[128..160]);
+        s
+    }
+
+    /// Epoch 0, from the handshake (SPEC.md §5.5).
+    pub(crate) fn initial(
+        th: &[u8; 32],
+        k_i: &[u8; CONTRIBUTION_LEN],
+        k_r: &[u8; CONTRIBUTION_LEN],
+        auth: &AuthKey,
+        session_id: &[u8; SESSION_ID_LEN],
+    ) -> Self {
+        let mut ext = HkdfExtract::<Sha256>::new(Some(th));
+        ext.input_ikm(k_i);
+        ext.input_ikm(k_r);
+        ext.input_ikm(auth.as_bytes());
+        let (_, hk) = ext.finalize();
+        Self::expand(&hk, session_id, 0)
+    }
+
+    /// Epoch `new_epoch`, from the previous chain key and a rotation (SPEC.md §7).
+    pub(crate) fn next(
+        &self,
+        rth: &[u8; 32],
+        k_a: &[u8; CONTRIBUTION_LEN],
+        k_b: &[u8; CONTRIBUTION_LEN],
+        session_id: &[u8; SESSION_ID_LEN],
+        new_epoch: u32,
+    ) -> Self {
+        let mut ext = HkdfExtract::<Sha256>::new(Some(&self.chain));
+        ext.input_ikm(k_a);
+        ext.input_ikm(k_b);
+        ext.input_ikm(rth);
+        let (_, hk) = ext.finalize();
+        Self::expand(&hk, session_id, new_epoch)
+    }
+
+    /// Zeroizes what a retired epoch no longer needs: the chain key and the send key of
+    /// the side with `role` (SPEC.md §7.1).
+    pub(crate) fn retire(&mut self, role: Role) {
+        self.chain.zeroize();
+        match role {
+            Role::Initiator => self.key_i2r.zeroize(),
+            Role::Responder => self.key_r2i.zeroize(),
+        }
+    }
+
+    /// The record key of the side with `role`.
+    pub(crate) fn record_key(&self, role: Role) -> &[u8; 32] {
+        match role {
+            Role::Initiator => &self.key_i2r,
+            Role::Responder => &self.key_r2i,
+        }
+    }
+
+    /// The ack key of the side with `role`.
+    pub(crate) fn ack_key(&self, role: Role) -> &[u8; 32] {
+        match role {
+            Role::Initiator => &self.ack_i,
+            Role::Responder => &self.ack_r,
+        }
+    }
+}
+
+/// `tag = HMAC(ack_X, "noctua/chat/1 ack" || session_id || epoch || sender || seq)[..16]`.
+pub(crate) fn ack_tag(
+    ack_key: &[u8; 32],
+    session_id: &[u8; SESSION_ID_LEN],
+    epoch: u32,
+    sender: Role,
+    seq: u64,
+) -> [u8; ACK_TAG_LEN] {
+    let full = hmac(
+        ack_key,
+        &[
+            b"noctua/chat/1 ack",
+            session_id,
+            &epoch.to_be_bytes(),
+            &[sender.to_byte()],
+            &seq.to_be_bytes(),
+        ],
+    );
+    let mut tag = [0u8; ACK_TAG_LEN];
+    tag.copy_from_slice(&full[..ACK_TAG_LEN]);
+    tag
+}
+
+/// A session's safety number: 30 digits two people compare out of band (SPEC.md §5.6).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SafetyNumber([u32; 6]);
+
+impl SafetyNumber {
+    pub(crate) fn from_transcript(th: &[u8; 32]) -> Self {
+        let s = Sha256::new()
+            .chain_update(b"noctua/chat/1 safety number")
+            .chain_update(th)
+            .finalize();
+        let mut groups = [0u32; 6];
+        for (j, g) in groups.iter_mut().enumerate() {
+            let mut v: u64 = 0;
+            for b in &s[5 * j..5 * j + 5] {
+                v = (v << 8) | u64::from(*b);
+            }
+            *g = (v % 100_000) as u32;
+        }
+        SafetyNumber(groups)
+    }
+}
+
+impl fmt::Display for SafetyNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, g) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{g:05}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SafetyNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SafetyNumber({self})")
+    }
+}
+
+/// Lower-case hex of a byte string.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secrets_are_22_url_safe_chars_and_distinct() {
+        let a = Secret::generate();
+        let b = Secret::generate();
+        assert_eq!(a.expose().len(), 22);
+        assert!(
+            a.expose()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+        assert_ne!(a, b);
+        assert!(Secret::new(a.expose()).is_ok());
+    }
+
+    #[test]
+    fn base64url_matches_rfc4648_vectors() {
+        assert_eq!(base64url(b""), "");
+        assert_eq!(base64url(b"f"), "Zg");
+        assert_eq!(base64url(b"fo"), "Zm8");
+        assert_eq!(base64url(b"foo"), "Zm9v");
+        assert_eq!(base64url(b"foob"), "Zm9vYg");
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn user_secrets_are_validated() {
+        assert_eq!(Secret::new(""), Err(SecretError::Empty));
+        assert_eq!(Secret::new("a:b"), Err(SecretError::BadCharacter));
+        assert_eq!(Secret::new("a b"), Err(SecretError::BadCharacter));
+        assert_eq!(Secret::new("a\u{1b}b"), Err(SecretError::BadCharacter));
+        assert_eq!(Secret::new("x".repeat(257)), Err(SecretError::TooLong));
+        assert!(Secret::new("lab-secret").is_ok());
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let s = Secret::new("hunter2-very-secret").unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(!format!("{:?}", s.auth_key()).contains("hunter2"));
+    }
+
+    #[test]
+    fn different_secrets_give_different_auth_keys() {
+        let a = Secret::new("one").unwrap().auth_key();
+        let b = Secret::new("two").unwrap().auth_key();
+        assert_ne!(a.as_bytes(), b.as_bytes());
+        assert_eq!(
+            a.as_bytes(),
+            Secret::new("one").unwrap().auth_key().as_bytes()
+        );
+    }
+
+    #[test]
+    fn safety_number_has_six_groups_of_five_digits() {
+        let sn = SafetyNumber::from_transcript(&[42; 32]).to_string();
+        let groups: Vec<_> = sn.split(' ').collect();
+        assert_eq!(groups.len(), 6);
+        assert!(
+            groups
+                .iter()
+                .all(|g| g.len() == 5 && g.chars().all(|c| c.is_ascii_digit()))
+        );
+        assert_ne!(sn, SafetyNumber::from_transcript(&[43; 32]).to_string());
+    }
+
+    #[test]
+    fn ct_eq_compares_contents_and_lengths() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,75 @@
+//! `noctua-chat`: the `/noctua/chat/1.0.0` protocol as a libp2p [`NetworkBehaviour`].
+//!
+//! Two nodes that share a connection secret open an end-to-end encrypted *session*: a
+//! request-response exchange in which the dialer proves knowledge of the listener's secret
+//! (HMAC-SHA256, the secret never on the wire), both sides contribute key material wrapped
+//! with each other's RSA-OAEP key, and every chat message then travels as an AES-256-GCM
+//! record with a counter nonce, a replay window and an authenticated delivery receipt.
+//! Sessions rotate to fresh keys every 30 minutes and after a number of messages, and each
+//! has a safety number users can compare. `SPEC.md` in this crate is the wire contract.
+//!
+//! This crate knows nothing of terminals or user interfaces: a node drives a
+//! [`Behaviour`] and reacts to its [`Event`]s.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use libp2p::{PeerId, Multiaddr};
+//! use noctua_chat::{Behaviour, Config, Event, Secret};
+//!
+//! # fn demo(local: PeerId, friend_addr: Multiaddr, friend_secret: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! // Our own secret: what others must know to reach us. Publish it as host:port:secret.
+//! let config = Config::new(Secret::generate()).with_name("Alice");
+//! let mut chat = Behaviour::new(local, config);
+//!
+//! // Dial a friend's connection string and open a session with their secret.
+//! let open = chat.connect(friend_addr, Secret::new(friend_secret)?);
+//!
+//! // ... put `chat` in a Swarm and poll it; on Event::SessionEstablished { peer, .. }:
+//! # let peer = PeerId::random();
+//! let id = chat.send_message(&peer, "Hello ?")?;
+//! // Event::MessageDelivered { message: id, .. } confirms it arrived.
+//! # let _ = (open, id);
+//! # Ok(()) }
+//! ```
+//!
+//! # Security properties
+//!
+//! See `SPEC.md` §10 for what is and is not protected. In short: mutual authentication by
+//! secret with proofs bound to both `PeerId`s, both RSA keys and both nonces; RSA private
+//! keys applied only to input from peers that already proved the secret; per-direction
+//! AES-256-GCM keys; replay, reordering, reflection and tampering refused and counted;
+//! rotation with forward secrecy across epochs once the RSA key pair has been regenerated;
+//! every queue, frame, session and handshake bounded.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod behaviour;
+mod channel;
+mod codec;
+mod config;
+mod crypto;
+mod error;
+mod handler;
+mod handshake;
+mod keys;
+mod limits;
+mod session;
+#[cfg(test)]
+mod test_keys;
+pub mod wire;
+
+pub use behaviour::{
+    Behaviour, Event, MessageId, OpenId, SessionId, SessionInfo, StateCounts, protocol,
+};
+pub use codec::{Codec, PROTOCOL};
+pub use config::{Config, MAX_FRAME_CEILING};
+pub use crypto::{ACCEPTED_RSA_BITS, KeyError, RsaKeyPair, SafetyNumber, Secret, SecretError};
+pub use error::{CloseReason, DeliveryError, OpenError, RejectCode, SendError, SessionError};
+pub use handler::{Handler, HandlerIn};
+pub use session::{Rejections, SessionState};
+pub use wire::{ChatMessage, Role};
+
+#[doc(no_inline)]
+pub use libp2p::swarm::NetworkBehaviour;

@@ -1,0 +1,797 @@
+//! One peer's session (SPEC.md §6, §7): its epochs, its rotation state machine, validation of
+//! every incoming record, and the counters the user sees. Pure logic: no I/O, no timers;
+//! time comes in as arguments.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::channel::{EpochKeys, RecordError, SEQ_ROTATE};
+use crate::crypto::{CONTRIBUTION_LEN, PeerPublicKey, RsaKeyPair, SafetyNumber, hash_bytes16, random};
+use crate::error::RejectCode;
+use crate::handshake::Established;
+use crate::wire::{Ack, Content, NONCE_LEN, Record, Role, SESSION_ID_LEN, decode_content};
+
+/// The life cycle of a session, as shown to the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionState {
+    /// Handshake in progress (including the final confirmation).
+    Handshaking,
+    /// Keys agreed; messages flow.
+    Active,
+    /// Active, and moving to a new epoch; messages still flow.
+    Rotating,
+    /// A `CLOSE` was sent or received; nothing more is accepted.
+    Closing,
+}
+
+impl fmt::Display for SessionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SessionState::Handshaking => "handshaking",
+            SessionState::Active => "active",
+            SessionState::Rotating => "rotating",
+            SessionState::Closing => "closing",
+        })
+    }
+}
+
+/// Records refused on a session, by cause (SPEC.md §6.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rejections {
+    /// Failed AEAD authentication: tampering (or a bug).
+    pub tampered: u64,
+    /// Sequence number already accepted.
+    pub replayed: u64,
+    /// Sequence number too far behind the window.
+    pub out_of_window: u64,
+    /// Epoch stale (grace expired) or unknown.
+    pub wrong_epoch: u64,
+    /// Our own records sent back to us.
+    pub reflected: u64,
+    /// Did not parse, too large, or not allowed at that moment.
+    pub malformed: u64,
+}
+
+impl Rejections {
+    fn count(&mut self, code: RejectCode) {
+        let slot = match code {
+            RejectCode::DecryptFailed => &mut self.tampered,
+            RejectCode::Replayed => &mut self.replayed,
+            RejectCode::OutOfWindow => &mut self.out_of_window,
+            RejectCode::StaleEpoch | RejectCode::UnknownEpoch => &mut self.wrong_epoch,
+            RejectCode::Reflected => &mut self.reflected,
+            _ => &mut self.malformed,
+        };
+        *slot += 1;
+    }
+
+    /// Sum over all causes.
+    pub fn total(&self) -> u64 {
+        self.tampered
+            + self.replayed
+            + self.out_of_window
+            + self.wrong_epoch
+            + self.reflected
+            + self.malformed
+    }
+}
+
+/// Tunables a session needs from the behaviour's configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionParams {
+    pub(crate) window: usize,
+    pub(crate) grace: Duration,
+    pub(crate) max_message: usize,
+    pub(crate) rotate_every: Duration,
+    pub(crate) rotate_after_messages: u64,
+}
+
+/// Which epoch of a session a record belonged to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    Current,
+    Previous,
+    Next,
+}
+
+enum Rotation {
+    /// We started it: `REKEY_INIT` sent, waiting for `REKEY_REPLY`.
+    Initiated {
+        new_epoch: u32,
+        nonce_a: [u8; NONCE_LEN],
+        key: Arc<RsaKeyPair>,
+        started: Instant,
+    },
+    /// We started it and sent `REKEY_COMMIT`; `next` holds the new keys until `REKEY_DONE`.
+    Committed { started: Instant },
+    /// The peer started it; we answered `REKEY_REPLY` and wait for `REKEY_COMMIT`.
+    Replied {
+        new_epoch: u32,
+        nonce_a: [u8; NONCE_LEN],
+        nonce_b: [u8; NONCE_LEN],
+        pub_a: Vec<u8>,
+        key: Arc<RsaKeyPair>,
+        k_b: Zeroizing<[u8; CONTRIBUTION_LEN]>,
+        wrapped_b: Vec<u8>,
+        started: Instant,
+    },
+}
+
+impl Rotation {
+    fn started(&self) -> Instant {
+        match self {
+            Rotation::Initiated { started, .. }
+            | Rotation::Committed { started, .. }
+            | Rotation::Replied { started, .. } => *started,
+        }
+    }
+}
+
+/// A failed rotation step: what to tell the peer, and a description for the close reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RotationError {
+    pub(crate) code: RejectCode,
+    pub(crate) what: &'static str,
+}
+
+fn rot_err(code: RejectCode, what: &'static str) -> RotationError {
+    RotationError { code, what }
+}
+
+/// One peer's session.
+pub(crate) struct Session {
+    pub(crate) peer: PeerId,
+    pub(crate) id: [u8; SESSION_ID_LEN],
+    pub(crate) role: Role,
+    pub(crate) created: Instant,
+    pub(crate) state: SessionState,
+    pub(crate) safety_number: SafetyNumber,
+    pub(crate) remote_name: Option<String>,
+    pub(crate) messages_sent: u64,
+    pub(crate) messages_received: u64,
+    pub(crate) rejections: Rejections,
+    pub(crate) last_sent: Instant,
+    pub(crate) epoch_started: Instant,
+    current: EpochKeys,
+    previous: Option<(EpochKeys, Instant)>,
+    next: Option<EpochKeys>,
+    rotation: Option<Rotation>,
+    epoch_records: u64,
+    params: SessionParams,
+}
+
+impl Session {
+    pub(crate) fn new(peer: PeerId, est: Established, params: SessionParams, now: Instant) -> Self {
+        let current = EpochKeys::new(0, est.role, est.session_id, est.secrets, params.window);
+        Session {
+            peer,
+            id: est.session_id,
+            role: est.role,
+            created: now,
+            state: SessionState::Handshaking,
+            safety_number: est.safety_number,
+            remote_name: None,
+            messages_sent: 0,
+            messages_received: 0,
+            rejections: Rejections::default(),
+            last_sent: now,
+            epoch_started: now,
+            current,
+            previous: None,
+            next: None,
+            rotation: None,
+            epoch_records: 0,
+            params,
+        }
+    }
+
+    pub(crate) fn epoch(&self) -> u32 {
+        self.current.number
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        matches!(self.state, SessionState::Active | SessionState::Rotating)
+    }
+
+    /// Seals `content` under the current epoch. `None` if the epoch cannot send any more
+    /// (sequence numbers exhausted).
+    pub(crate) fn seal(&mut self, content: &Content, now: Instant) -> Option<Record> {
+        self.seal_bytes(crate::wire::encode_content(content), now)
+    }
+
+    /// Seals an already encoded plaintext (see [`crate::wire::encode_chat`]).
+    pub(crate) fn seal_bytes(&mut self, plaintext: Vec<u8>, now: Instant) -> Option<Record> {
+        let rec = self.current.seal(plaintext)?;
+        self.epoch_records += 1;
+        self.last_sent = now;
+        Some(rec)
+    }
+
+    /// Validates and opens a record from the peer (SPEC.md §6.2 steps 2-6; the caller
+    /// checked step 1). Every refusal is counted.
+    pub(crate) fn open(&mut self, rec: &Record, now: Instant) -> Result<(Content, Slot), RejectCode> {
+        let result = self.open_inner(rec, now);
+        if let Err(code) = result {
+            self.rejections.count(code);
+        }
+        result
+    }
+
+    fn open_inner(&mut self, rec: &Record, now: Instant) -> Result<(Content, Slot), RejectCode> {
+        if self.state == SessionState::Closing {
+            return Err(RejectCode::SessionClosed);
+        }
+        if rec.sender == self.role {
+            return Err(RejectCode::Reflected);
+        }
+        let (keys, slot) = if rec.epoch == self.current.number {
+            (&mut self.current, Slot::Current)
+        } else if let Some((prev, expires)) = self
+            .previous
+            .as_mut()
+            .filter(|(p, _)| p.number == rec.epoch)
+        {
+            if now >= *expires {
+                return Err(RejectCode::StaleEpoch);
+            }
+            (prev, Slot::Previous)
+        } else if let Some(next) = self.next.as_mut().filter(|n| n.number == rec.epoch) {
+            (next, Slot::Next)
+        } else if rec.epoch < self.current.number {
+            return Err(RejectCode::StaleEpoch);
+        } else {
+            return Err(RejectCode::UnknownEpoch);
+        };
+        let plain = Zeroizing::new(keys.open(rec).map_err(RecordError::code)?);
+        let content = decode_content(&plain, self.params.max_message).map_err(|e| e.reject_code())?;
+        if slot == Slot::Current {
+            self.epoch_records += 1;
+        }
+        Ok((content, slot))
+    }
+
+    /// Our `ACK` for a record of the peer's that was opened from `slot`.
+    pub(crate) fn ack(&self, slot: Slot, seq: u64) -> Option<Ack> {
+        self.keys(slot).map(|k| k.ack(seq))
+    }
+
+    /// Checks the peer's `ACK` of our record (`epoch`, `seq`), in constant time.
+    pub(crate) fn verify_ack(&self, epoch: u32, seq: u64, ack: &Ack) -> bool {
+        [Slot::Current, Slot::Previous, Slot::Next]
+            .into_iter()
+            .filter_map(|s| self.keys(s))
+            .find(|k| k.number == epoch)
+            .is_some_and(|k| k.verify_ack(ack, seq))
+    }
+
+    fn keys(&self, slot: Slot) -> Option<&EpochKeys> {
+        match slot {
+            Slot::Current => Some(&self.current),
+            Slot::Previous => self.previous.as_ref().map(|(k, _)| k),
+            Slot::Next => self.next.as_ref(),
+        }
+    }
+
+    /// Marks the session confirmed (SPEC.md §5.4).
+    pub(crate) fn confirm(&mut self) {
+        if self.state == SessionState::Handshaking {
+            self.state = SessionState::Active;
+        }
+    }
+
+    pub(crate) fn set_closing(&mut self) {
+        self.state = SessionState::Closing;
+        self.rotation = None;
+        self.next = None;
+    }
+
+    // ----- rotation (SPEC.md §7) -----
+
+    /// When the current epoch is due to rotate by time.
+    pub(crate) fn rotation_due_at(&self) -> Instant {
+        let every = self.params.rotate_every;
+        // The responder waits 5 % longer, so that usually only the initiator starts.
+        let every = match self.role {
+            Role::Initiator => every,
+            Role::Responder => every + every / 20,
+        };
+        self.epoch_started + every
+    }
+
+    /// Is a rotation due now (time, message count, or sequence numbers)?
+    pub(crate) fn rotation_due(&self, now: Instant) -> bool {
+        self.state == SessionState::Active
+            && self.rotation.is_none()
+            && (now >= self.rotation_due_at()
+                || self.epoch_records >= self.params.rotate_after_messages
+                || self.current.sent() >= SEQ_ROTATE)
+    }
+
+    /// When the rotation in progress started, if any.
+    pub(crate) fn rotation_started(&self) -> Option<Instant> {
+        self.rotation.as_ref().map(Rotation::started)
+    }
+
+    /// Starts a rotation: returns the `REKEY_INIT` to send under the current epoch.
+    pub(crate) fn begin_rotation(&mut self, key: Arc<RsaKeyPair>, now: Instant) -> Option<Content> {
+        if self.state != SessionState::Active || self.rotation.is_some() {
+            return None;
+        }
+        let new_epoch = self.current.number.checked_add(1)?;
+        let nonce_a = random::<NONCE_LEN>();
+        let content = Content::RekeyInit {
+            new_epoch,
+            nonce: nonce_a,
+            public_key: key.public_der().to_vec(),
+        };
+        self.rotation = Some(Rotation::Initiated {
+            new_epoch,
+            nonce_a,
+            key,
+            started: now,
+        });
+        self.state = SessionState::Rotating;
+        Some(content)
+    }
+
+    /// The peer starts a rotation: answer with `REKEY_REPLY`, or refuse.
+    pub(crate) fn on_rekey_init(
+        &mut self,
+        new_epoch: u32,
+        nonce_a: [u8; NONCE_LEN],
+        pub_a: &[u8],
+        key: Arc<RsaKeyPair>,
+        now: Instant,
+    ) -> Result<Content, RotationError> {
+        if !self.is_open() || Some(new_epoch) != self.current.number.checked_add(1) {
+            return Err(rot_err(RejectCode::BadState, "rekey for an unexpected epoch"));
+        }
+        match &self.rotation {
+            None => {}
+            Some(Rotation::Initiated { .. }) if self.role == Role::Initiator => {
+                // Simultaneous rotation: the session initiator's wins (SPEC.md §7.1).
+                return Err(rot_err(RejectCode::RotationConflict, "simultaneous rotation"));
+            }
+            Some(Rotation::Initiated { .. }) => {
+                tracing::debug!(peer = %self.peer, "simultaneous rotation: yielding to the peer's");
+                self.rotation = None;
+            }
+            Some(_) => return Err(rot_err(RejectCode::BadState, "rotation already in progress")),
+        }
+        let pub_a_key =
+            PeerPublicKey::parse(pub_a).map_err(|_| rot_err(RejectCode::BadKey, "peer rekey key"))?;
+        let k_b = Zeroizing::new(random::<CONTRIBUTION_LEN>());
+        let wrapped_b = pub_a_key
+            .wrap_contribution(&k_b)
+            .map_err(|_| rot_err(RejectCode::BadKey, "wrapping for peer key"))?;
+        let nonce_b = random::<NONCE_LEN>();
+        let reply = Content::RekeyReply {
+            new_epoch,
+            nonce: nonce_b,
+            public_key: key.public_der().to_vec(),
+            wrapped: wrapped_b.clone(),
+        };
+        self.rotation = Some(Rotation::Replied {
+            new_epoch,
+            nonce_a,
+            nonce_b,
+            pub_a: pub_a.to_vec(),
+            key,
+            k_b,
+            wrapped_b,
+            started: now,
+        });
+        self.state = SessionState::Rotating;
+        Ok(reply)
+    }
+
+    /// Our rotation got its `REKEY_REPLY`: derive the next epoch and return `REKEY_COMMIT`.
+    pub(crate) fn on_rekey_reply(&mut self, content: &Content) -> Result<Content, RotationError> {
+        let Content::RekeyReply {
+            new_epoch,
+            nonce: nonce_b,
+            public_key: pub_b,
+            wrapped: wrapped_b,
+        } = content
+        else {
+            return Err(rot_err(RejectCode::BadState, "expected REKEY_REPLY"));
+        };
+        let Some(Rotation::Initiated {
+            new_epoch: ours,
+            nonce_a,
+            key,
+            started,
+        }) = self.rotation.take()
+        else {
+            return Err(rot_err(RejectCode::BadState, "no rotation of ours in progress"));
+        };
+        if *new_epoch != ours {
+            return Err(rot_err(RejectCode::BadState, "REKEY_REPLY for another epoch"));
+        }
+        let pub_b_key =
+            PeerPublicKey::parse(pub_b).map_err(|_| rot_err(RejectCode::BadKey, "peer rekey key"))?;
+        // The record carrying `wrapped_b` was authenticated by the session before we got here.
+        let k_b = key
+            .unwrap_contribution(wrapped_b)
+            .map_err(|_| rot_err(RejectCode::DecryptFailed, "peer key material"))?;
+        let k_a = Zeroizing::new(random::<CONTRIBUTION_LEN>());
+        let wrapped_a = pub_b_key
+            .wrap_contribution(&k_a)
+            .map_err(|_| rot_err(RejectCode::BadKey, "wrapping for peer key"))?;
+        let rth = rekey_hash(
+            &self.id,
+            ours,
+            self.role,
+            key.public_der(),
+            pub_b,
+            &nonce_a,
+            nonce_b,
+            &wrapped_a,
+            wrapped_b,
+        );
+        let secrets = self.current.secrets().next(&rth, &k_a, &k_b, &self.id, ours);
+        self.next = Some(EpochKeys::new(
+            ours,
+            self.role,
+            self.id,
+            secrets,
+            self.params.window,
+        ));
+        self.rotation = Some(Rotation::Committed { started });
+        Ok(Content::RekeyCommit {
+            new_epoch: ours,
+            wrapped: wrapped_a,
+        })
+    }
+
+    /// The peer's rotation committed: derive and install the new epoch. The caller answers
+    /// with `REKEY_DONE` sealed under it.
+    pub(crate) fn on_rekey_commit(
+        &mut self,
+        new_epoch: u32,
+        wrapped_a: &[u8],
+        now: Instant,
+    ) -> Result<(), RotationError> {
+        let Some(Rotation::Replied {
+            new_epoch: expected,
+            nonce_a,
+            nonce_b,
+            pub_a,
+            key,
+            k_b,
+            wrapped_b,
+            ..
+        }) = self.rotation.take()
+        else {
+            return Err(rot_err(RejectCode::BadState, "REKEY_COMMIT without a rotation"));
+        };
+        if new_epoch != expected {
+            return Err(rot_err(RejectCode::BadState, "REKEY_COMMIT for another epoch"));
+        }
+        let k_a = key
+            .unwrap_contribution(wrapped_a)
+            .map_err(|_| rot_err(RejectCode::DecryptFailed, "peer key material"))?;
+        let rth = rekey_hash(
+            &self.id,
+            new_epoch,
+            self.role.peer(),
+            &pub_a,
+            key.public_der(),
+            &nonce_a,
+            &nonce_b,
+            wrapped_a,
+            &wrapped_b,
+        );
+        let secrets = self
+            .current
+            .secrets()
+            .next(&rth, &k_a, &k_b, &self.id, new_epoch);
+        let keys = EpochKeys::new(new_epoch, self.role, self.id, secrets, self.params.window);
+        self.install(keys, now);
+        Ok(())
+    }
+
+    /// Our rotation is confirmed (`REKEY_DONE`, or any valid record of the new epoch).
+    pub(crate) fn promote_next(&mut self, now: Instant) -> bool {
+        match self.next.take() {
+            Some(keys) => {
+                self.install(keys, now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn install(&mut self, keys: EpochKeys, now: Instant) {
+        let mut old = std::mem::replace(&mut self.current, keys);
+        old.retire();
+        // Any older epoch still in its grace window is dropped (zeroized) here.
+        self.previous = Some((old, now + self.params.grace));
+        self.next = None;
+        self.rotation = None;
+        self.epoch_started = now;
+        self.epoch_records = 0;
+        if self.state == SessionState::Rotating {
+            self.state = SessionState::Active;
+        }
+    }
+
+    /// Gives up our own rotation to `new_epoch` if it is still waiting for its reply (the
+    /// peer won a simultaneous rotation, SPEC.md §7.1). A rotation we already yielded, or
+    /// the peer's, is left alone.
+    pub(crate) fn abandon_rotation(&mut self, new_epoch: u32) {
+        if matches!(self.rotation, Some(Rotation::Initiated { new_epoch: e, .. }) if e == new_epoch)
+        {
+            self.abort_rotation();
+        }
+    }
+
+    /// Gives up a rotation in progress (the session is about to close).
+    pub(crate) fn abort_rotation(&mut self) {
+        self.rotation = None;
+        self.next = None;
+        if self.state == SessionState::Rotating {
+            self.state = SessionState::Active;
+        }
+    }
+
+    /// Zeroizes the previous epoch once its grace window ended. Returns when to look again.
+    pub(crate) fn expire_previous(&mut self, now: Instant) -> Option<Instant> {
+        match &self.previous {
+            Some((_, expires)) if now >= *expires => {
+                self.previous = None;
+                None
+            }
+            Some((_, expires)) => Some(*expires),
+            None => None,
+        }
+    }
+
+    /// Does the rotation in progress use this RSA key generation (to hold on to it)?
+    #[cfg(test)]
+    pub(crate) fn has_previous(&self) -> bool {
+        self.previous.is_some()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rekey_hash(
+    session_id: &[u8; SESSION_ID_LEN],
+    new_epoch: u32,
+    rotator: Role,
+    pub_a: &[u8],
+    pub_b: &[u8],
+    nonce_a: &[u8; NONCE_LEN],
+    nonce_b: &[u8; NONCE_LEN],
+    wrapped_a: &[u8],
+    wrapped_b: &[u8],
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"noctua/chat/1 rekey");
+    h.update(session_id);
+    h.update(new_epoch.to_be_bytes());
+    h.update([rotator.to_byte()]);
+    hash_bytes16(&mut h, pub_a);
+    hash_bytes16(&mut h, pub_b);
+    h.update(nonce_a);
+    h.update(nonce_b);
+    hash_bytes16(&mut h, wrapped_a);
+    hash_bytes16(&mut h, wrapped_b);
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{EpochSecrets, Secret};
+    use crate::test_keys::test_key;
+    use crate::wire::ChatMessage;
+
+    fn params() -> SessionParams {
+        SessionParams {
+            window: 256,
+            grace: Duration::from_secs(30),
+            max_message: 1000,
+            rotate_every: Duration::from_secs(60),
+            rotate_after_messages: 10,
+        }
+    }
+
+    fn pair(now: Instant) -> (Session, Session) {
+        let auth = Secret::new("s").unwrap().auth_key();
+        let mk = |role| Established {
+            role,
+            session_id: [9; 16],
+            secrets: EpochSecrets::initial(&[1; 32], &[2; 32], &[3; 32], &auth, &[9; 16]),
+            safety_number: SafetyNumber::from_transcript(&[1; 32]),
+        };
+        let mut i = Session::new(PeerId::random(), mk(Role::Initiator), params(), now);
+        let mut r = Session::new(PeerId::random(), mk(Role::Responder), params(), now);
+        i.confirm();
+        r.confirm();
+        (i, r)
+    }
+
+    fn chat(text: &str) -> Content {
+        Content::Chat(vec![ChatMessage {
+            id: 1,
+            sent_at_ms: 0,
+            text: text.into(),
+        }])
+    }
+
+    /// Runs a full rotation started by `a`; returns the records a sent in the old epoch
+    /// just before committing (still in flight).
+    fn rotate(a: &mut Session, b: &mut Session, now: Instant, ka: usize, kb: usize) -> Record {
+        let init = a.begin_rotation(test_key(ka), now).unwrap();
+        let rec = a.seal(&init, now).unwrap();
+        let (content, _) = b.open(&rec, now).unwrap();
+        let Content::RekeyInit {
+            new_epoch,
+            nonce,
+            public_key,
+        } = content
+        else {
+            panic!()
+        };
+        let reply = b
+            .on_rekey_init(new_epoch, nonce, &public_key, test_key(kb), now)
+            .unwrap();
+        let reply_rec = b.seal(&reply, now).unwrap();
+        let (reply, _) = a.open(&reply_rec, now).unwrap();
+        let in_flight = a.seal(&chat("in flight"), now).unwrap();
+        let commit = a.on_rekey_reply(&reply).unwrap();
+        let commit_rec = a.seal(&commit, now).unwrap();
+        let (commit, _) = b.open(&commit_rec, now).unwrap();
+        let Content::RekeyCommit { new_epoch, wrapped } = commit else {
+            panic!()
+        };
+        b.on_rekey_commit(new_epoch, &wrapped, now).unwrap();
+        let done = b.seal(&Content::RekeyDone { new_epoch }, now).unwrap();
+        let (_, slot) = a.open(&done, now).unwrap();
+        assert_eq!(slot, Slot::Next);
+        assert!(a.promote_next(now));
+        in_flight
+    }
+
+    #[test]
+    fn rotation_moves_both_sides_to_the_same_new_epoch() {
+        let now = Instant::now();
+        let (mut i, mut r) = pair(now);
+        let in_flight = rotate(&mut i, &mut r, now, 0, 1);
+        assert_eq!((i.epoch(), r.epoch()), (1, 1));
+        assert_eq!((i.state, r.state), (SessionState::Active, SessionState::Active));
+        // New epoch works both ways.
+        let m = i.seal(&chat("a"), now).unwrap();
+        assert_eq!(m.epoch, 1);
+        assert!(r.open(&m, now).is_ok());
+        let m = r.seal(&chat("b"), now).unwrap();
+        assert!(i.open(&m, now).is_ok());
+        // The old epoch's message still in flight is accepted during the grace window...
+        assert_eq!(r.open(&in_flight, now).unwrap().1, Slot::Previous);
+    }
+
+    #[test]
+    fn old_epoch_is_refused_after_grace_and_forgotten() {
+        let now = Instant::now();
+        let (mut i, mut r) = pair(now);
+        let old = i.seal(&chat("old"), now).unwrap();
+        rotate(&mut i, &mut r, now, 0, 1);
+        let later = now + Duration::from_secs(31);
+        assert_eq!(r.open(&old, later), Err(RejectCode::StaleEpoch));
+        r.expire_previous(later);
+        assert!(!r.has_previous());
+        assert_eq!(r.open(&old, later), Err(RejectCode::StaleEpoch));
+        assert_eq!(r.rejections.wrong_epoch, 2);
+    }
+
+    #[test]
+    fn responder_can_rotate_too_and_keys_change_each_epoch() {
+        let now = Instant::now();
+        let (mut i, mut r) = pair(now);
+        let before = i.seal(&chat("x"), now).unwrap();
+        rotate(&mut r, &mut i, now, 1, 0);
+        rotate(&mut i, &mut r, now, 0, 1);
+        assert_eq!((i.epoch(), r.epoch()), (2, 2));
+        let after = i.seal(&chat("x"), now).unwrap();
+        assert_eq!(after.seq, 0);
+        // Same seq and plaintext, different epoch keys.
+        assert_ne!(before.sealed, after.sealed);
+    }
+
+    #[test]
+    fn simultaneous_rotation_converges_on_the_initiators() {
+        let now = Instant::now();
+        let (mut i, mut r) = pair(now);
+        let init_i = i.begin_rotation(test_key(0), now).unwrap();
+        let init_r = r.begin_rotation(test_key(1), now).unwrap();
+        let rec_i = i.seal(&init_i, now).unwrap();
+        let rec_r = r.seal(&init_r, now).unwrap();
+        // I receives R's INIT: conflict, I's rotation stands.
+        let (c, _) = i.open(&rec_r, now).unwrap();
+        let Content::RekeyInit { new_epoch, nonce, public_key } = c else { panic!() };
+        let err = i.on_rekey_init(new_epoch, nonce, &public_key, test_key(0), now).unwrap_err();
+        assert_eq!(err.code, RejectCode::RotationConflict);
+        // R receives I's INIT: yields and answers.
+        let (c, _) = r.open(&rec_i, now).unwrap();
+        let Content::RekeyInit { new_epoch, nonce, public_key } = c else { panic!() };
+        let reply = r.on_rekey_init(new_epoch, nonce, &public_key, test_key(1), now).unwrap();
+        let reply_rec = r.seal(&reply, now).unwrap();
+        let (reply, _) = i.open(&reply_rec, now).unwrap();
+        let commit = i.on_rekey_reply(&reply).unwrap();
+        let commit_rec = i.seal(&commit, now).unwrap();
+        let (commit, _) = r.open(&commit_rec, now).unwrap();
+        let Content::RekeyCommit { new_epoch, wrapped } = commit else { panic!() };
+        r.on_rekey_commit(new_epoch, &wrapped, now).unwrap();
+        let first = r.seal(&chat("hi"), now).unwrap();
+        assert_eq!(i.open(&first, now).unwrap().1, Slot::Next);
+        assert!(i.promote_next(now));
+        assert_eq!((i.epoch(), r.epoch()), (1, 1));
+        let m = i.seal(&chat("ok"), now).unwrap();
+        assert!(r.open(&m, now).is_ok());
+    }
+
+    #[test]
+    fn rekey_messages_out_of_order_are_bad_state() {
+        let now = Instant::now();
+        let (mut i, mut r) = pair(now);
+        let err = r.on_rekey_commit(1, &[0; 256], now).unwrap_err();
+        assert_eq!(err.code, RejectCode::BadState);
+        let err = r.on_rekey_init(5, [0; 32], test_key(0).public_der(), test_key(1), now).unwrap_err();
+        assert_eq!(err.code, RejectCode::BadState);
+        let reply = Content::RekeyReply {
+            new_epoch: 1,
+            nonce: [0; 32],
+            public_key: vec![],
+            wrapped: vec![],
+        };
+        assert_eq!(i.on_rekey_reply(&reply).unwrap_err().code, RejectCode::BadState);
+    }
+
+    #[test]
+    fn reflected_and_unknown_epoch_records_are_counted() {
+        let now = Instant::now();
+        let (mut i, _r) = pair(now);
+        let mine = i.seal(&chat("x"), now).unwrap();
+        assert_eq!(i.open(&mine, now), Err(RejectCode::Reflected));
+        let mut future = mine.clone();
+        future.sender = Role::Responder;
+        future.epoch = 7;
+        assert_eq!(i.open(&future, now), Err(RejectCode::UnknownEpoch));
+        assert_eq!(i.rejections.reflected, 1);
+        assert_eq!(i.rejections.wrong_epoch, 1);
+    }
+
+    #[test]
+    fn rotation_is_due_by_count_and_by_time() {
+        let now = Instant::now();
+        let (mut i, mut r) = pair(now);
+        assert!(!i.rotation_due(now));
+        for _ in 0..10 {
+            let m = i.seal(&chat("x"), now).unwrap();
+            r.open(&m, now).unwrap();
+        }
+        assert!(i.rotation_due(now));
+        assert!(r.rotation_due(now));
+        let (i2, r2) = pair(now);
+        let t = now + Duration::from_secs(60);
+        assert!(i2.rotation_due(t));
+        // The responder waits 5 % longer.
+        assert!(!r2.rotation_due(t));
+        assert!(r2.rotation_due(now + Duration::from_secs(63)));
+    }
+
+    #[test]
+    fn closing_session_refuses_records() {
+        let now = Instant::now();
+        let (mut i, mut r) = pair(now);
+        let m = i.seal(&chat("x"), now).unwrap();
+        r.set_closing();
+        assert_eq!(r.open(&m, now), Err(RejectCode::SessionClosed));
+    }
+}
