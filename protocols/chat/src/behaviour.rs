@@ -155,7 +155,8 @@ pub struct StateCounts {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event {
-    /// A new RSA key pair is in use (at start-up, then after each regeneration).
+    /// A new RSA key pair is in use: the one generated at start-up (not emitted when the
+    /// configuration supplied a key), then each regeneration.
     KeyReady {
         /// Modulus size.
         bits: usize,
@@ -414,7 +415,7 @@ impl Behaviour {
         let (pf, pw, pb) = config.peer_failures;
         let (ipf, ipw, ipb) = config.ip_failures;
         let now = Instant::now();
-        let mut b = Behaviour {
+        Behaviour {
             inner,
             local_auth: config.secret.auth_key(),
             config,
@@ -436,15 +437,7 @@ impl Behaviour {
             next_open_id: 1,
             shutting_down: false,
             waker: None,
-        };
-        if let Some(key) = b.keys.current().cloned() {
-            b.push_event(Event::KeyReady {
-                bits: key.bits(),
-                generation: key.generation(),
-                fingerprint: key.fingerprint(),
-            });
         }
-        b
     }
 
     /// The configuration.
@@ -550,9 +543,9 @@ impl Behaviour {
 
     /// Longest text [`Behaviour::send_message`] accepts.
     pub fn max_text_len(&self) -> usize {
-        self.config
-            .max_message_size
-            .min(self.config.max_frame_size - RECORD_OVERHEAD - 3 - wire::chat_message_encoded_len(0))
+        self.config.max_message_size.min(
+            self.config.max_frame_size - RECORD_OVERHEAD - 3 - wire::chat_message_encoded_len(0),
+        )
     }
 
     /// All sessions, in no particular order.
@@ -606,7 +599,11 @@ impl Behaviour {
         if state == SessionState::Closing {
             return Err(SessionError::NotActive(state));
         }
-        self.close(*peer, CloseReason::LocalClosed, Some(RejectCode::UserClosed));
+        self.close(
+            *peer,
+            CloseReason::LocalClosed,
+            Some(RejectCode::UserClosed),
+        );
         self.wake();
         Ok(())
     }
@@ -622,11 +619,12 @@ impl Behaviour {
                 p.initiator = None;
                 p.responder = None;
                 for (open, _, _) in std::mem::take(&mut p.waiting) {
-                    self.events.push_back(ToSwarm::GenerateEvent(Event::OpenFailed {
-                        open,
-                        peer: Some(peer),
-                        error: OpenError::LocalLimit("the node is shutting down"),
-                    }));
+                    self.events
+                        .push_back(ToSwarm::GenerateEvent(Event::OpenFailed {
+                            open,
+                            peer: Some(peer),
+                            error: OpenError::LocalLimit("the node is shutting down"),
+                        }));
                 }
             }
             self.close(peer, CloseReason::Shutdown, Some(RejectCode::Shutdown));
@@ -775,7 +773,11 @@ impl Behaviour {
     fn start_open(&mut self, peer: PeerId, open: OpenId, secret: Secret) {
         let now = Instant::now();
         if peer == self.local_peer {
-            return self.fail_open(None, vec![open], OpenError::Dial("that is this node".into()));
+            return self.fail_open(
+                None,
+                vec![open],
+                OpenError::Dial("that is this node".into()),
+            );
         }
         if self.shutting_down {
             return self.fail_open(
@@ -812,7 +814,11 @@ impl Behaviour {
             );
         }
         if self.session_count() >= self.config.max_sessions {
-            return self.fail_open(Some(peer), vec![open], OpenError::LocalLimit("too many sessions"));
+            return self.fail_open(
+                Some(peer),
+                vec![open],
+                OpenError::LocalLimit("too many sessions"),
+            );
         }
         let p = self.peers.entry(peer).or_default();
         let connected = !p.connections.is_empty();
@@ -1117,14 +1123,8 @@ impl Behaviour {
                 p.initiator = None;
             }
         }
-        let has_session = self
-            .peers
-            .get(&peer)
-            .is_some_and(|p| p.session.is_some());
-        let replacing = self
-            .peers
-            .get(&peer)
-            .is_some_and(|p| p.responder.is_some());
+        let has_session = self.peers.get(&peer).is_some_and(|p| p.session.is_some());
+        let replacing = self.peers.get(&peer).is_some_and(|p| p.responder.is_some());
         if !replacing && self.pending_handshakes() >= self.config.max_pending_handshakes {
             self.note_misbehaviour(peer, "hit the handshake limit");
             return self.reject(channel, RejectCode::Busy, 0);
@@ -1243,7 +1243,10 @@ impl Behaviour {
             return;
         };
         tracing::debug!(%peer, code = %RejectCode::from_u16(code), "peer aborted a handshake");
-        if p.responder.as_ref().is_some_and(|r| *r.state.hs_id() == hs_id) {
+        if p.responder
+            .as_ref()
+            .is_some_and(|r| *r.state.hs_id() == hs_id)
+        {
             p.responder = None;
         }
         // An unconfirmed session produced by that handshake is discarded too.
@@ -1337,6 +1340,7 @@ impl Behaviour {
             }
             Content::Chat(messages) => {
                 s.messages_received += messages.len() as u64;
+                s.count_extra_messages((messages.len() as u64).saturating_sub(1));
                 let session_id = SessionId(s.id);
                 let remote_name = s.remote_name.clone().unwrap_or_default();
                 self.respond_ack(channel, ack);
@@ -1484,6 +1488,7 @@ impl Behaviour {
                 return self.close(peer, CloseReason::Exhausted, Some(RejectCode::Shutdown));
             };
             s.messages_sent += batch.len() as u64;
+            s.count_extra_messages((batch.len() as u64).saturating_sub(1));
             p.in_flight += 1;
             let pending = Pending::Chat {
                 peer,
@@ -1571,11 +1576,12 @@ impl Behaviour {
         let session_id = SessionId(s.id);
         let queued: Vec<_> = p.queue.drain(..).collect();
         for m in queued {
-            self.events.push_back(ToSwarm::GenerateEvent(Event::DeliveryFailed {
-                peer,
-                message: m.id,
-                error: DeliveryError::SessionClosed(reason.to_string()),
-            }));
+            self.events
+                .push_back(ToSwarm::GenerateEvent(Event::DeliveryFailed {
+                    peer,
+                    message: m.id,
+                    error: DeliveryError::SessionClosed(reason.to_string()),
+                }));
         }
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
@@ -1804,7 +1810,11 @@ impl Behaviour {
                 code: RejectCode::UnknownSession,
                 ..
             } => {
-                fail(self, messages, DeliveryError::Rejected(RejectCode::UnknownSession));
+                fail(
+                    self,
+                    messages,
+                    DeliveryError::Rejected(RejectCode::UnknownSession),
+                );
                 self.close(peer, CloseReason::RemoteForgot, None);
             }
             Response::Reject { code, .. } => fail(self, messages, DeliveryError::Rejected(code)),
@@ -1829,19 +1839,23 @@ impl Behaviour {
         let Some(s) = self.peers.get_mut(&peer).and_then(|p| p.session.as_mut()) else {
             return;
         };
+        let hold_off = self.config.handshake_timeout;
         let result = match resp {
             Response::Reply(rec) if rec.session_id == session_id => match s.open(&rec, now) {
-                Ok((content, _)) => s
-                    .on_rekey_reply(&content)
-                    .map_err(|e| e.what.to_string()),
+                Ok((content, _)) => s.on_rekey_reply(&content).map_err(|e| e.what.to_string()),
                 Err(code) => Err(format!("reply refused: {code}")),
             },
+            Response::Reject { .. } if !s.is_initiating(new_epoch) => {
+                // We already yielded to the peer's simultaneous rotation: this refusal of
+                // ours is expected and changes nothing.
+                return;
+            }
             Response::Reject {
                 code: RejectCode::RotationConflict,
                 ..
             } => {
-                // Simultaneous rotation: the peer's goes ahead (we may already have yielded).
-                s.abandon_rotation(new_epoch);
+                // Simultaneous rotation: the peer's goes ahead.
+                s.abandon_rotation(new_epoch, now, hold_off);
                 return;
             }
             Response::Reject { code, .. } => Err(format!("the peer refused: {code}")),
@@ -1989,11 +2003,7 @@ impl Behaviour {
                 peer, session_id, ..
             } => {
                 if self.session_is(&peer, &session_id) {
-                    self.close(
-                        peer,
-                        CloseReason::RotationFailed(error.to_string()),
-                        None,
-                    );
+                    self.close(peer, CloseReason::RotationFailed(error.to_string()), None);
                 }
             }
             Pending::Close {
@@ -2009,7 +2019,11 @@ impl Behaviour {
     fn on_key_event(&mut self, ev: KeyRingEvent) {
         match ev {
             KeyRingEvent::Ready(key) => {
-                tracing::debug!(bits = key.bits(), generation = key.generation(), "RSA key ready");
+                tracing::debug!(
+                    bits = key.bits(),
+                    generation = key.generation(),
+                    "RSA key ready"
+                );
                 self.push_event(Event::KeyReady {
                     bits: key.bits(),
                     generation: key.generation(),
@@ -2068,8 +2082,7 @@ impl Behaviour {
             if let Some(h) = &p.initiator {
                 next = next.min(h.started + timeout);
             }
-            if p
-                .responder
+            if p.responder
                 .as_ref()
                 .is_some_and(|h| now.duration_since(h.started) >= timeout)
             {
@@ -2118,7 +2131,11 @@ impl Behaviour {
             }
             self.fail_open(Some(peer), expired, OpenError::Timeout);
             if let Some(hs_id) = init_late {
-                self.fail_initiator(peer, OpenError::Timeout, Some((hs_id, RejectCode::Shutdown)));
+                self.fail_initiator(
+                    peer,
+                    OpenError::Timeout,
+                    Some((hs_id, RejectCode::Shutdown)),
+                );
             }
             if unconfirmed_late {
                 self.drop_unconfirmed(peer, OpenError::Timeout);
@@ -2154,7 +2171,8 @@ impl Behaviour {
         self.peer_failures.prune(now);
         self.ip_failures.prune(now);
         self.timer_at = next.max(now + Duration::from_millis(1));
-        self.timer.reset(self.timer_at.saturating_duration_since(now));
+        self.timer
+            .reset(self.timer_at.saturating_duration_since(now));
     }
 
     // ----- connection tracking -----
@@ -2220,7 +2238,11 @@ impl Behaviour {
 
     fn on_dial_failure(&mut self, ev: DialFailure<'_>) {
         if let Some((open, _)) = self.pending_dials.remove(&ev.connection_id) {
-            self.fail_open(ev.peer_id, vec![open], OpenError::Dial(describe_dial_error(ev.error)));
+            self.fail_open(
+                ev.peer_id,
+                vec![open],
+                OpenError::Dial(describe_dial_error(ev.error)),
+            );
             return;
         }
         let Some(peer) = ev.peer_id else {
@@ -2241,7 +2263,11 @@ impl Behaviour {
         self.gc_peer(&peer);
     }
 
-    fn new_handler(&self, inner: THandler<request_response::Behaviour<Codec>>, peer: &PeerId) -> Handler {
+    fn new_handler(
+        &self,
+        inner: THandler<request_response::Behaviour<Codec>>,
+        peer: &PeerId,
+    ) -> Handler {
         let keep = self.peers.get(peer).is_some_and(|p| p.session.is_some());
         Handler::new(inner, keep)
     }
@@ -2472,10 +2498,11 @@ impl Behaviour {
             } => self.on_request(peer, connection_id, request, channel),
             E::Message {
                 peer,
-                message: M::Response {
-                    request_id,
-                    response,
-                },
+                message:
+                    M::Response {
+                        request_id,
+                        response,
+                    },
                 ..
             } => self.on_response(peer, request_id, response),
             E::OutboundFailure {

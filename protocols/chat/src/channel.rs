@@ -173,7 +173,11 @@ impl EpochKeys {
         };
         let aad = aad(&rec);
         let tag = cipher
-            .encrypt_inout_detached(&nonce(self.role, seq), &aad, plaintext.as_mut_slice().into())
+            .encrypt_inout_detached(
+                &nonce(self.role, seq),
+                &aad,
+                plaintext.as_mut_slice().into(),
+            )
             .ok()?;
         plaintext.extend_from_slice(&tag);
         rec.sealed = plaintext;
@@ -189,8 +193,8 @@ impl EpochKeys {
             .checked_sub(AEAD_TAG_LEN)
             .ok_or(RecordError::DecryptFailed)?;
         let mut buf = rec.sealed[..split].to_vec();
-        let tag = aes_gcm::Tag::try_from(&rec.sealed[split..])
-            .map_err(|_| RecordError::DecryptFailed)?;
+        let tag =
+            aes_gcm::Tag::try_from(&rec.sealed[split..]).map_err(|_| RecordError::DecryptFailed)?;
         self.recv
             .decrypt_inout_detached(
                 &nonce(rec.sender, rec.seq),
@@ -338,7 +342,9 @@ mod tests {
         let mut top: u64 = 0;
         let mut x: u64 = 12345;
         for _ in 0..20_000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let jump = (x >> 33) % 300;
             let seq = if (x >> 20) & 1 == 0 {
                 top + jump / 4

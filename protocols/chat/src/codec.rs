@@ -105,7 +105,12 @@ impl request_response::Codec for Codec {
         })
     }
 
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Request) -> io::Result<()>
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Request,
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
@@ -138,8 +143,7 @@ mod tests {
     }
 
     fn read(codec: &mut Codec, bytes: Vec<u8>) -> Request {
-        futures::executor::block_on(codec.read_request(&PROTOCOL, &mut Cursor::new(bytes)))
-            .unwrap()
+        futures::executor::block_on(codec.read_request(&PROTOCOL, &mut Cursor::new(bytes))).unwrap()
     }
 
     #[test]
@@ -158,19 +162,31 @@ mod tests {
     #[test]
     fn truncated_and_empty_frames_are_invalid() {
         let mut c = Codec::new(1000);
-        assert!(matches!(read(&mut c, vec![0, 0]), Request::Invalid(WireError::Truncated)));
+        assert!(matches!(
+            read(&mut c, vec![0, 0]),
+            Request::Invalid(WireError::Truncated)
+        ));
         assert!(matches!(
             read(&mut c, vec![0, 0, 0, 9, 1, 2]),
             Request::Invalid(WireError::Truncated)
         ));
-        assert!(matches!(read(&mut c, vec![0, 0, 0, 0]), Request::Invalid(_)));
-        assert!(matches!(read(&mut c, frame(&[0xee])), Request::Invalid(WireError::UnknownType(0xee))));
+        assert!(matches!(
+            read(&mut c, vec![0, 0, 0, 0]),
+            Request::Invalid(_)
+        ));
+        assert!(matches!(
+            read(&mut c, frame(&[0xee])),
+            Request::Invalid(WireError::UnknownType(0xee))
+        ));
     }
 
     #[test]
     fn round_trip_through_a_stream() {
         let mut c = Codec::new(1000);
-        let req = Request::Abort { hs_id: [3; 16], code: 5 };
+        let req = Request::Abort {
+            hs_id: [3; 16],
+            code: 5,
+        };
         let mut out = Vec::new();
         futures::executor::block_on(c.write_request(&PROTOCOL, &mut out, req.clone())).unwrap();
         assert_eq!(read(&mut c, out), req);

@@ -217,7 +217,12 @@ impl Config {
 
     /// Ban a peer for `ban` after `failures` failed authentications within `window`
     /// (default 5 in 60 s, banned 60 s).
-    pub fn with_peer_auth_limit(mut self, failures: usize, window: Duration, ban: Duration) -> Self {
+    pub fn with_peer_auth_limit(
+        mut self,
+        failures: usize,
+        window: Duration,
+        ban: Duration,
+    ) -> Self {
         self.peer_failures = (failures.max(1), window, ban);
         self
     }

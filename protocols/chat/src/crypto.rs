@@ -123,8 +123,7 @@ impl std::str::FromStr for Secret {
 }
 
 fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [
@@ -354,7 +353,11 @@ impl EpochSecrets {
         let mut okm = Zeroizing::new([0u8; 160]);
         // 160 bytes is far below HKDF-SHA256's limit.
         let _ = hk.expand_multi_info(
-            &[b"noctua/chat/1 epoch keys", session_id, &epoch.to_be_bytes()],
+            &[
+                b"noctua/chat/1 epoch keys",
+                session_id,
+                &epoch.to_be_bytes(),
+            ],
             &mut okm[..],
         );
         let mut s = EpochSecrets {

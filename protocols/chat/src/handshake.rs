@@ -145,9 +145,7 @@ impl Initiator {
         let wrapped_i = pub_r
             .wrap_contribution(&k_i)
             .map_err(|_| HandshakeError::new(RejectCode::BadKey, "wrapping for responder key"))?;
-        let mac_i = self
-            .auth
-            .mac(&[INITIATOR_PROOF, &th, &bytes16(&wrapped_i)]);
+        let mac_i = self.auth.mac(&[INITIATOR_PROOF, &th, &bytes16(&wrapped_i)]);
         let auth = Auth {
             hs_id: self.hs_id,
             wrapped: wrapped_i.clone(),
@@ -297,9 +295,12 @@ impl Responder {
                 "initiator proof did not verify",
             ));
         }
-        let k_i = self.key.unwrap_contribution(&auth_msg.wrapped).map_err(|_| {
-            HandshakeError::new(RejectCode::DecryptFailed, "initiator key material")
-        })?;
+        let k_i = self
+            .key
+            .unwrap_contribution(&auth_msg.wrapped)
+            .map_err(|_| {
+                HandshakeError::new(RejectCode::DecryptFailed, "initiator key material")
+            })?;
         let k_r = Zeroizing::new(random::<CONTRIBUTION_LEN>());
         let wrapped_r = self
             .pub_i
@@ -353,8 +354,7 @@ mod tests {
         let (pi, pr) = (PeerId::random(), PeerId::random());
         let (ki, kr) = (test_key(0), test_key(1));
         let auth_r = Secret::new(secret_r).unwrap().auth_key();
-        let (init, hello) =
-            Initiator::start(pi, pr, ki, Secret::new(secret_i).unwrap().auth_key());
+        let (init, hello) = Initiator::start(pi, pr, ki, Secret::new(secret_i).unwrap().auth_key());
         let (resp, ch) = Responder::on_hello(pr, pi, &hello, kr).unwrap();
         let (wait, mut auth) = init.on_challenge(&ch).unwrap();
         tamper(&mut auth);
@@ -436,7 +436,10 @@ mod tests {
             mac,
             record: dummy_record(),
         };
-        assert_eq!(wait.on_auth_ok(&ok).err().unwrap().code, RejectCode::AuthFailed);
+        assert_eq!(
+            wait.on_auth_ok(&ok).err().unwrap().code,
+            RejectCode::AuthFailed
+        );
     }
 
     #[test]
@@ -445,11 +448,15 @@ mod tests {
         let auth = Secret::new("s").unwrap().auth_key();
         let (_, mut hello) = Initiator::start(pi, pr, test_key(0), auth);
         hello.version = 2;
-        let err = Responder::on_hello(pr, pi, &hello, test_key(1)).err().unwrap();
+        let err = Responder::on_hello(pr, pi, &hello, test_key(1))
+            .err()
+            .unwrap();
         assert_eq!(err.code, RejectCode::UnsupportedVersion);
         hello.version = 1;
         hello.public_key.truncate(100);
-        let err = Responder::on_hello(pr, pi, &hello, test_key(1)).err().unwrap();
+        let err = Responder::on_hello(pr, pi, &hello, test_key(1))
+            .err()
+            .unwrap();
         assert_eq!(err.code, RejectCode::BadKey);
     }
 }

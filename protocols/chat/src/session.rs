@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::channel::{EpochKeys, RecordError, SEQ_ROTATE};
-use crate::crypto::{CONTRIBUTION_LEN, PeerPublicKey, RsaKeyPair, SafetyNumber, hash_bytes16, random};
+use crate::crypto::{
+    CONTRIBUTION_LEN, PeerPublicKey, RsaKeyPair, SafetyNumber, hash_bytes16, random,
+};
 use crate::error::RejectCode;
 use crate::handshake::Established;
 use crate::wire::{Ack, Content, NONCE_LEN, Record, Role, SESSION_ID_LEN, decode_content};
@@ -161,6 +163,8 @@ pub(crate) struct Session {
     previous: Option<(EpochKeys, Instant)>,
     next: Option<EpochKeys>,
     rotation: Option<Rotation>,
+    /// After losing a simultaneous rotation: no rotation of ours before this.
+    yield_until: Option<Instant>,
     epoch_records: u64,
     params: SessionParams,
 }
@@ -185,6 +189,7 @@ impl Session {
             previous: None,
             next: None,
             rotation: None,
+            yield_until: None,
             epoch_records: 0,
             params,
         }
@@ -212,9 +217,19 @@ impl Session {
         Some(rec)
     }
 
+    /// Counts the messages of a batch beyond its first towards the rotation threshold
+    /// (each record already counts as one).
+    pub(crate) fn count_extra_messages(&mut self, n: u64) {
+        self.epoch_records = self.epoch_records.saturating_add(n);
+    }
+
     /// Validates and opens a record from the peer (SPEC.md §6.2 steps 2-6; the caller
     /// checked step 1). Every refusal is counted.
-    pub(crate) fn open(&mut self, rec: &Record, now: Instant) -> Result<(Content, Slot), RejectCode> {
+    pub(crate) fn open(
+        &mut self,
+        rec: &Record,
+        now: Instant,
+    ) -> Result<(Content, Slot), RejectCode> {
         let result = self.open_inner(rec, now);
         if let Err(code) = result {
             self.rejections.count(code);
@@ -248,7 +263,8 @@ impl Session {
             return Err(RejectCode::UnknownEpoch);
         };
         let plain = Zeroizing::new(keys.open(rec).map_err(RecordError::code)?);
-        let content = decode_content(&plain, self.params.max_message).map_err(|e| e.reject_code())?;
+        let content =
+            decode_content(&plain, self.params.max_message).map_err(|e| e.reject_code())?;
         if slot == Slot::Current {
             self.epoch_records += 1;
         }
@@ -307,6 +323,7 @@ impl Session {
     pub(crate) fn rotation_due(&self, now: Instant) -> bool {
         self.state == SessionState::Active
             && self.rotation.is_none()
+            && self.yield_until.is_none_or(|t| now >= t)
             && (now >= self.rotation_due_at()
                 || self.epoch_records >= self.params.rotate_after_messages
                 || self.current.sent() >= SEQ_ROTATE)
@@ -349,22 +366,34 @@ impl Session {
         now: Instant,
     ) -> Result<Content, RotationError> {
         if !self.is_open() || Some(new_epoch) != self.current.number.checked_add(1) {
-            return Err(rot_err(RejectCode::BadState, "rekey for an unexpected epoch"));
+            return Err(rot_err(
+                RejectCode::BadState,
+                "rekey for an unexpected epoch",
+            ));
         }
         match &self.rotation {
             None => {}
             Some(Rotation::Initiated { .. }) if self.role == Role::Initiator => {
                 // Simultaneous rotation: the session initiator's wins (SPEC.md §7.1).
-                return Err(rot_err(RejectCode::RotationConflict, "simultaneous rotation"));
+                return Err(rot_err(
+                    RejectCode::RotationConflict,
+                    "simultaneous rotation",
+                ));
             }
             Some(Rotation::Initiated { .. }) => {
                 tracing::debug!(peer = %self.peer, "simultaneous rotation: yielding to the peer's");
                 self.rotation = None;
+                self.yield_until = None;
             }
-            Some(_) => return Err(rot_err(RejectCode::BadState, "rotation already in progress")),
+            Some(_) => {
+                return Err(rot_err(
+                    RejectCode::BadState,
+                    "rotation already in progress",
+                ));
+            }
         }
-        let pub_a_key =
-            PeerPublicKey::parse(pub_a).map_err(|_| rot_err(RejectCode::BadKey, "peer rekey key"))?;
+        let pub_a_key = PeerPublicKey::parse(pub_a)
+            .map_err(|_| rot_err(RejectCode::BadKey, "peer rekey key"))?;
         let k_b = Zeroizing::new(random::<CONTRIBUTION_LEN>());
         let wrapped_b = pub_a_key
             .wrap_contribution(&k_b)
@@ -408,13 +437,19 @@ impl Session {
             started,
         }) = self.rotation.take()
         else {
-            return Err(rot_err(RejectCode::BadState, "no rotation of ours in progress"));
+            return Err(rot_err(
+                RejectCode::BadState,
+                "no rotation of ours in progress",
+            ));
         };
         if *new_epoch != ours {
-            return Err(rot_err(RejectCode::BadState, "REKEY_REPLY for another epoch"));
+            return Err(rot_err(
+                RejectCode::BadState,
+                "REKEY_REPLY for another epoch",
+            ));
         }
-        let pub_b_key =
-            PeerPublicKey::parse(pub_b).map_err(|_| rot_err(RejectCode::BadKey, "peer rekey key"))?;
+        let pub_b_key = PeerPublicKey::parse(pub_b)
+            .map_err(|_| rot_err(RejectCode::BadKey, "peer rekey key"))?;
         // The record carrying `wrapped_b` was authenticated by the session before we got here.
         let k_b = key
             .unwrap_contribution(wrapped_b)
@@ -434,7 +469,10 @@ impl Session {
             &wrapped_a,
             wrapped_b,
         );
-        let secrets = self.current.secrets().next(&rth, &k_a, &k_b, &self.id, ours);
+        let secrets = self
+            .current
+            .secrets()
+            .next(&rth, &k_a, &k_b, &self.id, ours);
         self.next = Some(EpochKeys::new(
             ours,
             self.role,
@@ -468,10 +506,16 @@ impl Session {
             ..
         }) = self.rotation.take()
         else {
-            return Err(rot_err(RejectCode::BadState, "REKEY_COMMIT without a rotation"));
+            return Err(rot_err(
+                RejectCode::BadState,
+                "REKEY_COMMIT without a rotation",
+            ));
         };
         if new_epoch != expected {
-            return Err(rot_err(RejectCode::BadState, "REKEY_COMMIT for another epoch"));
+            return Err(rot_err(
+                RejectCode::BadState,
+                "REKEY_COMMIT for another epoch",
+            ));
         }
         let k_a = key
             .unwrap_contribution(wrapped_a)
@@ -514,6 +558,7 @@ impl Session {
         self.previous = Some((old, now + self.params.grace));
         self.next = None;
         self.rotation = None;
+        self.yield_until = None;
         self.epoch_started = now;
         self.epoch_records = 0;
         if self.state == SessionState::Rotating {
@@ -524,11 +569,17 @@ impl Session {
     /// Gives up our own rotation to `new_epoch` if it is still waiting for its reply (the
     /// peer won a simultaneous rotation, SPEC.md §7.1). A rotation we already yielded, or
     /// the peer's, is left alone.
-    pub(crate) fn abandon_rotation(&mut self, new_epoch: u32) {
-        if matches!(self.rotation, Some(Rotation::Initiated { new_epoch: e, .. }) if e == new_epoch)
-        {
+    pub(crate) fn abandon_rotation(&mut self, new_epoch: u32, now: Instant, hold_off: Duration) {
+        if self.is_initiating(new_epoch) {
             self.abort_rotation();
+            // The peer's rotation is on its way: do not start another meanwhile.
+            self.yield_until = Some(now + hold_off);
         }
+    }
+
+    /// Is our own rotation to `new_epoch` still waiting for the peer's reply?
+    pub(crate) fn is_initiating(&self, new_epoch: u32) -> bool {
+        matches!(self.rotation, Some(Rotation::Initiated { new_epoch: e, .. }) if e == new_epoch)
     }
 
     /// Gives up a rotation in progress (the session is about to close).
@@ -665,7 +716,10 @@ mod tests {
         let (mut i, mut r) = pair(now);
         let in_flight = rotate(&mut i, &mut r, now, 0, 1);
         assert_eq!((i.epoch(), r.epoch()), (1, 1));
-        assert_eq!((i.state, r.state), (SessionState::Active, SessionState::Active));
+        assert_eq!(
+            (i.state, r.state),
+            (SessionState::Active, SessionState::Active)
+        );
         // New epoch works both ways.
         let m = i.seal(&chat("a"), now).unwrap();
         assert_eq!(m.epoch, 1);
@@ -714,19 +768,39 @@ mod tests {
         let rec_r = r.seal(&init_r, now).unwrap();
         // I receives R's INIT: conflict, I's rotation stands.
         let (c, _) = i.open(&rec_r, now).unwrap();
-        let Content::RekeyInit { new_epoch, nonce, public_key } = c else { panic!() };
-        let err = i.on_rekey_init(new_epoch, nonce, &public_key, test_key(0), now).unwrap_err();
+        let Content::RekeyInit {
+            new_epoch,
+            nonce,
+            public_key,
+        } = c
+        else {
+            panic!()
+        };
+        let err = i
+            .on_rekey_init(new_epoch, nonce, &public_key, test_key(0), now)
+            .unwrap_err();
         assert_eq!(err.code, RejectCode::RotationConflict);
         // R receives I's INIT: yields and answers.
         let (c, _) = r.open(&rec_i, now).unwrap();
-        let Content::RekeyInit { new_epoch, nonce, public_key } = c else { panic!() };
-        let reply = r.on_rekey_init(new_epoch, nonce, &public_key, test_key(1), now).unwrap();
+        let Content::RekeyInit {
+            new_epoch,
+            nonce,
+            public_key,
+        } = c
+        else {
+            panic!()
+        };
+        let reply = r
+            .on_rekey_init(new_epoch, nonce, &public_key, test_key(1), now)
+            .unwrap();
         let reply_rec = r.seal(&reply, now).unwrap();
         let (reply, _) = i.open(&reply_rec, now).unwrap();
         let commit = i.on_rekey_reply(&reply).unwrap();
         let commit_rec = i.seal(&commit, now).unwrap();
         let (commit, _) = r.open(&commit_rec, now).unwrap();
-        let Content::RekeyCommit { new_epoch, wrapped } = commit else { panic!() };
+        let Content::RekeyCommit { new_epoch, wrapped } = commit else {
+            panic!()
+        };
         r.on_rekey_commit(new_epoch, &wrapped, now).unwrap();
         let first = r.seal(&chat("hi"), now).unwrap();
         assert_eq!(i.open(&first, now).unwrap().1, Slot::Next);
@@ -742,7 +816,9 @@ mod tests {
         let (mut i, mut r) = pair(now);
         let err = r.on_rekey_commit(1, &[0; 256], now).unwrap_err();
         assert_eq!(err.code, RejectCode::BadState);
-        let err = r.on_rekey_init(5, [0; 32], test_key(0).public_der(), test_key(1), now).unwrap_err();
+        let err = r
+            .on_rekey_init(5, [0; 32], test_key(0).public_der(), test_key(1), now)
+            .unwrap_err();
         assert_eq!(err.code, RejectCode::BadState);
         let reply = Content::RekeyReply {
             new_epoch: 1,
@@ -750,7 +826,10 @@ mod tests {
             public_key: vec![],
             wrapped: vec![],
         };
-        assert_eq!(i.on_rekey_reply(&reply).unwrap_err().code, RejectCode::BadState);
+        assert_eq!(
+            i.on_rekey_reply(&reply).unwrap_err().code,
+            RejectCode::BadState
+        );
     }
 
     #[test]

@@ -428,7 +428,11 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    pub(crate) fn bytes16(&mut self, what: &'static str, max: usize) -> Result<&'a [u8], WireError> {
+    pub(crate) fn bytes16(
+        &mut self,
+        what: &'static str,
+        max: usize,
+    ) -> Result<&'a [u8], WireError> {
         let len = usize::from(self.u16()?);
         if len > max {
             return Err(WireError::TooLarge {
@@ -440,7 +444,11 @@ impl<'a> Reader<'a> {
         self.take(len)
     }
 
-    pub(crate) fn bytes32(&mut self, what: &'static str, max: usize) -> Result<&'a [u8], WireError> {
+    pub(crate) fn bytes32(
+        &mut self,
+        what: &'static str,
+        max: usize,
+    ) -> Result<&'a [u8], WireError> {
         let len = self.u32()?;
         if u64::from(len) > max as u64 {
             return Err(WireError::TooLarge {
@@ -793,11 +801,12 @@ pub fn encode_content(content: &Content) -> Vec<u8> {
 /// Encodes a `CHAT` plaintext from borrowed messages (the sender keeps its copies for
 /// delivery reports and re-sending).
 pub fn encode_chat<'a>(msgs: impl Iterator<Item = &'a ChatMessage> + Clone) -> Vec<u8> {
-    let (count, size) = msgs
-        .clone()
-        .fold((0usize, 3usize), |(n, s), m| (n + 1, s + chat_message_encoded_len(m.text.len())));
+    let (count, size) = msgs.clone().fold((0usize, 3usize), |(n, s), m| {
+        (n + 1, s + chat_message_encoded_len(m.text.len()))
+    });
     let mut w = Writer::with_capacity(size);
-    w.u8(tag::CHAT).u16(u16::try_from(count).unwrap_or(u16::MAX));
+    w.u8(tag::CHAT)
+        .u16(u16::try_from(count).unwrap_or(u16::MAX));
     for m in msgs.take(usize::from(u16::MAX)) {
         w.u64(m.id).u64(m.sent_at_ms).bytes32(m.text.as_bytes());
     }

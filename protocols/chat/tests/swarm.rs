@@ -1,0 +1,746 @@
+//! Swarm-level tests of the chat behaviour: real swarms (memory transport, and once
+//! TCP+Noise), real handshakes, real rotations.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::{Net, config, init_tracing, key, tcp_noise_node};
+use libp2p_swarm_test::SwarmExt;
+use noctua_chat::{
+    CloseReason, Config, DeliveryError, Event, MessageId, OpenError, RejectCode, Secret, SendError,
+    SessionState,
+};
+
+fn quiet(n: usize) -> Vec<Config> {
+    (0..n).map(|i| config(i, &format!("secret-{i}"))).collect()
+}
+
+#[tokio::test]
+async fn handshake_succeeds_with_the_right_secret_in_both_directions() {
+    init_tracing();
+    let mut net = Net::new(quiet(2)).await;
+    let (p0, p1) = (net.peer(0), net.peer(1));
+    // Node 1 dials node 0 with node 0's secret.
+    let sid = net.open(1, 0, "secret-0").await;
+    let s0 = net.b(0).session(&p1).unwrap();
+    let s1 = net.b(1).session(&p0).unwrap();
+    assert_eq!(s0.id, sid);
+    assert_eq!(s0.safety_number, s1.safety_number);
+    assert_eq!(
+        (s0.state, s1.state),
+        (SessionState::Active, SessionState::Active)
+    );
+    assert_eq!(s0.remote_name.as_deref(), Some("node1"));
+    assert_eq!(s1.remote_name.as_deref(), Some("node0"));
+
+    // The other direction, between a fresh pair: node 0 dials node 1 with node 1's secret.
+    let mut net = Net::new(quiet(2)).await;
+    let sid2 = net.open(0, 1, "secret-1").await;
+    assert_ne!(sid, sid2);
+    let (p0, p1) = (net.peer(0), net.peer(1));
+    assert_eq!(
+        net.b(0).session(&p1).unwrap().safety_number,
+        net.b(1).session(&p0).unwrap().safety_number
+    );
+}
+
+async fn wrong_secret_case(dialer: usize, listener: usize) {
+    let mut net = Net::new(quiet(2)).await;
+    let (pd, pl) = (net.peer(dialer), net.peer(listener));
+    let addr = net.addrs[listener].clone();
+    let open = net
+        .b(dialer)
+        .connect(addr, Secret::new("not-the-secret").unwrap());
+    let mut got = (false, false);
+    net.until(|i, ev| {
+        match ev {
+            Event::OpenFailed {
+                open: o,
+                error,
+                peer,
+            } if i == dialer && *o == open => {
+                assert_eq!(*error, OpenError::WrongSecret);
+                assert_eq!(*peer, Some(pl));
+                got.0 = true;
+            }
+            Event::InboundAuthFailed { peer, banned, .. } if i == listener => {
+                assert_eq!(*peer, pd);
+                assert!(!banned);
+                got.1 = true;
+            }
+            Event::SessionEstablished { .. } => panic!("no session with a wrong secret"),
+            _ => {}
+        }
+        (got.0 && got.1).then_some(())
+    })
+    .await;
+    for i in [dialer, listener] {
+        let c = net.b(i).state_counts();
+        assert_eq!(c.sessions, 0, "node {i}: no session left");
+        assert_eq!(
+            c.handshakes, 0,
+            "node {i}: no handshake state (and so no key material) left"
+        );
+        assert_eq!(c.queued_messages, 0);
+        assert!(net.b(i).sessions().next().is_none());
+    }
+}
+
+#[tokio::test]
+async fn handshake_fails_with_a_wrong_secret_in_both_directions_leaving_nothing() {
+    init_tracing();
+    wrong_secret_case(1, 0).await;
+    wrong_secret_case(0, 1).await;
+}
+
+/// Sends `texts` from `from` to `to` and waits until every one is delivered and received.
+async fn exchange(net: &mut Net, from: usize, to: usize, texts: &[String]) {
+    let pt = net.peer(to);
+    let mut ids: HashMap<MessageId, String> = HashMap::new();
+    for t in texts {
+        let id = net.b(from).send_message(&pt, t.clone()).unwrap();
+        ids.insert(id, t.clone());
+    }
+    let mut delivered = HashSet::new();
+    let mut received: Vec<String> = Vec::new();
+    net.until(|i, ev| {
+        match ev {
+            Event::MessageDelivered { message, peer } if i == from => {
+                assert_eq!(*peer, pt);
+                assert!(ids.contains_key(message), "unknown id delivered");
+                assert!(delivered.insert(*message), "delivered twice: {message}");
+            }
+            Event::MessageReceived { message, .. } if i == to => {
+                received.push(message.text.clone());
+            }
+            Event::DeliveryFailed { error, .. } => panic!("delivery failed: {error}"),
+            _ => {}
+        }
+        (delivered.len() == texts.len() && received.len() == texts.len()).then_some(())
+    })
+    .await;
+    let mut want: Vec<_> = texts.to_vec();
+    let mut got = received;
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "each message received exactly once");
+}
+
+#[tokio::test]
+async fn messages_flow_both_ways_with_receipts() {
+    init_tracing();
+    let mut net = Net::new(quiet(2)).await;
+    net.open(1, 0, "secret-0").await;
+    let a: Vec<String> = (0..5).map(|i| format!("from zero #{i} — olá")).collect();
+    let b: Vec<String> = (0..3).map(|i| format!("from one #{i}")).collect();
+    exchange(&mut net, 0, 1, &a).await;
+    exchange(&mut net, 1, 0, &b).await;
+    let (p0, p1) = (net.peer(0), net.peer(1));
+    let s0 = net.b(0).session(&p1).unwrap();
+    let s1 = net.b(1).session(&p0).unwrap();
+    assert_eq!((s0.messages_sent, s0.messages_received), (5, 3));
+    assert_eq!((s1.messages_sent, s1.messages_received), (3, 5));
+    assert_eq!(s0.rejections.total() + s1.rejections.total(), 0);
+}
+
+#[tokio::test]
+async fn a_burst_is_coalesced_and_fully_delivered() {
+    init_tracing();
+    let mut net = Net::new(quiet(2)).await;
+    net.open(1, 0, "secret-0").await;
+    let texts: Vec<String> = (0..1000).map(|i| format!("burst {i}")).collect();
+    exchange(&mut net, 0, 1, &texts).await;
+}
+
+#[tokio::test]
+async fn sending_is_refused_clearly_without_a_session_or_when_too_large() {
+    init_tracing();
+    let mut net = Net::new(quiet(2)).await;
+    let p1 = net.peer(1);
+    assert_eq!(net.b(0).send_message(&p1, "hi"), Err(SendError::NoSession));
+    net.open(1, 0, "secret-0").await;
+    let max = net.b(0).max_text_len();
+    let err = net.b(0).send_message(&p1, "x".repeat(max + 1)).unwrap_err();
+    assert!(matches!(err, SendError::TooLarge { .. }));
+    exchange(&mut net, 0, 1, &["x".repeat(max)]).await;
+}
+
+/// Runs traffic both ways in rounds until both sides saw `rotations` rotations; every
+/// message must be delivered and received exactly once.
+async fn traffic_until_rotations(net: &mut Net, rotations: u32, per_round: usize, grace: bool) {
+    let (p0, p1) = (net.peer(0), net.peer(1));
+    let mut seen = [0u32; 2];
+    let mut round = 0;
+    while seen[0] < rotations || seen[1] < rotations {
+        round += 1;
+        let mut pending: HashSet<(usize, MessageId)> = HashSet::new();
+        let mut expect_rx = [0usize; 2];
+        for k in 0..per_round {
+            let id = net
+                .b(0)
+                .send_message(&p1, format!("r{round} a{k}"))
+                .unwrap();
+            pending.insert((0, id));
+            expect_rx[1] += 1;
+            let id = net
+                .b(1)
+                .send_message(&p0, format!("r{round} b{k}"))
+                .unwrap();
+            pending.insert((1, id));
+            expect_rx[0] += 1;
+        }
+        net.until(|i, ev| {
+            match ev {
+                Event::MessageDelivered { message, .. } => {
+                    assert!(pending.remove(&(i, *message)), "delivered twice or unknown");
+                }
+                Event::MessageReceived { .. } => {
+                    assert!(expect_rx[i] > 0, "received more than sent");
+                    expect_rx[i] -= 1;
+                }
+                Event::SessionRotated { epoch, .. } => {
+                    seen[i] += 1;
+                    assert_eq!(*epoch, seen[i], "epochs advance one at a time");
+                }
+                Event::DeliveryFailed { error, .. } => panic!("message lost: {error}"),
+                Event::SessionClosed { reason, .. } => panic!("session closed: {reason}"),
+                _ => {}
+            }
+            (pending.is_empty() && expect_rx == [0, 0]).then_some(())
+        })
+        .await;
+    }
+    let s0 = net.b(0).session(&p1).unwrap();
+    let s1 = net.b(1).session(&p0).unwrap();
+    assert_eq!(s0.epoch, s1.epoch);
+    assert!(s0.epoch >= rotations);
+    for r in [s0.rejections, s1.rejections] {
+        if grace {
+            assert_eq!(r.total(), 0, "{r:?}");
+        } else {
+            // Without a grace window, late records of the old epoch are refused as stale
+            // (and re-sent); nothing else may be refused.
+            assert_eq!(r.total(), r.wrong_epoch, "{r:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn rotation_by_time_keeps_traffic_flowing_and_loses_nothing() {
+    init_tracing();
+    let cfgs = quiet(2)
+        .into_iter()
+        .map(|c| {
+            c.with_rotate_every(Duration::from_millis(250))
+                .with_rotation_grace(Duration::from_secs(5))
+        })
+        .collect();
+    let mut net = Net::new(cfgs).await;
+    net.open(1, 0, "secret-0").await;
+    traffic_until_rotations(&mut net, 3, 20, true).await;
+}
+
+#[tokio::test]
+async fn rotation_by_message_count_keeps_traffic_flowing() {
+    init_tracing();
+    let cfgs = quiet(2)
+        .into_iter()
+        .map(|c| c.with_rotate_after_messages(50))
+        .collect();
+    let mut net = Net::new(cfgs).await;
+    net.open(1, 0, "secret-0").await;
+    traffic_until_rotations(&mut net, 3, 30, true).await;
+}
+
+#[tokio::test]
+async fn rotation_with_a_short_grace_resends_late_messages_instead_of_losing_them() {
+    init_tracing();
+    // A grace window of zero: records of the old epoch in flight at the switch are refused
+    // as stale and must be re-sent under the new epoch.
+    let cfgs = quiet(2)
+        .into_iter()
+        .map(|c| {
+            c.with_rotate_after_messages(40)
+                .with_rotation_grace(Duration::ZERO)
+        })
+        .collect();
+    let mut net = Net::new(cfgs).await;
+    net.open(1, 0, "secret-0").await;
+    traffic_until_rotations(&mut net, 3, 25, false).await;
+}
+
+#[tokio::test]
+async fn simultaneous_rotation_converges_on_one_epoch() {
+    init_tracing();
+    let mut net = Net::new(quiet(2)).await;
+    net.open(1, 0, "secret-0").await;
+    let (p0, p1) = (net.peer(0), net.peer(1));
+    for _ in 0..3 {
+        // Both sides start a rotation before either swarm is polled.
+        net.b(0).rotate(&p1).unwrap();
+        net.b(1).rotate(&p0).unwrap();
+        let before = net.b(0).session(&p1).unwrap().epoch;
+        let mut rotated = [None, None];
+        net.until(|i, ev| {
+            if let Event::SessionRotated { epoch, .. } = ev {
+                assert!(rotated[i].is_none(), "one rotation per side");
+                rotated[i] = Some(*epoch);
+            }
+            if let Event::SessionClosed { reason, .. } = ev {
+                panic!("closed: {reason}");
+            }
+            (rotated[0].is_some() && rotated[1].is_some()).then_some(())
+        })
+        .await;
+        assert_eq!(rotated, [Some(before + 1), Some(before + 1)]);
+        exchange(&mut net, 0, 1, &["after".into()]).await;
+        exchange(&mut net, 1, 0, &["after".into()]).await;
+    }
+}
+
+#[tokio::test]
+async fn forced_rotation_and_close_report_clear_errors_on_bad_targets() {
+    init_tracing();
+    let mut net = Net::new(quiet(2)).await;
+    let p1 = net.peer(1);
+    assert!(net.b(0).rotate(&p1).is_err());
+    assert!(net.b(0).close_session(&p1).is_err());
+}
+
+#[tokio::test]
+async fn close_says_goodbye_to_the_peer() {
+    init_tracing();
+    let mut net = Net::new(quiet(2)).await;
+    net.open(1, 0, "secret-0").await;
+    let p1 = net.peer(1);
+    net.b(0).close_session(&p1).unwrap();
+    let mut reasons = [None, None];
+    net.until(|i, ev| {
+        if let Event::SessionClosed { reason, .. } = ev {
+            reasons[i] = Some(reason.clone());
+        }
+        (reasons[0].is_some() && reasons[1].is_some()).then_some(())
+    })
+    .await;
+    assert_eq!(reasons[0], Some(CloseReason::LocalClosed));
+    assert_eq!(
+        reasons[1],
+        Some(CloseReason::RemoteClosed(RejectCode::UserClosed))
+    );
+    for i in 0..2 {
+        assert_eq!(net.b(i).state_counts().sessions, 0);
+    }
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_session_with_a_goodbye() {
+    init_tracing();
+    let mut net = Net::new(quiet(3)).await;
+    net.open(1, 0, "secret-0").await;
+    net.open(2, 0, "secret-0").await;
+    net.b(0).shutdown();
+    let closed = net
+        .collect(|evs| {
+            evs.iter()
+                .filter(|(_, e)| matches!(e, Event::SessionClosed { .. }))
+                .count()
+                == 4
+        })
+        .await;
+    let mut reasons: Vec<(usize, CloseReason)> = closed
+        .into_iter()
+        .filter_map(|(i, e)| match e {
+            Event::SessionClosed { reason, .. } => Some((i, reason)),
+            _ => None,
+        })
+        .collect();
+    reasons.sort_by_key(|(i, _)| *i);
+    assert_eq!(
+        reasons,
+        vec![
+            (0, CloseReason::Shutdown),
+            (0, CloseReason::Shutdown),
+            (1, CloseReason::RemoteClosed(RejectCode::Shutdown)),
+            (2, CloseReason::RemoteClosed(RejectCode::Shutdown)),
+        ]
+    );
+    assert_eq!(net.b(0).closing_sessions(), 0);
+}
+
+#[tokio::test]
+async fn disconnect_mid_handshake_leaves_no_state() {
+    init_tracing();
+    // Cut the connection at each stage of the handshake, seen from the responder (node 0):
+    // after HELLO (responder state), and after AUTH (unconfirmed session).
+    for stage in 0..2 {
+        let mut net = Net::new(quiet(2)).await;
+        let (p0, p1) = (net.peer(0), net.peer(1));
+        let addr = net.addrs[0].clone();
+        let open = net.b(1).connect(addr, Secret::new("secret-0").unwrap());
+        net.until_state(|s| match stage {
+            0 => s[0].behaviour().state_counts().handshakes == 1,
+            _ => s[0]
+                .behaviour()
+                .session(&p1)
+                .is_some_and(|s| s.state == SessionState::Handshaking),
+        })
+        .await;
+        net.swarms[1].disconnect_peer_id(p0).unwrap();
+        net.until(|i, ev| match ev {
+            Event::OpenFailed { open: o, error, .. } if i == 1 && *o == open => {
+                assert_eq!(*error, OpenError::ConnectionClosed);
+                Some(())
+            }
+            Event::SessionEstablished { .. } => panic!("no session after a cut"),
+            _ => None,
+        })
+        .await;
+        net.until_state(|s| s[0].behaviour().state_counts().connections == 0)
+            .await;
+        for i in 0..2 {
+            let c = net.b(i).state_counts();
+            assert_eq!(
+                (c.sessions, c.handshakes, c.peers),
+                (0, 0, 0),
+                "stage {stage}, node {i}: {c:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn disconnect_mid_rotation_closes_cleanly_on_both_sides() {
+    init_tracing();
+    let mut net = Net::new(quiet(2)).await;
+    net.open(1, 0, "secret-0").await;
+    let (p0, p1) = (net.peer(0), net.peer(1));
+    net.b(1).rotate(&p0).unwrap();
+    net.until_state(|s| {
+        s[0].behaviour()
+            .session(&p1)
+            .is_some_and(|s| s.state == SessionState::Rotating)
+    })
+    .await;
+    net.swarms[1].disconnect_peer_id(p0).unwrap();
+    let mut reasons = [None, None];
+    net.until(|i, ev| {
+        if let Event::SessionClosed { reason, .. } = ev {
+            reasons[i] = Some(reason.clone());
+        }
+        (reasons[0].is_some() && reasons[1].is_some()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        reasons,
+        [
+            Some(CloseReason::ConnectionLost),
+            Some(CloseReason::ConnectionLost)
+        ]
+    );
+    // Requests that were in flight fail and are forgotten too.
+    net.until_state(|s| {
+        s.iter().all(|s| {
+            let c = s.behaviour().state_counts();
+            (c.sessions, c.handshakes, c.outbound_requests, c.peers) == (0, 0, 0, 0)
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn messages_to_a_vanished_peer_fail_with_a_reason() {
+    init_tracing();
+    let mut net = Net::new(quiet(2)).await;
+    net.open(1, 0, "secret-0").await;
+    let (p0, p1) = (net.peer(0), net.peer(1));
+    // Queue messages, then cut the connection before they can be answered.
+    let ids: Vec<_> = (0..5)
+        .map(|i| net.b(0).send_message(&p1, format!("m{i}")).unwrap())
+        .collect();
+    net.swarms[1].disconnect_peer_id(p0).unwrap();
+    let mut outcome: HashMap<MessageId, bool> = HashMap::new();
+    net.until(|i, ev| {
+        match ev {
+            Event::DeliveryFailed { message, error, .. } if i == 0 => {
+                assert!(matches!(
+                    error,
+                    DeliveryError::ConnectionClosed | DeliveryError::SessionClosed(_)
+                ));
+                assert!(outcome.insert(*message, false).is_none());
+            }
+            Event::MessageDelivered { message, .. } if i == 0 => {
+                assert!(outcome.insert(*message, true).is_none());
+            }
+            _ => {}
+        }
+        (outcome.len() == ids.len()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        net.b(0).send_message(&p1, "later"),
+        Err(SendError::NoSession)
+    );
+}
+
+#[tokio::test]
+async fn simultaneous_open_makes_one_session_and_answers_both_opens() {
+    init_tracing();
+    // Same secret on both: each can open to the other.
+    let cfgs = (0..2).map(|i| config(i, "shared")).collect();
+    let mut net = Net::new(cfgs).await;
+    let (p0, p1) = (net.peer(0), net.peer(1));
+    // Connect first, then open from both sides before polling.
+    let addr = net.addrs[1].clone();
+    net.swarms[0].dial(addr).unwrap();
+    net.until_state(|s| s[0].is_connected(&p1) && s[1].is_connected(&p0))
+        .await;
+    let o0 = net.b(0).open_session(p1, Secret::new("shared").unwrap());
+    let o1 = net.b(1).open_session(p0, Secret::new("shared").unwrap());
+    let mut est = [None, None];
+    net.until(|i, ev| {
+        match ev {
+            Event::SessionEstablished {
+                session_id, opens, ..
+            } => {
+                assert!(est[i].is_none(), "one session per side");
+                est[i] = Some((*session_id, opens.clone()));
+            }
+            Event::OpenFailed { error, .. } => panic!("open failed: {error}"),
+            _ => {}
+        }
+        (est[0].is_some() && est[1].is_some()).then_some(())
+    })
+    .await;
+    let (s0, opens0) = est[0].clone().unwrap();
+    let (s1, opens1) = est[1].clone().unwrap();
+    assert_eq!(s0, s1);
+    assert_eq!(opens0, vec![o0]);
+    assert_eq!(opens1, vec![o1]);
+    exchange(&mut net, 0, 1, &["one session".into()]).await;
+}
+
+#[tokio::test]
+async fn repeated_wrong_secrets_are_rate_limited_then_released() {
+    init_tracing();
+    let cfgs = vec![
+        config(0, "right").with_peer_auth_limit(
+            3,
+            Duration::from_secs(60),
+            Duration::from_millis(400),
+        ),
+        config(1, "whatever"),
+    ];
+    let mut net = Net::new(cfgs).await;
+    let p0 = net.peer(0);
+    let addr = net.addrs[0].clone();
+    net.swarms[1].dial(addr).unwrap();
+    net.until_state(|s| s[1].is_connected(&p0)).await;
+    let mut errors = Vec::new();
+    for _ in 0..4 {
+        let open = net.b(1).open_session(p0, Secret::new("wrong").unwrap());
+        let e = net
+            .until(|i, ev| match ev {
+                Event::OpenFailed { open: o, error, .. } if i == 1 && *o == open => {
+                    Some(error.clone())
+                }
+                _ => None,
+            })
+            .await;
+        errors.push(e);
+    }
+    assert_eq!(
+        errors[..3],
+        [
+            OpenError::WrongSecret,
+            OpenError::WrongSecret,
+            OpenError::WrongSecret
+        ]
+    );
+    assert!(
+        matches!(errors[3], OpenError::RateLimited(_)),
+        "{:?}",
+        errors[3]
+    );
+    // Even the right secret is refused while banned...
+    let open = net.b(1).open_session(p0, Secret::new("right").unwrap());
+    let e = net
+        .until(|i, ev| match ev {
+            Event::OpenFailed { open: o, error, .. } if i == 1 && *o == open => Some(error.clone()),
+            Event::SessionEstablished { .. } => panic!("banned peer admitted"),
+            _ => None,
+        })
+        .await;
+    assert!(matches!(e, OpenError::RateLimited(_)));
+    // ...and admitted once the ban (400 ms) is over.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    net.until_state(|s| s[1].is_connected(&p0)).await;
+    let open = net.b(1).open_session(p0, Secret::new("right").unwrap());
+    net.until(|i, ev| match ev {
+        Event::SessionEstablished { opens, .. } if i == 1 && opens.contains(&open) => Some(()),
+        Event::OpenFailed { open: o, error, .. } if *o == open => panic!("still refused: {error}"),
+        _ => None,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unauthenticated_connections_are_closed_after_the_grace_period() {
+    init_tracing();
+    let cfgs = vec![
+        config(0, "s").with_unauthenticated_grace(Duration::from_millis(200)),
+        config(1, "t").with_unauthenticated_grace(Duration::from_secs(60)),
+    ];
+    let mut net = Net::new(cfgs).await;
+    let p0 = net.peer(0);
+    let addr = net.addrs[0].clone();
+    net.swarms[1].dial(addr).unwrap();
+    net.until_state(|s| s[1].is_connected(&p0)).await;
+    let start = std::time::Instant::now();
+    net.until_state(|s| !s[1].is_connected(&p0)).await;
+    assert!(start.elapsed() >= Duration::from_millis(150));
+}
+
+#[tokio::test]
+async fn a_session_outlives_the_idle_connection_timeout() {
+    init_tracing();
+    // A 100 ms idle timeout: only the session's keep-alive holds the connection open.
+    let idle = Duration::from_millis(100);
+    let keepalive = |c: Config| c.with_keepalive_interval(Duration::from_secs(60));
+    let (a, addr) = tcp_noise_node(keepalive(config(0, "secret-0")), idle).await;
+    let (b, _) = tcp_noise_node(keepalive(config(1, "secret-1")), idle).await;
+    let mut net = Net::from_swarms(vec![a, b], vec![addr]);
+    net.open(1, 0, "secret-0").await;
+    // Idle for five idle timeouts, polling all the while.
+    let events = net.drive_for(Duration::from_millis(500)).await;
+    assert!(
+        !events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::SessionClosed { .. })),
+        "{events:?}"
+    );
+    exchange(&mut net, 0, 1, &["still here".into()]).await;
+}
+
+#[tokio::test]
+async fn tcp_noise_session_carries_messages() {
+    init_tracing();
+    let (a, addr) = tcp_noise_node(config(0, "secret-0"), Duration::from_secs(10)).await;
+    let (b, _) = tcp_noise_node(config(1, "secret-1"), Duration::from_secs(10)).await;
+    let mut net = Net::from_swarms(vec![a, b], vec![addr]);
+    net.open(1, 0, "secret-0").await;
+    exchange(&mut net, 1, 0, &["over noise".into()]).await;
+    exchange(&mut net, 0, 1, &["and back".into()]).await;
+}
+
+#[tokio::test]
+async fn a_peer_that_does_not_speak_noctua_is_reported_as_such() {
+    init_tracing();
+    let mut net = Net::new(quiet(1)).await;
+    let mut other = libp2p::Swarm::new_ephemeral_tokio(|_| libp2p::ping::Behaviour::default());
+    let (addr, _) = other.listen().await;
+    tokio::spawn(other.loop_on_next());
+    let open = net.b(0).connect(addr, Secret::new("x").unwrap());
+    let err = net
+        .until(|_, ev| match ev {
+            Event::OpenFailed { open: o, error, .. } if *o == open => Some(error.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(err, OpenError::UnsupportedProtocol);
+}
+
+#[tokio::test]
+async fn unreachable_addresses_fail_the_open_with_a_dial_error() {
+    init_tracing();
+    let mut net = Net::new(quiet(1)).await;
+    // A memory port nobody listens on.
+    let open = net
+        .b(0)
+        .connect("/memory/999999".parse().unwrap(), Secret::new("x").unwrap());
+    let err = net
+        .until(|_, ev| match ev {
+            Event::OpenFailed { open: o, error, .. } if *o == open => Some(error.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(matches!(err, OpenError::Dial(_)), "{err:?}");
+    assert_eq!(net.b(0).state_counts().peers, 0);
+}
+
+#[tokio::test]
+async fn handshakes_wait_for_a_key_generated_in_the_background() {
+    init_tracing();
+    // Node 0 generates its key at start (no key in its config).
+    let cfg0 = Config::new(Secret::new("secret-0").unwrap())
+        .with_name("node0")
+        .with_rsa_regenerate_every(None);
+    let cfg0 = cfg0.with_rsa_bits(3072);
+    let mut net = Net::new(vec![cfg0, config(1, "secret-1")]).await;
+    assert!(
+        !net.b(0).key_ready(),
+        "a 3072-bit key takes 100+ ms to generate"
+    );
+    let addr = net.addrs[0].clone();
+    let open = net.b(1).connect(addr, Secret::new("secret-0").unwrap());
+    // The HELLO arrives before the key exists and waits for it.
+    net.until_state(|s| s[0].behaviour().state_counts().deferred_hellos == 1)
+        .await;
+    let mut seen_key = false;
+    net.until(|i, ev| match ev {
+        Event::KeyReady {
+            bits, generation, ..
+        } if i == 0 => {
+            assert_eq!((*bits, *generation), (3072, 0));
+            seen_key = true;
+            None
+        }
+        Event::SessionEstablished { opens, .. } if i == 1 && opens.contains(&open) => {
+            assert!(seen_key, "the session needs the key");
+            Some(())
+        }
+        Event::OpenFailed { error, .. } => panic!("{error}"),
+        _ => None,
+    })
+    .await;
+    assert!(net.b(0).key_ready());
+}
+
+#[tokio::test]
+async fn key_regeneration_runs_in_the_background_and_sessions_keep_working() {
+    init_tracing();
+    let cfgs = vec![
+        config(0, "secret-0").with_rsa_regenerate_every(Some(Duration::from_millis(200))),
+        config(1, "secret-1"),
+    ];
+    let mut net = Net::new(cfgs).await;
+    net.open(1, 0, "secret-0").await;
+    let gens = net
+        .collect(|evs| {
+            evs.iter()
+                .filter(|(i, e)| *i == 0 && matches!(e, Event::KeyReady { .. }))
+                .count()
+                >= 2
+        })
+        .await;
+    let last = gens
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::KeyReady { generation, .. } => Some(*generation),
+            _ => None,
+        })
+        .max()
+        .unwrap();
+    assert!(last >= 2);
+    assert_ne!(
+        net.b(0).current_key().unwrap().fingerprint(),
+        key(0).fingerprint()
+    );
+    // A rotation after regeneration uses the new key and still works.
+    let p1 = net.peer(1);
+    net.b(0).rotate(&p1).unwrap();
+    net.until(|i, ev| matches!(ev, Event::SessionRotated { .. } if i == 1).then_some(()))
+        .await;
+    exchange(&mut net, 0, 1, &["fresh keys".into()]).await;
+}
