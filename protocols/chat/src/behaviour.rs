@@ -1294,7 +1294,8 @@ impl Behaviour {
         };
         let (content, mut slot) = match s.open(&rec, now) {
             Ok(ok) => ok,
-            Err(code) => {
+            Err(refusal) => {
+                let code = refusal.code;
                 let what = match code {
                     RejectCode::DecryptFailed => "sent a record that failed authentication",
                     RejectCode::Replayed => "replayed a record",
@@ -1308,7 +1309,7 @@ impl Behaviour {
                 if code != RejectCode::StaleEpoch {
                     self.note_misbehaviour(peer, what);
                 }
-                return self.reject(channel, code, 0);
+                return self.reject(channel, code, refusal.detail);
             }
         };
         if slot == Slot::Next && s.promote_next(now) {
@@ -1335,6 +1336,7 @@ impl Behaviour {
                 self.activate(peer);
             }
             _ if state == SessionState::Handshaking => {
+                s.note_refused(RejectCode::BadState);
                 self.note_misbehaviour(peer, "sent a record before confirming the session");
                 self.reject(channel, RejectCode::BadState, 0);
             }
@@ -1370,6 +1372,7 @@ impl Behaviour {
                 self.on_rekey_commit(peer, new_epoch, wrapped, channel, now)
             }
             Content::Profile { .. } | Content::RekeyReply { .. } | Content::RekeyDone { .. } => {
+                s.note_refused(RejectCode::BadState);
                 self.note_misbehaviour(peer, "sent a record kind not allowed in a request");
                 self.reject(channel, RejectCode::BadState, 0);
             }
@@ -1409,6 +1412,9 @@ impl Behaviour {
             },
             Err(e) => {
                 tracing::debug!(%peer, "refused REKEY_INIT: {}", e.what);
+                if e.code != RejectCode::RotationConflict {
+                    s.note_refused(e.code);
+                }
                 self.reject(channel, e.code, 0);
             }
         }
@@ -1444,12 +1450,15 @@ impl Behaviour {
                 }
             }
             Err(e) => {
+                s.note_refused(e.code);
                 self.reject(channel, e.code, 0);
-                self.close(
-                    peer,
-                    CloseReason::RotationFailed(e.what.into()),
-                    Some(e.code),
-                );
+                if e.fatal {
+                    self.close(
+                        peer,
+                        CloseReason::RotationFailed(e.what.into()),
+                        Some(e.code),
+                    );
+                }
             }
         }
     }
@@ -1843,7 +1852,7 @@ impl Behaviour {
         let result = match resp {
             Response::Reply(rec) if rec.session_id == session_id => match s.open(&rec, now) {
                 Ok((content, _)) => s.on_rekey_reply(&content).map_err(|e| e.what.to_string()),
-                Err(code) => Err(format!("reply refused: {code}")),
+                Err(r) => Err(format!("reply refused: {}", r.code)),
             },
             Response::Reject { .. } if !s.is_initiating(new_epoch) => {
                 // We already yielded to the peer's simultaneous rotation: this refusal of
@@ -1911,7 +1920,7 @@ impl Behaviour {
                     }
                 }
                 Ok(_) => Err("unexpected reply to REKEY_COMMIT".to_string()),
-                Err(code) => Err(format!("reply refused: {code}")),
+                Err(r) => Err(format!("reply refused: {}", r.code)),
             },
             Response::Reject { code, .. } => Err(format!("the peer refused: {code}")),
             other => Err(format!("unexpected answer {other:?}")),

@@ -10,7 +10,7 @@ use libp2p::PeerId;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::channel::{EpochKeys, RecordError, SEQ_ROTATE};
+use crate::channel::{EpochKeys, SEQ_ROTATE};
 use crate::crypto::{
     CONTRIBUTION_LEN, PeerPublicKey, RsaKeyPair, SafetyNumber, hash_bytes16, random,
 };
@@ -134,15 +134,43 @@ impl Rotation {
     }
 }
 
-/// A failed rotation step: what to tell the peer, and a description for the close reason.
+/// A failed rotation step: what to tell the peer, a description for the close reason, and
+/// whether the rotation in progress was lost with it (then the session must close: the two
+/// sides may disagree about the epoch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RotationError {
     pub(crate) code: RejectCode,
     pub(crate) what: &'static str,
+    pub(crate) fatal: bool,
 }
 
 fn rot_err(code: RejectCode, what: &'static str) -> RotationError {
-    RotationError { code, what }
+    RotationError {
+        code,
+        what,
+        fatal: false,
+    }
+}
+
+fn fatal(code: RejectCode, what: &'static str) -> RotationError {
+    RotationError {
+        code,
+        what,
+        fatal: true,
+    }
+}
+
+/// Why a record was refused: the `REJECT` code and detail (SPEC.md §6.2, §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) code: RejectCode,
+    pub(crate) detail: u32,
+}
+
+impl From<RejectCode> for Refusal {
+    fn from(code: RejectCode) -> Self {
+        Refusal { code, detail: 0 }
+    }
 }
 
 /// One peer's session.
@@ -225,24 +253,25 @@ impl Session {
 
     /// Validates and opens a record from the peer (SPEC.md §6.2 steps 2-6; the caller
     /// checked step 1). Every refusal is counted.
-    pub(crate) fn open(
-        &mut self,
-        rec: &Record,
-        now: Instant,
-    ) -> Result<(Content, Slot), RejectCode> {
+    pub(crate) fn open(&mut self, rec: &Record, now: Instant) -> Result<(Content, Slot), Refusal> {
         let result = self.open_inner(rec, now);
-        if let Err(code) = result {
-            self.rejections.count(code);
+        if let Err(r) = result {
+            self.rejections.count(r.code);
         }
         result
     }
 
-    fn open_inner(&mut self, rec: &Record, now: Instant) -> Result<(Content, Slot), RejectCode> {
+    /// Counts a record refused after it opened (its kind not allowed at that moment).
+    pub(crate) fn note_refused(&mut self, code: RejectCode) {
+        self.rejections.count(code);
+    }
+
+    fn open_inner(&mut self, rec: &Record, now: Instant) -> Result<(Content, Slot), Refusal> {
         if self.state == SessionState::Closing {
-            return Err(RejectCode::SessionClosed);
+            return Err(RejectCode::SessionClosed.into());
         }
         if rec.sender == self.role {
-            return Err(RejectCode::Reflected);
+            return Err(RejectCode::Reflected.into());
         }
         let (keys, slot) = if rec.epoch == self.current.number {
             (&mut self.current, Slot::Current)
@@ -252,19 +281,21 @@ impl Session {
             .filter(|(p, _)| p.number == rec.epoch)
         {
             if now >= *expires {
-                return Err(RejectCode::StaleEpoch);
+                return Err(RejectCode::StaleEpoch.into());
             }
             (prev, Slot::Previous)
         } else if let Some(next) = self.next.as_mut().filter(|n| n.number == rec.epoch) {
             (next, Slot::Next)
         } else if rec.epoch < self.current.number {
-            return Err(RejectCode::StaleEpoch);
+            return Err(RejectCode::StaleEpoch.into());
         } else {
-            return Err(RejectCode::UnknownEpoch);
+            return Err(RejectCode::UnknownEpoch.into());
         };
-        let plain = Zeroizing::new(keys.open(rec).map_err(RecordError::code)?);
-        let content =
-            decode_content(&plain, self.params.max_message).map_err(|e| e.reject_code())?;
+        let plain = Zeroizing::new(keys.open(rec).map_err(|e| Refusal::from(e.code()))?);
+        let content = decode_content(&plain, self.params.max_message).map_err(|e| Refusal {
+            code: e.reject_code(),
+            detail: e.reject_detail(),
+        })?;
         if slot == Slot::Current {
             self.epoch_records += 1;
         }
@@ -495,6 +526,13 @@ impl Session {
         wrapped_a: &[u8],
         now: Instant,
     ) -> Result<(), RotationError> {
+        if !matches!(self.rotation, Some(Rotation::Replied { .. })) {
+            // Nothing of ours is at stake: refuse it and carry on.
+            return Err(rot_err(
+                RejectCode::BadState,
+                "REKEY_COMMIT without a rotation",
+            ));
+        }
         let Some(Rotation::Replied {
             new_epoch: expected,
             nonce_a,
@@ -512,14 +550,14 @@ impl Session {
             ));
         };
         if new_epoch != expected {
-            return Err(rot_err(
+            return Err(fatal(
                 RejectCode::BadState,
                 "REKEY_COMMIT for another epoch",
             ));
         }
         let k_a = key
             .unwrap_contribution(wrapped_a)
-            .map_err(|_| rot_err(RejectCode::DecryptFailed, "peer key material"))?;
+            .map_err(|_| fatal(RejectCode::DecryptFailed, "peer key material"))?;
         let rth = rekey_hash(
             &self.id,
             new_epoch,
@@ -737,10 +775,10 @@ mod tests {
         let old = i.seal(&chat("old"), now).unwrap();
         rotate(&mut i, &mut r, now, 0, 1);
         let later = now + Duration::from_secs(31);
-        assert_eq!(r.open(&old, later), Err(RejectCode::StaleEpoch));
+        assert_eq!(r.open(&old, later), Err(RejectCode::StaleEpoch.into()));
         r.expire_previous(later);
         assert!(!r.has_previous());
-        assert_eq!(r.open(&old, later), Err(RejectCode::StaleEpoch));
+        assert_eq!(r.open(&old, later), Err(RejectCode::StaleEpoch.into()));
         assert_eq!(r.rejections.wrong_epoch, 2);
     }
 
@@ -837,11 +875,11 @@ mod tests {
         let now = Instant::now();
         let (mut i, _r) = pair(now);
         let mine = i.seal(&chat("x"), now).unwrap();
-        assert_eq!(i.open(&mine, now), Err(RejectCode::Reflected));
+        assert_eq!(i.open(&mine, now), Err(RejectCode::Reflected.into()));
         let mut future = mine.clone();
         future.sender = Role::Responder;
         future.epoch = 7;
-        assert_eq!(i.open(&future, now), Err(RejectCode::UnknownEpoch));
+        assert_eq!(i.open(&future, now), Err(RejectCode::UnknownEpoch.into()));
         assert_eq!(i.rejections.reflected, 1);
         assert_eq!(i.rejections.wrong_epoch, 1);
     }
@@ -871,6 +909,6 @@ mod tests {
         let (mut i, mut r) = pair(now);
         let m = i.seal(&chat("x"), now).unwrap();
         r.set_closing();
-        assert_eq!(r.open(&m, now), Err(RejectCode::SessionClosed));
+        assert_eq!(r.open(&m, now), Err(RejectCode::SessionClosed.into()));
     }
 }

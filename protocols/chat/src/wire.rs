@@ -105,6 +105,14 @@ impl WireError {
             _ => RejectCode::Malformed,
         }
     }
+
+    /// The `REJECT` detail: the limit for `TOO_LARGE`, else 0.
+    pub fn reject_detail(&self) -> u32 {
+        match self {
+            WireError::TooLarge { max, .. } => u32::try_from(*max).unwrap_or(u32::MAX),
+            _ => 0,
+        }
+    }
 }
 
 /// `HELLO`: the initiator's first flight (SPEC.md §5.1).

@@ -1,0 +1,143 @@
+//! The command line. `noctua --help` is the reference; every flag is documented here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use libp2p::Multiaddr;
+
+use crate::connstr::ConnString;
+
+/// Noctua: peer-to-peer, end-to-end encrypted chat on the LAN.
+///
+/// Start it, share the connection string it prints (host:port:secret), and connect to
+/// others with `connect <their string>`. Peers on the same LAN are found by mDNS and listed
+/// by `peers`. Type `help` inside for the commands.
+#[derive(Debug, Parser)]
+#[command(name = "noctua", version, about, long_about, max_term_width = 100)]
+pub struct Args {
+    /// Display name shown to peers [default: Peer_ and 6 random hex digits]
+    #[arg(long, value_name = "NAME")]
+    pub id: Option<String>,
+
+    /// Port for TCP and QUIC (UDP); 0 or absent picks a free port
+    #[arg(short, long, value_name = "PORT", default_value_t = 0)]
+    pub port: u16,
+
+    /// Listen on this multiaddr instead of every interface (repeatable), e.g.
+    /// /ip4/127.0.0.1/tcp/5000 or /ip4/0.0.0.0/udp/5000/quic-v1
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<Multiaddr>,
+
+    /// Connection secret others need to reach you (1-256 characters, no ':' or spaces)
+    /// [default: 128 random bits]
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "NOCTUA_SECRET",
+        hide_env_values = true
+    )]
+    pub secret: Option<String>,
+
+    /// Do not discover or announce peers on the LAN with mDNS
+    #[arg(long)]
+    pub no_mdns: bool,
+
+    /// Open sessions to every peer discovered by mDNS, using our own secret (for labs
+    /// where every node shares one secret)
+    #[arg(long)]
+    pub auto_connect: bool,
+
+    /// Connect to this connection string at start (repeatable)
+    #[arg(long, value_name = "HOST:PORT:SECRET")]
+    pub connect: Vec<ConnString>,
+
+    /// Rotate session keys this often, e.g. 30m, 90s, 1h
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub rotate_every: Duration,
+
+    /// Also rotate after this many messages in a session epoch
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub rotate_after: u64,
+
+    /// RSA key size: 2048 or 3072 (4096 accepted)
+    #[arg(long, value_name = "BITS", default_value_t = 2048, value_parser = parse_rsa_bits)]
+    pub rsa_bits: usize,
+
+    /// Regenerate the RSA key pair this often (forward secrecy across epochs)
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub rsa_regenerate_every: Duration,
+
+    /// No prompt, no colors: commands on stdin, one JSON event per line on stdout
+    #[arg(long, alias = "json")]
+    pub headless: bool,
+
+    /// Log level: error, warn, info, debug or trace (RUST_LOG, if set, takes precedence)
+    #[arg(long, value_name = "LEVEL", default_value = "warn")]
+    pub log_level: String,
+
+    /// Write logs to this file. Without it, logs go to stderr, except in the interactive
+    /// terminal where stderr is the chat screen: there they are only written with
+    /// --log-file.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+}
+
+/// Parses `500ms`, `90s`, `30m`, `1h` (or a bare number of seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 90s, 30m or 1h"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h")),
+    };
+    if d < Duration::from_millis(10) {
+        return Err(format!("{s:?} is too short (at least 10ms)"));
+    }
+    Ok(d)
+}
+
+fn parse_rsa_bits(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(b) if noctua_chat::ACCEPTED_RSA_BITS.contains(&b) => Ok(b),
+        _ => Err(format!(
+            "{s:?} is not a supported RSA size: use 2048, 3072 or 4096"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("1ms").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn rsa_sizes() {
+        assert_eq!(parse_rsa_bits("3072"), Ok(3072));
+        assert!(parse_rsa_bits("1024").is_err());
+    }
+}

@@ -1,0 +1,448 @@
+//! Turns node [`Output`]s into the lines a person reads, in the original's colors: cyan
+//! headers and information, green ids and success, yellow notices, red errors, blue
+//! timestamps. No color when `NO_COLOR` is set or the output is not a terminal.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use libp2p::PeerId;
+use owo_colors::OwoColorize;
+
+use crate::commands::HELP;
+use crate::node::{Output, PeerRow, SessionRow, human};
+
+/// Color on or off.
+#[derive(Debug, Clone, Copy)]
+pub struct Palette {
+    color: bool,
+}
+
+impl Palette {
+    /// Color if `stdout_is_tty` and `NO_COLOR` is unset (https://no-color.org) and the
+    /// terminal is not `dumb`.
+    pub fn detect(stdout_is_tty: bool) -> Self {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
+        Palette {
+            color: stdout_is_tty && !no_color && !dumb,
+        }
+    }
+
+    /// A palette without color.
+    pub fn plain() -> Self {
+        Palette { color: false }
+    }
+
+    /// Whether colors are on.
+    pub fn is_color(&self) -> bool {
+        self.color
+    }
+
+    fn paint(&self, s: &str, f: impl Fn(&str) -> String) -> String {
+        if self.color { f(s) } else { s.to_string() }
+    }
+
+    /// Headers and information.
+    pub fn cyan(&self, s: &str) -> String {
+        self.paint(s, |s| s.cyan().to_string())
+    }
+    /// Ids and success.
+    pub fn green(&self, s: &str) -> String {
+        self.paint(s, |s| s.green().to_string())
+    }
+    /// Notices.
+    pub fn yellow(&self, s: &str) -> String {
+        self.paint(s, |s| s.yellow().to_string())
+    }
+    /// Errors.
+    pub fn red(&self, s: &str) -> String {
+        self.paint(s, |s| s.red().to_string())
+    }
+    /// Timestamps.
+    pub fn blue(&self, s: &str) -> String {
+        self.paint(s, |s| s.blue().to_string())
+    }
+    /// Emphasis.
+    pub fn bold(&self, s: &str) -> String {
+        self.paint(s, |s| s.bold().to_string())
+    }
+}
+
+/// `HH:MM:SS` in local time.
+pub fn clock(t: SystemTime) -> String {
+    let dt: chrono::DateTime<chrono::Local> = t.into();
+    dt.format("%H:%M:%S").to_string()
+}
+
+const OWL: &str = r#"       ,___,
+       [O.o]
+       /)__)
+    ---"---"---"#;
+
+struct SentMessage {
+    text: String,
+    waiting: usize,
+    ok: Vec<String>,
+}
+
+/// Renders outputs; remembers sent messages until every recipient answered, so each gets
+/// one line saying where it arrived.
+pub struct Renderer {
+    p: Palette,
+    sent: HashMap<u64, SentMessage>,
+}
+
+impl Renderer {
+    /// A renderer with this palette.
+    pub fn new(p: Palette) -> Self {
+        Renderer {
+            p,
+            sent: HashMap::new(),
+        }
+    }
+
+    /// The palette.
+    pub fn palette(&self) -> Palette {
+        self.p
+    }
+
+    /// The help screen.
+    pub fn help(&self) -> String {
+        let p = &self.p;
+        let mut s = p.cyan("Commands:");
+        for (cmd, what) in HELP {
+            // Pad by hand: escape codes take no room on screen.
+            let pad = 34usize.saturating_sub(cmd.chars().count());
+            s.push_str(&format!("\n  {}{} {what}", p.green(cmd), " ".repeat(pad)));
+        }
+        s
+    }
+
+    fn stamp(&self, at: SystemTime) -> String {
+        self.p.blue(&format!("[{}]", clock(at)))
+    }
+
+    /// The lines to print for `o` (possibly none).
+    pub fn render(&mut self, o: &Output) -> Vec<String> {
+        let p = self.p;
+        let now = SystemTime::now();
+        match o {
+            Output::Ready {
+                name,
+                peer,
+                secret,
+                conn_strings,
+                listen,
+            } => {
+                let mut v = vec![p.cyan(OWL), String::new()];
+                v.push(p.cyan(
+                    "==================== Connection Information ====================",
+                ));
+                v.push(format!("ID: {}", p.green(name)));
+                v.push(format!("Peer ID: {}", p.green(&peer.to_base58())));
+                let addrs: Vec<&str> = conn_strings
+                    .iter()
+                    .map(|c| c.rsplit_once(':').map_or(c.as_str(), |(a, _)| a))
+                    .collect();
+                if addrs.is_empty() {
+                    for l in listen {
+                        v.push(format!("Address: {l}"));
+                    }
+                } else {
+                    for a in &addrs {
+                        v.push(format!("Address: {a}"));
+                    }
+                }
+                v.push(format!("Secret: {secret}"));
+                v.push(String::new());
+                if conn_strings.len() > 1 {
+                    v.push("Connection strings (copy one line; the first is your LAN address):".into());
+                } else {
+                    v.push("Connection string (copy this line):".into());
+                }
+                for c in conn_strings {
+                    v.push(p.green(c));
+                }
+                v.push(String::new());
+                v.push("Type 'help' to see available commands".into());
+                v.push(p.cyan(
+                    "=================================================================",
+                ));
+                v
+            }
+            Output::Listening(addr) => vec![p.cyan(&format!("[i] also listening on {addr}"))],
+            Output::KeyReady { bits, generation } => {
+                if *generation == 0 {
+                    vec![p.cyan(&format!("[i] RSA-{bits} key ready"))]
+                } else {
+                    // Regenerations are routine; no need to interrupt the conversation.
+                    vec![]
+                }
+            }
+            Output::Notice(s) => vec![p.yellow(&format!("[*] {s}"))],
+            Output::Error(s) => vec![p.red(&format!("[!] {s}"))],
+            Output::Connecting { target } => {
+                vec![p.cyan(&format!("[i] connecting to {target}..."))]
+            }
+            Output::ConnectFailed { target, error } => {
+                vec![p.red(&format!("[!] could not connect to {target}: {error}"))]
+            }
+            Output::SessionEstablished {
+                name,
+                session,
+                safety_number,
+                inbound,
+                ..
+            } => {
+                let how = if *inbound { "connected to you" } else { "connected" };
+                vec![
+                    format!(
+                        "{} {} {} {}",
+                        self.stamp(now),
+                        p.green(&format!("[+] {name}")),
+                        p.green(how),
+                        p.cyan(&format!("(session {session}, end-to-end encrypted)"))
+                    ),
+                    p.cyan(&format!(
+                        "    safety number: {safety_number}  (compare with 'verify {name}')"
+                    )),
+                ]
+            }
+            Output::SessionRotated { name, epoch, .. } => vec![p.cyan(&format!(
+                "{} [i] new session keys with {name} (epoch {epoch})",
+                clock(now)
+            ))],
+            Output::SessionClosed { name, reason, .. } => vec![format!(
+                "{} {}",
+                self.stamp(now),
+                p.yellow(&format!("[-] {name} disconnected: {reason}"))
+            )],
+            Output::AuthFailed {
+                peer,
+                address,
+                banned,
+            } => {
+                let from = address.map(|a| format!(" from {a}")).unwrap_or_default();
+                let mut s = format!(
+                    "[!] {}{from} tried to connect with a wrong secret",
+                    crate::node::short_peer(peer)
+                );
+                if *banned {
+                    s.push_str(" (too many attempts: ignored for a while)");
+                }
+                vec![p.yellow(&s)]
+            }
+            Output::Message { name, at, text, .. } => {
+                let mut lines = text.split('\n');
+                let first = lines.next().unwrap_or_default();
+                let mut v = vec![format!("{} {}: {first}", self.stamp(*at), p.green(name))];
+                for l in lines {
+                    v.push(format!("    {l}"));
+                }
+                v
+            }
+            Output::Sent { local, text, to, .. } => {
+                self.sent.insert(
+                    *local,
+                    SentMessage {
+                        text: text.clone(),
+                        waiting: to.len(),
+                        ok: Vec::new(),
+                    },
+                );
+                vec![]
+            }
+            Output::Delivered { local, name, .. } => self.outcome(*local, name, None),
+            Output::DeliveryFailed {
+                local,
+                name,
+                reason,
+                ..
+            } => self.outcome(*local, name, Some(reason)),
+            Output::Sessions(rows) => self.sessions(rows),
+            Output::Peers(rows) => self.peers(rows),
+            Output::Verify {
+                name,
+                safety_number,
+                peer,
+            } => vec![
+                p.cyan(&format!("Safety number with {name} ({}):", peer.to_base58())),
+                format!("    {}", p.bold(safety_number)),
+                p.cyan("    Compare it with theirs (in person or by phone). If they differ, someone is in the middle."),
+            ],
+            Output::Discovered { peer, addrs } => vec![p.cyan(&format!(
+                "[i] discovered {} on the LAN ({})",
+                crate::node::short_peer(peer),
+                addrs.first().map(|a| a.to_string()).unwrap_or_default()
+            ))],
+            Output::Expired { peer } => vec![p.cyan(&format!(
+                "[i] {} is no longer seen on the LAN",
+                crate::node::short_peer(peer)
+            ))],
+            Output::Stopped => vec![p.cyan("[i] bye")],
+        }
+    }
+
+    fn outcome(&mut self, local: u64, name: &str, failure: Option<&String>) -> Vec<String> {
+        let p = self.p;
+        let Some(m) = self.sent.get_mut(&local) else {
+            return vec![];
+        };
+        m.waiting = m.waiting.saturating_sub(1);
+        let quote = short_quote(&m.text);
+        let mut out = Vec::new();
+        match failure {
+            Some(reason) => {
+                out.push(p.red(&format!("    ✗ {quote} not delivered to {name}: {reason}")))
+            }
+            None => m.ok.push(name.to_string()),
+        }
+        if m.waiting == 0 {
+            if !m.ok.is_empty() {
+                out.push(p.green(&format!("    ✓ {quote} delivered to {}", m.ok.join(", "))));
+            }
+            self.sent.remove(&local);
+        }
+        out
+    }
+
+    fn sessions(&self, rows: &[SessionRow]) -> Vec<String> {
+        let p = self.p;
+        if rows.is_empty() {
+            return vec![p.yellow("[*] no sessions yet: connect to a peer (see 'help')")];
+        }
+        let mut v = vec![p.cyan(&format!(
+            "{:<20} {:<10} {:<11} {:>5} {:>9} {:>13} {:>6} {:>6}",
+            "PEER", "SESSION", "STATE", "EPOCH", "AGE", "NEXT ROTATION", "SENT", "RECV"
+        ))];
+        for r in rows {
+            let i = &r.info;
+            let mut line = format!(
+                "{:<20} {:<10} {:<11} {:>5} {:>9} {:>13} {:>6} {:>6}",
+                truncate(&r.name, 20),
+                i.id.short(),
+                i.state.to_string(),
+                i.epoch,
+                human(i.age),
+                human(i.next_rotation_in),
+                i.messages_sent,
+                i.messages_received
+            );
+            let rej = i.rejections.total();
+            if rej > 0 {
+                line.push_str(&p.yellow(&format!("  ({rej} records refused)")));
+            }
+            v.push(line);
+        }
+        v
+    }
+
+    fn peers(&self, rows: &[PeerRow]) -> Vec<String> {
+        let p = self.p;
+        if rows.is_empty() {
+            return vec![
+                p.yellow("[*] no peers known: none discovered on the LAN and none connected"),
+            ];
+        }
+        let mut v = vec![p.cyan(&format!(
+            "{:>3}  {:<20} {:<54} {:<12} ADDRESS",
+            "#", "NAME", "PEER ID", "STATE"
+        ))];
+        for r in rows {
+            let state = match (r.session, r.connected, r.discovered) {
+                (Some(s), _, _) => s.to_string(),
+                (None, true, _) => "connected".into(),
+                (None, false, true) => "discovered".into(),
+                _ => "known".into(),
+            };
+            v.push(format!(
+                "{:>3}  {:<20} {:<54} {:<12} {}",
+                r.index,
+                truncate(r.name.as_deref().unwrap_or("-"), 20),
+                r.peer.to_base58(),
+                state,
+                r.addrs.first().map(|a| a.to_string()).unwrap_or_default()
+            ));
+        }
+        v
+    }
+}
+
+fn short_quote(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c == '\n' { ' ' } else { c })
+        .collect();
+    if one_line.chars().count() > 24 {
+        format!("\"{}…\"", one_line.chars().take(23).collect::<String>())
+    } else {
+        format!("\"{one_line}\"")
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() > n {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}
+
+/// For tests and logs: does a peer id appear in a line?
+#[allow(dead_code)]
+pub fn mentions(line: &str, peer: &PeerId) -> bool {
+    line.contains(&peer.to_base58())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_palette_has_no_escapes() {
+        let mut r = Renderer::new(Palette::plain());
+        let lines = r.render(&Output::Message {
+            peer: PeerId::random(),
+            name: "Bob".into(),
+            at: SystemTime::now(),
+            text: "hi".into(),
+        });
+        assert_eq!(lines.len(), 1);
+        assert!(!lines[0].contains('\u{1b}'));
+        assert!(lines[0].ends_with("Bob: hi"));
+        assert!(lines[0].starts_with('['));
+    }
+
+    #[test]
+    fn delivery_lines_summarise_each_message() {
+        let mut r = Renderer::new(Palette::plain());
+        let (a, b) = (PeerId::random(), PeerId::random());
+        r.render(&Output::Sent {
+            local: 1,
+            text: "hello".into(),
+            to: vec![(a, "A".into()), (b, "B".into())],
+            at: SystemTime::now(),
+        });
+        let l1 = r.render(&Output::Delivered {
+            local: 1,
+            peer: a,
+            name: "A".into(),
+        });
+        assert!(l1.is_empty(), "wait for every recipient");
+        let l2 = r.render(&Output::DeliveryFailed {
+            local: 1,
+            peer: b,
+            name: "B".into(),
+            reason: "timeout".into(),
+        });
+        assert_eq!(l2.len(), 2);
+        assert!(l2[0].contains("not delivered to B: timeout"));
+        assert!(l2[1].contains("delivered to A"));
+    }
+
+    #[test]
+    fn quotes_are_short_and_single_line() {
+        assert_eq!(short_quote("a\nb"), "\"a b\"");
+        assert!(short_quote(&"x".repeat(100)).chars().count() < 30);
+    }
+}

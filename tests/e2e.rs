@@ -1,0 +1,237 @@
+//! End-to-end tests of the `noctua` binary: two (or three) real processes on loopback,
+//! driven through stdin and read from stdout, as a script would use them.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::NodeProc;
+
+fn pair() -> (NodeProc, NodeProc, String) {
+    let mut alice = NodeProc::start("Alice", "alpha-secret", &[]);
+    let bob = NodeProc::start("Bob", "bravo-secret", &[]);
+    let cs = alice.conn_string();
+    assert!(cs.ends_with(":alpha-secret"), "{cs}");
+    (alice, bob, cs)
+}
+
+#[test]
+fn two_nodes_connect_and_chat_both_ways() {
+    let (mut alice, mut bob, cs) = pair();
+    bob.send(&format!("connect {cs}"));
+    bob.expect_contains("[+] Alice connected (session");
+    alice.expect_contains("[+] Bob connected to you");
+    let safety_b = bob.expect_contains("safety number:");
+    let safety_a = alice.expect_contains("safety number:");
+    let digits = |l: &str| l.split("safety number:").nth(1).unwrap()[..36].to_string();
+    assert_eq!(
+        digits(&safety_a),
+        digits(&safety_b),
+        "both sides show one safety number"
+    );
+
+    bob.send("hello from bob");
+    alice.expect(" Bob: hello from bob", |l| {
+        l.starts_with('[') && l.ends_with("Bob: hello from bob")
+    });
+    bob.expect_contains("✓ \"hello from bob\" delivered to Alice");
+
+    alice.send("msg Bob hi bob, olá 👋");
+    bob.expect_contains("Alice: hi bob, olá 👋");
+    alice.expect_contains("delivered to Bob");
+
+    alice.send("sessions");
+    alice.expect_contains("PEER");
+    let row = alice.expect_contains("Bob ");
+    assert!(row.contains("active"), "{row}");
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    // name, session, state, epoch, age..., sent, recv
+    assert_eq!(cols[cols.len() - 2..], ["1", "1"], "{row}");
+
+    bob.send("verify Alice");
+    bob.expect_contains("Safety number with Alice");
+}
+
+#[test]
+fn message_timestamps_follow_the_original_format() {
+    let (mut alice, mut bob, cs) = pair();
+    bob.send(&format!("connect {cs}"));
+    alice.expect_contains("[+] Bob connected to you");
+    bob.send("Hello ?");
+    let line = alice.expect_contains("Bob: Hello ?");
+    // [HH:MM:SS] Bob: Hello ?
+    let b = line.as_bytes();
+    assert_eq!(b[0], b'[');
+    assert_eq!(b[9], b']');
+    assert!(line[1..9].chars().enumerate().all(|(i, c)| if i % 3 == 2 {
+        c == ':'
+    } else {
+        c.is_ascii_digit()
+    }));
+    assert_eq!(&line[10..], " Bob: Hello ?");
+}
+
+#[test]
+fn a_wrong_secret_is_reported_to_both_sides_and_nothing_breaks() {
+    let (mut alice, mut bob, cs) = pair();
+    let port = cs.split(':').nth(1).unwrap().to_string();
+    bob.send(&format!("connect 127.0.0.1:{port}:not-alphas-secret"));
+    let l = bob.expect_contains("could not connect");
+    assert!(l.contains("wrong secret"), "{l}");
+    let l = alice.expect_contains("wrong secret");
+    assert!(l.contains("tried to connect"), "{l}");
+    // Both still work: the right secret gets through.
+    bob.send(&format!("connect {cs}"));
+    bob.expect_contains("[+] Alice connected");
+}
+
+#[test]
+fn malformed_connection_strings_get_a_one_line_reason() {
+    let (_alice, mut bob, cs) = pair();
+    for (input, needle) in [
+        ("connect nonsense", "bad connection string"),
+        ("connect 127.0.0.1:70000:x", "port"),
+        ("connect 127.0.0.1:5000", "bad connection string"),
+        ("connect [::1:5000:x", "["),
+        ("connect", "usage: connect"),
+    ] {
+        bob.send(input);
+        let l = bob.expect(&format!("a hint for {input:?}"), |l| l.starts_with("[!]"));
+        assert!(l.contains(needle), "{input}: {l}");
+    }
+    // Still working afterwards.
+    bob.send(&format!("connect {cs}"));
+    bob.expect_contains("[+] Alice connected");
+}
+
+#[test]
+fn unreachable_and_closed_ports_fail_quickly_with_their_own_message() {
+    let (_alice, mut bob, cs) = pair();
+    // A port nobody listens on (bound then released).
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let start = Instant::now();
+    bob.send(&format!("connect 127.0.0.1:{port}:whatever"));
+    let l = bob.expect_contains("could not connect");
+    assert!(l.contains("refused"), "{l}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    // Something that is not a libp2p node at all.
+    let junk = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let junk_port = junk.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in junk.incoming().flatten() {
+            let mut s = s;
+            let _ = std::io::Write::write_all(&mut s, b"HTTP/1.0 400 Bad Request\r\n\r\n");
+        }
+    });
+    bob.send(&format!("connect 127.0.0.1:{junk_port}:whatever"));
+    let l = bob.expect_within(Duration::from_secs(15), "a failure", |l| {
+        l.contains("could not connect")
+    });
+    assert!(!l.contains("refused"), "{l}");
+    bob.send(&format!("connect {cs}"));
+    bob.expect_contains("[+] Alice connected");
+}
+
+#[test]
+fn exit_closes_sessions_with_a_goodbye_and_ends_the_process() {
+    let (mut alice, mut bob, cs) = pair();
+    bob.send(&format!("connect {cs}"));
+    alice.expect_contains("[+] Bob connected to you");
+    alice.send("exit");
+    let status = alice.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    let l = bob.expect_contains("Alice disconnected");
+    assert!(l.contains("the peer left"), "a goodbye, not a timeout: {l}");
+}
+
+#[test]
+fn piped_input_is_sent_confirmed_and_then_the_node_exits() {
+    let mut alice = NodeProc::start("Alice", "alpha-secret", &[]);
+    let cs = alice.conn_string();
+    let mut bob = NodeProc::start("Bob", "bravo-secret", &[]);
+    bob.send(&format!("connect {cs}"));
+    bob.send("first line");
+    bob.send("second line");
+    bob.close_stdin();
+    alice.expect_contains("Bob: first line");
+    alice.expect_contains("Bob: second line");
+    let status = bob.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    let out = bob.seen.join("\n");
+    assert!(out.contains("\"first line\" delivered to Alice"), "{out}");
+    assert!(out.contains("\"second line\" delivered to Alice"), "{out}");
+    alice.expect_contains("Bob disconnected");
+}
+
+#[test]
+fn stdin_closed_immediately_exits_cleanly_without_looping() {
+    let mut n = NodeProc::start("Solo", "solo-secret", &[]);
+    n.close_stdin();
+    let status = n.wait_exit(Duration::from_secs(10));
+    assert!(status.success());
+    assert!(n.seen.len() < 40, "no output loop: {} lines", n.seen.len());
+}
+
+#[test]
+fn unknown_commands_and_bad_arguments_get_hints() {
+    let mut n = NodeProc::start("Solo", "solo-secret", &[]);
+    for (input, needle) in [
+        ("/nick bob", "unknown command"),
+        ("msg", "usage: msg"),
+        ("verify", "usage: verify"),
+        ("msg Nobody hi", "no peer called"),
+        ("rotate Nobody", "no peer called"),
+        ("disconnect", "usage: disconnect"),
+        ("hello?", "nobody to send to"),
+    ] {
+        n.send(input);
+        let l = n.expect(&format!("a reply to {input:?}"), |l| {
+            l.starts_with("[!]") || l.starts_with("[*]")
+        });
+        assert!(l.contains(needle), "{input}: {l}");
+    }
+    n.send("help");
+    n.expect_contains("exit, quit, sair");
+}
+
+#[test]
+fn the_banner_carries_the_connection_information() {
+    let mut n = NodeProc::start("Carol", "charlie-secret", &[]);
+    n.expect_contains("Connection Information");
+    let id = n.expect_contains("ID: ");
+    assert_eq!(id, "ID: Carol");
+    let addr = n.expect_contains("Address: ");
+    assert!(addr.starts_with("Address: 127.0.0.1:"), "{addr}");
+    assert_eq!(n.expect_contains("Secret: "), "Secret: charlie-secret");
+    let cs = n.conn_string();
+    assert_eq!(cs, format!("{}:charlie-secret", &addr["Address: ".len()..]));
+    n.expect_contains("Type 'help' to see available commands");
+}
+
+#[test]
+fn bad_command_line_arguments_fail_with_one_line() {
+    for args in [
+        vec!["--no-mdns", "--secret", "has space"],
+        vec!["--no-mdns", "--secret", "a:b"],
+        vec!["--no-mdns", "--rsa-bits", "1024"],
+        vec!["--no-mdns", "--rotate-every", "soon"],
+        vec!["--no-mdns", "--log-level", "loud"],
+        vec!["--no-mdns", "--listen", "not-a-multiaddr"],
+    ] {
+        let out = std::process::Command::new(support::bin())
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.trim().lines().count() <= 4, "{args:?}: {err}");
+    }
+}
