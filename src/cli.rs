@@ -14,8 +14,19 @@ use crate::connstr::ConnString;
 /// others with `connect <their string>`. Peers on the same LAN are found by mDNS and listed
 /// by `peers`. Type `help` inside for the commands.
 #[derive(Debug, Parser)]
-#[command(name = "noctua", version, about, long_about, max_term_width = 100)]
+#[command(
+    name = "noctua",
+    version,
+    about,
+    long_about,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
+    /// Tools besides the chat node itself
+    #[command(subcommand)]
+    pub tool: Option<Tool>,
+
     /// Display name shown to peers [default: Peer_ and 6 random hex digits]
     #[arg(long, value_name = "NAME")]
     pub id: Option<String>,
@@ -72,7 +83,8 @@ pub struct Args {
     #[arg(long, alias = "json")]
     pub headless: bool,
 
-    /// Log level: error, warn, info, debug or trace (RUST_LOG, if set, takes precedence)
+    /// Log level: error, warn, info, debug, trace or off, or directives like
+    /// `noctua_chat=debug,info` (RUST_LOG, if set, takes precedence)
     #[arg(long, value_name = "LEVEL", default_value = "warn")]
     pub log_level: String,
 
@@ -81,6 +93,51 @@ pub struct Args {
     /// --log-file.
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Tool {
+    /// Run N nodes on this machine, each in its own network namespace on a shared bridge,
+    /// with mDNS and auto-connect on; collect their headless event logs; tear everything
+    /// down at the end (also on Ctrl-C). Needs root, iproute2 and util-linux.
+    ///
+    /// While it runs, lines on stdin are commands for the nodes: `<n> <command>` for node n
+    /// (0-based), `all <command>` for every node, e.g. `all hello` or `2 sessions`.
+    Lab(LabArgs),
+}
+
+/// Options of `noctua lab`.
+#[derive(Debug, clap::Args)]
+pub struct LabArgs {
+    /// Number of nodes
+    #[arg(long, short = 'n', default_value_t = 5)]
+    pub nodes: usize,
+
+    /// The secret every node shares
+    #[arg(long, default_value = "noctua-lab")]
+    pub secret: String,
+
+    /// Give this many nodes (the last ones) a different secret: they are discovered but
+    /// must not be admitted
+    #[arg(long, default_value_t = 0)]
+    pub outsiders: usize,
+
+    /// Directory for the per-node event logs (nodeN.jsonl) and logs (nodeN.log)
+    #[arg(long, default_value = "noctua-lab-logs")]
+    pub dir: PathBuf,
+
+    /// Stop after this long (e.g. 60s); without it, run until Ctrl-C or end of input
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Extra arguments for every node, e.g. --node-arg=--rotate-every=1m
+    #[arg(long = "node-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub node_args: Vec<String>,
+
+    /// Only remove namespaces left behind by labs that were killed, then exit
+    #[arg(long)]
+    pub cleanup: bool,
 }
 
 /// Parses `500ms`, `90s`, `30m`, `1h` (or a bare number of seconds).

@@ -8,6 +8,8 @@ mod cli;
 mod commands;
 mod connstr;
 mod headless;
+mod lab;
+mod labcli;
 mod node;
 mod render;
 mod sanitize;
@@ -52,6 +54,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
+    if let Some(cli::Tool::Lab(lab_args)) = args.tool {
+        return labcli::run(lab_args).await;
+    }
     let secret = match &args.secret {
         Some(s) => match Secret::new(s.clone()) {
             Ok(s) => s,
@@ -174,16 +179,13 @@ fn init_logging(args: &Args, interactive: bool) -> Result<(), String> {
         Ok(v) if !v.is_empty() => {
             EnvFilter::try_new(&v).map_err(|e| format!("invalid RUST_LOG {v:?}: {e}"))?
         }
-        _ => {
-            let lvl = args.log_level.to_ascii_lowercase();
-            if !["error", "warn", "info", "debug", "trace", "off"].contains(&lvl.as_str()) {
-                return Err(format!(
-                    "invalid --log-level {:?}: use error, warn, info, debug, trace or off",
-                    args.log_level
-                ));
-            }
-            EnvFilter::try_new(&lvl).map_err(|e| e.to_string())?
-        }
+        _ => EnvFilter::try_new(&args.log_level).map_err(|e| {
+            format!(
+                "invalid --log-level {:?}: use error, warn, info, debug, trace or off, \
+                 or RUST_LOG-style directives ({e})",
+                args.log_level
+            )
+        })?,
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if let Some(path) = &args.log_file {

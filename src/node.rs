@@ -315,7 +315,7 @@ impl Node {
             .with_behaviour(|kp| {
                 let peer = kp.public().to_peer_id();
                 let mdns = if mdns_on {
-                    match mdns::tokio::Behaviour::new(mdns::Config::default(), peer) {
+                    match mdns::tokio::Behaviour::new(mdns_config(), peer) {
                         Ok(m) => Some(m),
                         Err(e) => {
                             tracing::warn!("mDNS unavailable: {e}");
@@ -1079,6 +1079,16 @@ impl Node {
                 }
             }
         }
+    }
+}
+
+/// mDNS with a one-minute TTL (peers that vanish leave the list within a minute) and a
+/// query every 20 s (a lost announcement costs at most that).
+fn mdns_config() -> mdns::Config {
+    mdns::Config {
+        ttl: Duration::from_secs(60),
+        query_interval: Duration::from_secs(20),
+        ..mdns::Config::default()
     }
 }
 

@@ -845,6 +845,16 @@ impl Behaviour {
         if p.connections.is_empty() || p.waiting.is_empty() || p.initiator.is_some() {
             return;
         }
+        let peer_is_opening = p.responder.is_some()
+            || p.session
+                .as_ref()
+                .is_some_and(|s| s.state == SessionState::Handshaking);
+        if peer_is_opening {
+            // The peer is already opening a session with us (for instance its HELLO waited
+            // for our key): starting a second handshake would cross it. Ride on it.
+            p.opens.extend(p.waiting.drain(..).map(|(o, _, _)| o));
+            return;
+        }
         let mut waiting = std::mem::take(&mut p.waiting).into_iter();
         let Some((first, secret, _)) = waiting.next() else {
             return;
@@ -2002,7 +2012,11 @@ impl Behaviour {
                     p.ping_in_flight = false;
                 }
                 if self.session_is(&peer, &session_id) {
-                    self.close(peer, CloseReason::PeerUnresponsive, None);
+                    let reason = match error {
+                        F::ConnectionClosed | F::DialFailure => CloseReason::ConnectionLost,
+                        _ => CloseReason::PeerUnresponsive,
+                    };
+                    self.close(peer, reason, None);
                 }
             }
             Pending::RekeyInit {

@@ -744,3 +744,60 @@ async fn key_regeneration_runs_in_the_background_and_sessions_keep_working() {
         .await;
     exchange(&mut net, 0, 1, &["fresh keys".into()]).await;
 }
+
+#[tokio::test]
+async fn an_open_waiting_for_our_key_rides_on_the_peers_handshake() {
+    init_tracing();
+    // Node "slow" generates its key at start; node "fast" has one. Both open at once, and
+    // the fast node's HELLO waits at the slow one for its key. When the key arrives the slow
+    // node must answer that HELLO and not start a crossing handshake of its own, whatever
+    // the order of their PeerIds (found by a lab run: two crossed handshakes each waited
+    // for the other's confirmation until both timed out).
+    for slow_is_smaller in [true, false] {
+        let (fast, fast_addr) = common::node(config(1, "shared")).await;
+        let fast_id = *fast.local_peer_id();
+        let slow = loop {
+            let (s, _) = common::node(
+                Config::new(Secret::new("shared").unwrap())
+                    .with_name("slow")
+                    .with_rsa_bits(3072)
+                    .with_rsa_regenerate_every(None),
+            )
+            .await;
+            if (s.local_peer_id().to_bytes() < fast_id.to_bytes()) == slow_is_smaller {
+                break s;
+            }
+        };
+        let slow_id = *slow.local_peer_id();
+        let mut net = Net::from_swarms(vec![slow, fast], vec![]);
+        net.swarms[0].dial(fast_addr).unwrap();
+        net.until_state(|s| s[0].is_connected(&fast_id) && s[1].is_connected(&slow_id))
+            .await;
+        assert!(!net.b(0).key_ready());
+        let o_slow = net
+            .b(0)
+            .open_session(fast_id, Secret::new("shared").unwrap());
+        let o_fast = net
+            .b(1)
+            .open_session(slow_id, Secret::new("shared").unwrap());
+        let mut est = [None, None];
+        net.until(|i, ev| {
+            match ev {
+                Event::SessionEstablished {
+                    session_id, opens, ..
+                } => {
+                    assert!(est[i].is_none(), "one session per side");
+                    est[i] = Some((*session_id, opens.clone()));
+                }
+                Event::OpenFailed { error, .. } => panic!("open failed: {error}"),
+                _ => {}
+            }
+            (est[0].is_some() && est[1].is_some()).then_some(())
+        })
+        .await;
+        let (s0, opens0) = est[0].clone().unwrap();
+        let (s1, opens1) = est[1].clone().unwrap();
+        assert_eq!(s0, s1);
+        assert_eq!((opens0, opens1), (vec![o_slow], vec![o_fast]));
+    }
+}

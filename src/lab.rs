@@ -1,0 +1,410 @@
+//! A lab of Noctua nodes on one Linux machine: each node in its own network namespace,
+//! all on one bridge (which lives in a namespace of its own, so nothing touches the
+//! machine's own network), with mDNS and auto-connect on, driven headless. Used by
+//! `noctua lab` and by the multi-node tests.
+//!
+//! Needs root and `ip` (iproute2) and `setpriv` (util-linux). Everything created carries
+//! the lab's id (`noctua-lab-<pid>-...`) and is removed by [`Lab::shutdown`], by `Drop`,
+//! and, for labs whose process died without cleaning up, by [`clean_stale`].
+
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+
+const PREFIX: &str = "noctua-lab-";
+
+/// An event line from node `node`.
+#[derive(Debug, Clone)]
+pub struct LabEvent {
+    /// Which node (0-based).
+    pub node: usize,
+    /// The parsed JSON event (see HEADLESS.md).
+    pub event: Value,
+}
+
+impl LabEvent {
+    /// The event's kind (`"session_established"`, ...).
+    pub fn kind(&self) -> &str {
+        self.event["event"].as_str().unwrap_or("")
+    }
+
+    /// A string field.
+    pub fn str(&self, field: &str) -> &str {
+        self.event[field].as_str().unwrap_or("")
+    }
+}
+
+struct LabNode {
+    ns: String,
+    ip: Ipv4Addr,
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    peer_id: Option<String>,
+}
+
+/// A running lab.
+pub struct Lab {
+    id: String,
+    hub: String,
+    nodes: Vec<LabNode>,
+    dir: PathBuf,
+    bin: PathBuf,
+    events_tx: mpsc::Sender<LabEvent>,
+    events_rx: mpsc::Receiver<LabEvent>,
+    torn_down: bool,
+}
+
+/// Can labs run here? `Err` says what is missing, in one line.
+pub fn check() -> Result<(), String> {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+        })
+        .unwrap_or_default();
+    if uid != "0" {
+        return Err("network namespaces need root (run as root)".into());
+    }
+    for (tool, pkg) in [("ip", "iproute2"), ("setpriv", "util-linux")] {
+        let ok = std::process::Command::new(tool)
+            .arg(if tool == "ip" { "-V" } else { "--version" })
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            return Err(format!("`{tool}` is missing (install {pkg})"));
+        }
+    }
+    let probe = format!("{PREFIX}probe-{}", std::process::id());
+    run_sync(&["ip", "netns", "add", &probe])
+        .map_err(|e| format!("cannot create a network namespace: {e}"))?;
+    let _ = run_sync(&["ip", "netns", "del", &probe]);
+    Ok(())
+}
+
+/// Removes namespaces left by labs whose process is gone (e.g. killed with SIGKILL).
+/// Returns how many were removed.
+pub fn clean_stale() -> usize {
+    let Ok(out) = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+    else {
+        return 0;
+    };
+    let mut removed = 0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or("");
+        let alive = pid
+            .parse::<u32>()
+            .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if !alive && run_sync(&["ip", "netns", "del", name]).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+fn run_sync(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args[0]))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Lab {
+    /// Creates `n` node namespaces on a bridge. Node `i` gets address 10.77.0.(i+1)/24 on
+    /// its `eth0`. Logs go to `dir`.
+    pub fn create(n: usize, dir: &Path, bin: &Path) -> Result<Lab, String> {
+        if n == 0 || n > 250 {
+            return Err("a lab has 1 to 250 nodes".into());
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let id = format!("{PREFIX}{}-{}", std::process::id(), lab_seq());
+        let hub = format!("{id}-hub");
+        let (events_tx, events_rx) = mpsc::channel(65_536);
+        let mut lab = Lab {
+            id: id.clone(),
+            hub: hub.clone(),
+            nodes: Vec::new(),
+            dir: dir.to_path_buf(),
+            bin: bin.to_path_buf(),
+            events_tx,
+            events_rx,
+            torn_down: false,
+        };
+        run_sync(&["ip", "netns", "add", &hub])?;
+        run_sync(&["ip", "-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+        run_sync(&["ip", "-n", &hub, "link", "set", "br0", "up"])?;
+        for i in 0..n {
+            let ns = format!("{id}-n{i}");
+            let ip = Ipv4Addr::new(10, 77, 0, (i + 1) as u8);
+            // Register first so that a failure below still cleans this namespace up.
+            lab.nodes.push(LabNode {
+                ns: ns.clone(),
+                ip,
+                child: None,
+                stdin: None,
+                peer_id: None,
+            });
+            let veth = format!("nq{i}");
+            run_sync(&["ip", "netns", "add", &ns])?;
+            run_sync(&[
+                "ip", "-n", &hub, "link", "add", &veth, "type", "veth", "peer", "name", "eth0",
+                "netns", &ns,
+            ])?;
+            run_sync(&["ip", "-n", &hub, "link", "set", &veth, "master", "br0"])?;
+            run_sync(&["ip", "-n", &hub, "link", "set", &veth, "up"])?;
+            run_sync(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
+            run_sync(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ])?;
+            run_sync(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
+        }
+        Ok(lab)
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The lab's id (prefix of every namespace it created).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Node `i`'s address.
+    pub fn ip(&self, i: usize) -> Ipv4Addr {
+        self.nodes[i].ip
+    }
+
+    /// Node `i`'s namespace.
+    pub fn netns(&self, i: usize) -> &str {
+        &self.nodes[i].ns
+    }
+
+    /// Node `i`'s libp2p id, once its `ready` event was seen.
+    pub fn peer_id(&self, i: usize) -> Option<&str> {
+        self.nodes[i].peer_id.as_deref()
+    }
+
+    /// Starts node `i` (headless, mDNS on, auto-connect on) with `secret` and `extra`
+    /// arguments. Its events are written to `<dir>/node<i>.jsonl` and delivered by
+    /// [`Lab::next_event`]; its logs go to `<dir>/node<i>.log`.
+    pub fn start(&mut self, i: usize, secret: &str, extra: &[String]) -> Result<(), String> {
+        let node = &mut self.nodes[i];
+        if node.child.is_some() {
+            return Err(format!("node {i} is already running"));
+        }
+        node.peer_id = None;
+        let log = self.dir.join(format!("node{i}.log"));
+        // Start-up errors (before logging is set up) land here.
+        let stderr = std::fs::File::create(self.dir.join(format!("node{i}.stderr")))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null());
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            &node.ns,
+            "setpriv",
+            "--pdeathsig",
+            "KILL",
+            "--",
+        ])
+        .arg(&self.bin)
+        .args(["--headless", "--auto-connect", "--port", "4001"])
+        .args(["--id", &format!("node{i}"), "--secret", secret])
+        .arg("--log-file")
+        .arg(&log)
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true);
+        if !extra.iter().any(|a| a.starts_with("--log-level")) {
+            cmd.args(["--log-level", "info"]);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start node {i}: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        node.stdin = child.stdin.take();
+        node.child = Some(child);
+        let tx = self.events_tx.clone();
+        let path = self.dir.join(format!("node{i}.jsonl"));
+        tokio::spawn(async move {
+            let mut file = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .await
+                .ok();
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(f) = file.as_mut() {
+                    let _ = f.write_all(line.as_bytes()).await;
+                    let _ = f.write_all(b"\n").await;
+                }
+                if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(LabEvent { node: i, event }).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Sends a command line to node `i`.
+    pub async fn send(&mut self, i: usize, line: &str) -> Result<(), String> {
+        let stdin = self.nodes[i]
+            .stdin
+            .as_mut()
+            .ok_or_else(|| format!("node {i} is not running"))?;
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .map_err(|e| format!("node {i}: {e}"))
+    }
+
+    /// The next event from any node (remembering peer ids from `ready` events).
+    pub async fn next_event(&mut self) -> Option<LabEvent> {
+        let ev = self.events_rx.recv().await?;
+        if ev.kind() == "ready" {
+            self.nodes[ev.node].peer_id = Some(ev.str("peer_id").to_string());
+        }
+        Some(ev)
+    }
+
+    /// Kills node `i` with SIGKILL (no goodbye), and waits for it to be gone.
+    pub async fn kill(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.stdin = None;
+        if let Some(mut c) = node.child.take() {
+            let _ = c.start_kill();
+            let _ = c.wait().await;
+        }
+    }
+
+    /// Asks node `i` to exit (goodbyes sent), waiting up to `limit`; kills it after that.
+    pub async fn stop(&mut self, i: usize, limit: Duration) {
+        let _ = self.send(i, "exit").await;
+        let node = &mut self.nodes[i];
+        node.stdin = None;
+        if let Some(mut c) = node.child.take() {
+            if tokio::time::timeout(limit, c.wait()).await.is_err() {
+                let _ = c.start_kill();
+                let _ = c.wait().await;
+            }
+        }
+    }
+
+    /// Takes node `i`'s link down (a partition) or up (healed).
+    pub fn set_link(&self, i: usize, up: bool) -> Result<(), String> {
+        let veth = format!("nq{i}");
+        run_sync(&[
+            "ip",
+            "-n",
+            &self.hub,
+            "link",
+            "set",
+            &veth,
+            if up { "up" } else { "down" },
+        ])
+    }
+
+    /// Stops every node (with goodbyes), then removes every namespace and link.
+    pub async fn shutdown(&mut self) {
+        for i in 0..self.nodes.len() {
+            let _ = self.send(i, "exit").await;
+            self.nodes[i].stdin = None;
+        }
+        for i in 0..self.nodes.len() {
+            if let Some(mut c) = self.nodes[i].child.take() {
+                if tokio::time::timeout(Duration::from_secs(5), c.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = c.start_kill();
+                    let _ = c.wait().await;
+                }
+            }
+        }
+        self.teardown();
+    }
+
+    fn teardown(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        self.torn_down = true;
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.start_kill();
+            }
+            let _ = run_sync(&["ip", "netns", "del", &n.ns]);
+        }
+        let _ = run_sync(&["ip", "netns", "del", &self.hub]);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+fn lab_seq() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Namespaces of this process's labs that still exist (for tests: nothing left behind).
+pub fn leftover_namespaces() -> Vec<String> {
+    let mine = format!("{PREFIX}{}-", std::process::id());
+    std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .filter(|n| n.starts_with(&mine))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,301 @@
+//! Multi-node tests in network namespaces the test creates (never the machine's own
+//! namespace: that is where mDNS would leak). Each node runs the real binary, headless,
+//! with mDNS and auto-connect on.
+//!
+//! Needs root, iproute2 and util-linux. Where they are missing the tests are skipped with a
+//! message, unless `NOCTUA_REQUIRE_NETNS=1` (set by `.ci/run`), which makes that a failure.
+
+#[path = "../src/lab.rs"]
+mod lab;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lab::{Lab, LabEvent};
+
+fn lab_or_skip(test: &str) -> bool {
+    match lab::check() {
+        Ok(()) => true,
+        Err(why) => {
+            if std::env::var("NOCTUA_REQUIRE_NETNS").as_deref() == Ok("1") {
+                panic!("{test}: network namespaces are required here but unavailable: {why}");
+            }
+            eprintln!("SKIPPED {test}: {why}");
+            false
+        }
+    }
+}
+
+fn log_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("noctua-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A lab plus everything its nodes reported so far.
+struct Run {
+    lab: Lab,
+    events: Vec<LabEvent>,
+}
+
+impl Run {
+    fn new(test: &str, secrets: &[&str]) -> Run {
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_noctua"));
+        let mut lab = Lab::create(secrets.len(), &log_dir(test), &bin).expect("create the lab");
+        for (i, s) in secrets.iter().enumerate() {
+            lab.start(i, s, &[]).expect("start a node");
+        }
+        Run {
+            lab,
+            events: Vec::new(),
+        }
+    }
+
+    /// Collects events until `done` holds for what was collected (60 s at most).
+    async fn until(&mut self, what: &str, mut done: impl FnMut(&[LabEvent], &Lab) -> bool) {
+        let limit = Duration::from_secs(60);
+        let result = tokio::time::timeout(limit, async {
+            while !done(&self.events, &self.lab) {
+                match self.lab.next_event().await {
+                    Some(ev) => self.events.push(ev),
+                    None => return false,
+                }
+            }
+            true
+        })
+        .await;
+        if result != Ok(true) {
+            let tail: Vec<String> = self
+                .events
+                .iter()
+                .rev()
+                .take(40)
+                .map(|e| format!("node{}: {}", e.node, e.event))
+                .collect();
+            panic!("never saw {what}; last events:\n{}", tail.join("\n"));
+        }
+    }
+
+    fn peer(&self, i: usize) -> String {
+        self.lab.peer_id(i).expect("ready seen").to_string()
+    }
+
+    /// Peer ids node `i` has an open session with, from its events so far.
+    fn sessions_of(events: &[LabEvent], i: usize) -> HashSet<String> {
+        let mut set = HashSet::new();
+        for e in events.iter().filter(|e| e.node == i) {
+            match e.kind() {
+                "session_established" => {
+                    set.insert(e.str("peer_id").to_string());
+                }
+                "session_closed" => {
+                    set.remove(e.str("peer_id"));
+                }
+                _ => {}
+            }
+        }
+        set
+    }
+
+    async fn all_ready(&mut self, nodes: &[usize]) {
+        let nodes = nodes.to_vec();
+        self.until("every node ready", |_, lab| {
+            nodes.iter().all(|i| lab.peer_id(*i).is_some())
+        })
+        .await;
+    }
+
+    /// Waits until every node in `group` has a session with every other one.
+    async fn full_mesh(&mut self, group: &[usize]) {
+        let group = group.to_vec();
+        self.until("a full mesh", |evs, lab| {
+            group.iter().all(|&i| {
+                let s = Self::sessions_of(evs, i);
+                group
+                    .iter()
+                    .filter(|&&j| j != i)
+                    .all(|&j| lab.peer_id(j).is_some_and(|p| s.contains(p)))
+            })
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_discover_each_other_mesh_admit_only_the_shared_secret_and_broadcast_exactly_once() {
+    let test = "mesh";
+    if !lab_or_skip(test) {
+        return;
+    }
+    let honest: Vec<usize> = (0..5).collect();
+    let outsider = 5;
+    let mut run = Run::new(test, &["lab", "lab", "lab", "lab", "lab", "not-lab"]);
+    run.all_ready(&[0, 1, 2, 3, 4, 5]).await;
+    run.full_mesh(&honest).await;
+
+    // The outsider is discovered by everyone, refused by everyone (or refuses them), once.
+    let out_id = run.peer(outsider);
+    let ids: Vec<String> = honest.iter().map(|&i| run.peer(i)).collect();
+    run.until(
+        "the outsider discovered and refused by every node",
+        |evs, _| {
+            honest.iter().all(|&h| {
+                let discovered = evs
+                    .iter()
+                    .any(|e| e.node == h && e.kind() == "discovered" && e.str("peer_id") == out_id);
+                let refused = evs.iter().any(|e| {
+                    e.kind() == "auth_failed"
+                        && ((e.node == h && e.str("peer_id") == out_id)
+                            || (e.node == outsider && e.str("peer_id") == ids[h]))
+                });
+                discovered && refused
+            })
+        },
+    )
+    .await;
+
+    // Every honest node broadcasts once; every other honest node receives it once.
+    for &i in &honest {
+        run.lab
+            .send(i, &format!("hello from node{i}"))
+            .await
+            .unwrap();
+    }
+    run.until("every broadcast delivered and received", |evs, _| {
+        honest.iter().all(|&i| {
+            let received = evs
+                .iter()
+                .filter(|e| e.node == i && e.kind() == "message")
+                .count();
+            let delivered = evs
+                .iter()
+                .filter(|e| e.node == i && e.kind() == "delivered")
+                .count();
+            received >= 4 && delivered >= 4
+        })
+    })
+    .await;
+    // The node's own counters say the same: exactly one message over each session.
+    for &i in &honest {
+        run.lab.send(i, "sessions").await.unwrap();
+    }
+    run.until("session listings", |evs, _| {
+        honest
+            .iter()
+            .all(|&i| evs.iter().any(|e| e.node == i && e.kind() == "sessions"))
+    })
+    .await;
+
+    for &i in &honest {
+        // Each message from each other honest node, exactly once.
+        let mut from: HashMap<String, usize> = HashMap::new();
+        for e in run
+            .events
+            .iter()
+            .filter(|e| e.node == i && e.kind() == "message")
+        {
+            *from.entry(e.str("text").to_string()).or_default() += 1;
+        }
+        let want: HashMap<String, usize> = honest
+            .iter()
+            .filter(|&&j| j != i)
+            .map(|j| (format!("hello from node{j}"), 1))
+            .collect();
+        assert_eq!(from, want, "node{i} received");
+        let listing = run
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.node == i && e.kind() == "sessions")
+            .unwrap();
+        let sessions = listing.event["sessions"].as_array().unwrap();
+        assert_eq!(sessions.len(), 4, "node{i}: {sessions:?}");
+        for s in sessions {
+            assert_eq!(s["received"], 1, "node{i}: {s}");
+            assert_eq!(s["sent"], 1, "node{i}: {s}");
+            assert_ne!(s["peer_id"].as_str(), Some(out_id.as_str()));
+        }
+    }
+    // Nobody admitted the outsider, and nobody retried against it.
+    assert!(
+        !run.events.iter().any(|e| e.kind() == "session_established"
+            && (e.node == outsider || e.str("peer_id") == out_id)),
+        "the outsider was admitted"
+    );
+    for &h in &honest {
+        let tries = run
+            .events
+            .iter()
+            .filter(|e| {
+                e.kind() == "auth_failed"
+                    && ((e.node == h && e.str("peer_id") == out_id)
+                        || (e.node == outsider && e.str("peer_id") == ids[h]))
+            })
+            .count();
+        assert!(
+            tries <= 2,
+            "node{h} and the outsider: {tries} failed attempts (a retry storm)"
+        );
+    }
+
+    run.lab.shutdown().await;
+    assert!(!only_mine_left(&run), "namespaces left behind");
+}
+
+fn only_mine_left(run: &Run) -> bool {
+    lab::leftover_namespaces()
+        .iter()
+        .any(|n| n.starts_with(run.lab.id()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_noticed_and_rejoins_when_restarted() {
+    let test = "kill";
+    if !lab_or_skip(test) {
+        return;
+    }
+    let all: Vec<usize> = (0..5).collect();
+    let mut run = Run::new(test, &["lab"; 5]);
+    run.all_ready(&all).await;
+    run.full_mesh(&all).await;
+
+    let victim = 2;
+    let old_id = run.peer(victim);
+    run.lab.kill(victim).await;
+    let others: Vec<usize> = all.iter().copied().filter(|&i| i != victim).collect();
+    let before = run.events.len();
+    run.until(
+        "every other node closing its session with the killed one",
+        |evs, _| {
+            others.iter().all(|&i| {
+                evs[before..].iter().any(|e| {
+                    e.node == i && e.kind() == "session_closed" && e.str("peer_id") == old_id
+                })
+            })
+        },
+    )
+    .await;
+    for e in run.events[before..]
+        .iter()
+        .filter(|e| e.kind() == "session_closed" && e.str("peer_id") == old_id)
+    {
+        // Over TCP the kernel resets the connection at once; over QUIC there is no reset,
+        // and the loss is noticed by QUIC's idle timeout or our keep-alive.
+        assert!(
+            ["connection lost", "the peer stopped answering"].contains(&e.str("reason")),
+            "{}",
+            e.event
+        );
+    }
+
+    // Restarted (a new identity), it is discovered and admitted again by everyone.
+    run.lab.start(victim, "lab", &[]).unwrap();
+    run.until("the restarted node ready", |_, lab| {
+        lab.peer_id(victim).is_some_and(|p| p != old_id)
+    })
+    .await;
+    run.full_mesh(&all).await;
+    run.lab.shutdown().await;
+    assert!(!only_mine_left(&run), "namespaces left behind");
+}
