@@ -1,6 +1,6 @@
 //! The headless face, for scripts and labs: commands are read line by line from stdin (the
 //! same command language as the terminal), and every event is written to stdout as one
-//! JSON object per line. The schema is documented in `docs/headless.md`; keep the two in
+//! JSON object per line. The schema is documented in `HEADLESS.md`; keep the two in
 //! step.
 
 use std::io::Write;

@@ -179,13 +179,28 @@ fn init_logging(args: &Args, interactive: bool) -> Result<(), String> {
         Ok(v) if !v.is_empty() => {
             EnvFilter::try_new(&v).map_err(|e| format!("invalid RUST_LOG {v:?}: {e}"))?
         }
-        _ => EnvFilter::try_new(&args.log_level).map_err(|e| {
-            format!(
-                "invalid --log-level {:?}: use error, warn, info, debug, trace or off, \
+        _ => {
+            const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+            // A bare word must be a level: `loud` would otherwise be taken as a log target.
+            let bad = args.log_level.split(',').any(|d| {
+                let d = d.trim();
+                !d.contains('=') && !LEVELS.contains(&d.to_ascii_lowercase().as_str())
+            });
+            if bad {
+                return Err(format!(
+                    "invalid --log-level {:?}: use error, warn, info, debug, trace or off, \
+                     or directives like noctua_chat=debug,info",
+                    args.log_level
+                ));
+            }
+            EnvFilter::try_new(&args.log_level).map_err(|e| {
+                format!(
+                    "invalid --log-level {:?}: use error, warn, info, debug, trace or off, \
                  or RUST_LOG-style directives ({e})",
-                args.log_level
-            )
-        })?,
+                    args.log_level
+                )
+            })?
+        }
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if let Some(path) = &args.log_file {

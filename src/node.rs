@@ -280,7 +280,11 @@ pub struct Node {
     connects: HashMap<OpenId, Connecting>,
     outstanding: HashMap<MessageId, (u64, PeerId)>,
     next_local: u64,
+    /// Remote address of a connection to each connected peer (for `peers`).
+    remote_addrs: HashMap<PeerId, Multiaddr>,
     listeners: HashSet<ListenerId>,
+    /// Listeners whose addresses were already shown (banner or a later line).
+    reported: HashSet<ListenerId>,
     listen_addrs: Vec<Multiaddr>,
 }
 
@@ -362,7 +366,9 @@ impl Node {
             connects: HashMap::new(),
             outstanding: HashMap::new(),
             next_local: 1,
+            remote_addrs: HashMap::new(),
             listeners,
+            reported: HashSet::new(),
             listen_addrs: Vec::new(),
         };
         node.await_listeners(cfg.listen.len()).await?;
@@ -402,8 +408,8 @@ impl Node {
                 }
                 other => early.push(other),
             }
-            let _ = &reported;
         }
+        self.reported = reported;
         for ev in early {
             self.on_swarm_event(ev).await;
         }
@@ -854,7 +860,16 @@ impl Node {
                 index: 0,
                 peer: *p,
                 name: self.names.get(p).cloned(),
-                addrs: self.discovered.get(p).cloned().unwrap_or_default(),
+                addrs: {
+                    let mut a: Vec<Multiaddr> =
+                        self.remote_addrs.get(p).cloned().into_iter().collect();
+                    for d in self.discovered.get(p).into_iter().flatten() {
+                        if !a.contains(d) {
+                            a.push(d.clone());
+                        }
+                    }
+                    a
+                },
                 connected: self.swarm.is_connected(p),
                 discovered: self.discovered.contains_key(p),
                 session: chat.session(p).map(|s| s.state),
@@ -879,8 +894,26 @@ impl Node {
                 listener_id,
                 address,
             } if self.listeners.contains(&listener_id) && !self.listen_addrs.contains(&address) => {
+                // More interfaces of a listener the banner already covered are not news.
+                let covered = self.reported.contains(&listener_id);
                 self.listen_addrs.push(address.clone());
-                self.emit(Output::Listening(address)).await;
+                if !covered {
+                    self.reported.insert(listener_id);
+                    self.emit(Output::Listening(address)).await;
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                self.remote_addrs
+                    .insert(peer_id, endpoint.get_remote_address().clone());
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.remote_addrs.remove(&peer_id);
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addrs.retain(|a| *a != address);

@@ -345,8 +345,8 @@ impl Renderer {
             ];
         }
         let mut v = vec![p.cyan(&format!(
-            "{:>3}  {:<20} {:<54} {:<12} ADDRESS",
-            "#", "NAME", "PEER ID", "STATE"
+            "{:>3}  {:<16} {:<12} {:<53} ADDRESS",
+            "#", "NAME", "STATE", "PEER ID"
         ))];
         for r in rows {
             let state = match (r.session, r.connected, r.discovered) {
@@ -356,11 +356,11 @@ impl Renderer {
                 _ => "known".into(),
             };
             v.push(format!(
-                "{:>3}  {:<20} {:<54} {:<12} {}",
+                "{:>3}  {:<16} {:<12} {:<53} {}",
                 r.index,
-                truncate(r.name.as_deref().unwrap_or("-"), 20),
-                r.peer.to_base58(),
+                truncate(r.name.as_deref().unwrap_or("-"), 16),
                 state,
+                r.peer.to_base58(),
                 r.addrs.first().map(|a| a.to_string()).unwrap_or_default()
             ));
         }

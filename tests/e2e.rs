@@ -159,8 +159,7 @@ fn piped_input_is_sent_confirmed_and_then_the_node_exits() {
     bob.send("first line");
     bob.send("second line");
     bob.close_stdin();
-    alice.expect_contains("Bob: first line");
-    alice.expect_contains("Bob: second line");
+    alice.expect_all(&["Bob: first line", "Bob: second line"]);
     let status = bob.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "{status:?}");
     let out = bob.seen.join("\n");
@@ -234,4 +233,65 @@ fn bad_command_line_arguments_fail_with_one_line() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(err.trim().lines().count() <= 4, "{args:?}: {err}");
     }
+}
+
+#[test]
+fn headless_mode_writes_one_json_event_per_line() {
+    let mut alice = NodeProc::start("Alice", "alpha-secret", &["--headless"]);
+    let ready = alice.expect_contains("\"event\":\"ready\"");
+    let v: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(v["schema"], 1);
+    let cs = v["conn_strings"][0].as_str().unwrap().to_string();
+    assert!(
+        cs.starts_with("127.0.0.1:") && cs.ends_with(":alpha-secret"),
+        "{cs}"
+    );
+
+    let mut bob = NodeProc::start("Bob", "bravo-secret", &["--headless", "--connect", &cs]);
+    bob.expect_contains("\"event\":\"session_established\"");
+    alice.expect_contains("\"event\":\"session_established\"");
+    bob.send("hello in json");
+    let msg = alice.expect_contains("\"event\":\"message\"");
+    let v: serde_json::Value = serde_json::from_str(&msg).unwrap();
+    assert_eq!(v["text"], "hello in json");
+    assert_eq!(v["name"], "Bob");
+    bob.expect_contains("\"event\":\"delivered\"");
+    bob.send("sessions");
+    let s = bob.expect_contains("\"event\":\"sessions\"");
+    let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+    assert_eq!(v["sessions"][0]["name"], "Alice");
+    assert_eq!(v["sessions"][0]["state"], "active");
+    assert_eq!(v["sessions"][0]["sent"], 1);
+    bob.send("connect nonsense");
+    bob.expect_contains("\"event\":\"command_error\"");
+    bob.send("exit");
+    bob.expect_contains("\"event\":\"stopped\"");
+    assert!(bob.wait_exit(Duration::from_secs(10)).success());
+    alice.expect_contains("\"event\":\"session_closed\"");
+    // Every line of both streams is one JSON object with an event and a timestamp.
+    for line in alice.seen.iter().chain(bob.seen.iter()) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+            panic!("not JSON ({e}): {line}");
+        });
+        assert!(v["event"].is_string() && v["ts"].is_u64(), "{line}");
+    }
+}
+
+#[test]
+fn two_peers_with_the_same_name_are_told_apart() {
+    let mut alice = NodeProc::start("Alice", "alpha-secret", &[]);
+    let cs = alice.conn_string();
+    let mut bob1 = NodeProc::start("Bob", "b1-secret", &["--connect", &cs]);
+    bob1.expect_contains("[+] Alice connected");
+    alice.expect_contains("[+] Bob connected to you");
+    let mut bob2 = NodeProc::start("Bob", "b2-secret", &["--connect", &cs]);
+    bob2.expect_contains("[+] Alice connected");
+    let l = alice.expect_contains("connected to you");
+    assert!(l.contains("[+] Bob#"), "the second Bob is marked: {l}");
+    bob1.send("from the first");
+    bob2.send("from the second");
+    let got = alice.expect_all(&["from the first", "from the second"]);
+    let (a, b) = (&got[0], &got[1]);
+    assert!(a.contains(" Bob: "), "{a}");
+    assert!(b.contains(" Bob#"), "{b}");
 }

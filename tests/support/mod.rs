@@ -143,6 +143,29 @@ impl NodeProc {
         self.expect(&format!("{needle:?}"), move |l| l.contains(&n))
     }
 
+    /// Waits until a line containing each of `needles` was seen, in any order; returns them
+    /// in the order of `needles`.
+    pub fn expect_all(&mut self, needles: &[&str]) -> Vec<String> {
+        let mut found: Vec<Option<String>> = vec![None; needles.len()];
+        while found.iter().any(Option::is_none) {
+            let missing: Vec<String> = needles
+                .iter()
+                .zip(&found)
+                .filter(|(_, f)| f.is_none())
+                .map(|(n, _)| n.to_string())
+                .collect();
+            let line = self.expect(&format!("any of {missing:?}"), |l| {
+                missing.iter().any(|n| l.contains(n.as_str()))
+            });
+            for (i, n) in needles.iter().enumerate() {
+                if found[i].is_none() && line.contains(n) {
+                    found[i] = Some(line.clone());
+                }
+            }
+        }
+        found.into_iter().flatten().collect()
+    }
+
     /// The first connection string of the banner (`127.0.0.1:port:secret`).
     pub fn conn_string(&mut self) -> String {
         self.expect("a connection string", |l| {
