@@ -59,6 +59,7 @@ pub struct Lab {
     bin: PathBuf,
     events_tx: mpsc::Sender<LabEvent>,
     events_rx: mpsc::Receiver<LabEvent>,
+    auto_connect: bool,
     torn_down: bool,
 }
 
@@ -153,6 +154,7 @@ impl Lab {
             bin: bin.to_path_buf(),
             events_tx,
             events_rx,
+            auto_connect: true,
             torn_down: false,
         };
         run_sync(&["ip", "netns", "add", &hub])?;
@@ -193,6 +195,17 @@ impl Lab {
         Ok(lab)
     }
 
+    /// Whether nodes started from now on open sessions to every peer they discover (on
+    /// by default).
+    pub fn set_auto_connect(&mut self, on: bool) {
+        self.auto_connect = on;
+    }
+
+    /// Where the logs go.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Number of nodes.
     pub fn len(&self) -> usize {
         self.nodes.len()
@@ -218,7 +231,7 @@ impl Lab {
         self.nodes[i].peer_id.as_deref()
     }
 
-    /// Starts node `i` (headless, mDNS on, auto-connect on) with `secret` and `extra`
+    /// Starts node `i` (headless, mDNS on, auto-connect as set) with `secret` and `extra`
     /// arguments. Its events are written to `<dir>/node<i>.jsonl` and delivered by
     /// [`Lab::next_event`]; its logs go to `<dir>/node<i>.log`.
     pub fn start(&mut self, i: usize, secret: &str, extra: &[String]) -> Result<(), String> {
@@ -243,7 +256,7 @@ impl Lab {
             "--",
         ])
         .arg(&self.bin)
-        .args(["--headless", "--auto-connect", "--port", "4001"])
+        .args(["--headless", "--port", "4001"])
         .args(["--id", &format!("node{i}"), "--secret", secret])
         .arg("--log-file")
         .arg(&log)
@@ -253,6 +266,9 @@ impl Lab {
         .stdout(Stdio::piped())
         .stderr(stderr)
         .kill_on_drop(true);
+        if self.auto_connect {
+            cmd.arg("--auto-connect");
+        }
         if !extra.iter().any(|a| a.starts_with("--log-level")) {
             cmd.args(["--log-level", "info"]);
         }

@@ -41,8 +41,13 @@ struct Run {
 
 impl Run {
     fn new(test: &str, secrets: &[&str]) -> Run {
+        Self::with(test, secrets, true)
+    }
+
+    fn with(test: &str, secrets: &[&str], auto_connect: bool) -> Run {
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_noctua"));
         let mut lab = Lab::create(secrets.len(), &log_dir(test), &bin).expect("create the lab");
+        lab.set_auto_connect(auto_connect);
         for (i, s) in secrets.iter().enumerate() {
             lab.start(i, s, &[]).expect("start a node");
         }
@@ -73,7 +78,19 @@ impl Run {
                 .take(40)
                 .map(|e| format!("node{}: {}", e.node, e.event))
                 .collect();
-            panic!("never saw {what}; last events:\n{}", tail.join("\n"));
+            let mut stderr = String::new();
+            for i in 0..self.lab.len() {
+                let f = self.lab.dir().join(format!("node{i}.stderr"));
+                if let Ok(t) = std::fs::read_to_string(&f) {
+                    if !t.trim().is_empty() {
+                        stderr.push_str(&format!("node{i} stderr: {t}\n"));
+                    }
+                }
+            }
+            panic!(
+                "never saw {what}; last events:\n{}\n{stderr}",
+                tail.join("\n")
+            );
         }
     }
 
@@ -296,6 +313,84 @@ async fn a_killed_node_is_noticed_and_rejoins_when_restarted() {
     })
     .await;
     run.full_mesh(&all).await;
+    run.lab.shutdown().await;
+    assert!(!only_mine_left(&run), "namespaces left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovered_peer_is_listed_and_connected_by_its_number() {
+    let test = "discover";
+    if !lab_or_skip(test) {
+        return;
+    }
+    // No auto-connect: the user picks a discovered peer from `peers` and gives its secret.
+    let mut run = Run::with(test, &["alpha", "bravo"], false);
+    run.all_ready(&[0, 1]).await;
+    let bravo = run.peer(1);
+    run.until("node 0 discovering node 1", |evs, _| {
+        evs.iter()
+            .any(|e| e.node == 0 && e.kind() == "discovered" && e.str("peer_id") == bravo)
+    })
+    .await;
+    run.lab.send(0, "peers").await.unwrap();
+    run.until("the peer list", |evs, _| {
+        evs.iter().any(|e| e.node == 0 && e.kind() == "peers")
+    })
+    .await;
+    let list = run
+        .events
+        .iter()
+        .rev()
+        .find(|e| e.node == 0 && e.kind() == "peers")
+        .unwrap()
+        .event["peers"]
+        .clone();
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer_id"] == bravo.as_str())
+        .expect("node 1 listed");
+    assert_eq!(row["discovered"], true);
+    assert_eq!(row["session"], serde_json::Value::Null);
+    let addrs = row["addrs"].as_array().unwrap();
+    assert!(
+        addrs
+            .iter()
+            .any(|a| a.as_str().unwrap().contains("/ip4/10.77.0.2/")),
+        "{addrs:?}"
+    );
+    let index = row["index"].as_u64().unwrap();
+    // A wrong secret first: refused, once.
+    run.lab
+        .send(0, &format!("connect {index} not-bravo"))
+        .await
+        .unwrap();
+    run.until("the refusal", |evs, _| {
+        evs.iter()
+            .any(|e| e.node == 0 && e.kind() == "connect_failed")
+    })
+    .await;
+    // Then the right one, by id prefix this time.
+    run.lab
+        .send(0, &format!("connect {} bravo", &bravo[..12]))
+        .await
+        .unwrap();
+    run.until("the session", |evs, _| {
+        evs.iter()
+            .any(|e| e.node == 0 && e.kind() == "session_established" && e.str("peer_id") == bravo)
+    })
+    .await;
+    let failed = run
+        .events
+        .iter()
+        .find(|e| e.node == 0 && e.kind() == "connect_failed")
+        .unwrap();
+    assert!(
+        failed.str("error").contains("wrong secret"),
+        "{}",
+        failed.event
+    );
     run.lab.shutdown().await;
     assert!(!only_mine_left(&run), "namespaces left behind");
 }

@@ -801,3 +801,62 @@ async fn an_open_waiting_for_our_key_rides_on_the_peers_handshake() {
         assert_eq!((opens0, opens1), (vec![o_slow], vec![o_fast]));
     }
 }
+
+#[tokio::test]
+async fn failures_from_one_ip_address_ban_the_address_then_release_it() {
+    init_tracing();
+    // Three different peers (three PeerIds) from the same address, 127.0.0.1.
+    let limit = |c: Config| {
+        c.with_ip_auth_limit(2, Duration::from_secs(60), Duration::from_millis(500))
+            .with_peer_auth_limit(100, Duration::from_secs(60), Duration::from_secs(60))
+    };
+    let long = Duration::from_secs(10);
+    let (target, addr) = tcp_noise_node(limit(config(0, "right")), long).await;
+    let (d1, _) = tcp_noise_node(config(1, "x"), long).await;
+    let (d2, _) = tcp_noise_node(config(2, "x"), long).await;
+    let (d3, _) = tcp_noise_node(config(3, "x"), long).await;
+    let mut net = Net::from_swarms(vec![target, d1, d2, d3], vec![addr.clone()]);
+    async fn outcome(
+        net: &mut Net,
+        addr: &libp2p::Multiaddr,
+        who: usize,
+        secret: &str,
+    ) -> Result<(), OpenError> {
+        let open = net
+            .b(who)
+            .connect(addr.clone(), Secret::new(secret).unwrap());
+        net.until(|i, ev| match ev {
+            Event::OpenFailed { open: o, error, .. } if i == who && *o == open => {
+                Some(Err(error.clone()))
+            }
+            Event::SessionEstablished { opens, .. } if i == who && opens.contains(&open) => {
+                Some(Ok(()))
+            }
+            _ => None,
+        })
+        .await
+    }
+    assert_eq!(
+        outcome(&mut net, &addr, 1, "wrong").await,
+        Err(OpenError::WrongSecret)
+    );
+    assert_eq!(
+        outcome(&mut net, &addr, 2, "wrong").await,
+        Err(OpenError::WrongSecret)
+    );
+    // The address is banned now: a third peer from it is turned away, even with the right
+    // secret.
+    let third = outcome(&mut net, &addr, 3, "right").await;
+    assert!(
+        matches!(
+            third,
+            Err(OpenError::Dial(_))
+                | Err(OpenError::RateLimited(_))
+                | Err(OpenError::ConnectionClosed)
+        ),
+        "{third:?}"
+    );
+    // Released after the ban.
+    tokio::time::sleep(Duration::from_millis(550)).await;
+    assert_eq!(outcome(&mut net, &addr, 3, "right").await, Ok(()));
+}
