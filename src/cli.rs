@@ -79,6 +79,15 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub rsa_regenerate_every: Duration,
 
+    /// Check a quiet session with a keep-alive after this long; a peer that does not
+    /// answer within --request-timeout is considered gone
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub keepalive: Duration,
+
+    /// Time a peer has to answer a request (handshake step, message, keep-alive)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
     /// No prompt, no colors: commands on stdin, one JSON event per line on stdout
     #[arg(long, alias = "json")]
     pub headless: bool,

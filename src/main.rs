@@ -94,7 +94,9 @@ async fn run(args: Args) -> ExitCode {
         .with_rsa_bits(args.rsa_bits)
         .with_rotate_every(args.rotate_every)
         .with_rotate_after_messages(args.rotate_after)
-        .with_rsa_regenerate_every(Some(args.rsa_regenerate_every));
+        .with_rsa_regenerate_every(Some(args.rsa_regenerate_every))
+        .with_keepalive_interval(args.keepalive)
+        .with_request_timeout(args.request_timeout);
     let (out_tx, out_rx) = mpsc::channel(1024);
     let (req_tx, req_rx) = mpsc::channel(64);
     let cfg = NodeConfig {

@@ -250,6 +250,22 @@ pub(crate) struct NodeBehaviour {
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
+/// The state of automatic connection to one discovered peer.
+#[derive(Debug, Clone, Copy)]
+enum Auto {
+    /// An attempt is under way or a session exists.
+    Busy,
+    /// The connection was lost (partition, restart): try again at `at`. The delay
+    /// doubles at each failure up to [`AUTO_RETRY_MAX`].
+    Retry { at: tokio::time::Instant },
+    /// The peer refused our secret (or we its): never again while it stays discovered.
+    Refused,
+}
+
+/// First and largest delay between automatic reconnection attempts.
+const AUTO_RETRY_MIN: Duration = Duration::from_secs(1);
+const AUTO_RETRY_MAX: Duration = Duration::from_secs(16);
+
 struct Connecting {
     label: String,
     addrs: VecDeque<Multiaddr>,
@@ -275,7 +291,12 @@ pub struct Node {
     auto_connect: bool,
     names: HashMap<PeerId, String>,
     discovered: BTreeMap<PeerId, Vec<Multiaddr>>,
-    auto_tried: HashSet<PeerId>,
+    /// Automatic connections: per discovered peer, what happened and when to try again.
+    auto: HashMap<PeerId, Auto>,
+    /// Opens started automatically, to route their outcome.
+    auto_opens: HashMap<OpenId, PeerId>,
+    /// The last delay used before reconnecting to each peer (for the backoff).
+    auto_delays: HashMap<PeerId, Duration>,
     peer_list: Vec<PeerId>,
     connects: HashMap<OpenId, Connecting>,
     outstanding: HashMap<MessageId, (u64, PeerId)>,
@@ -361,7 +382,9 @@ impl Node {
             auto_connect: cfg.auto_connect,
             names: HashMap::new(),
             discovered: BTreeMap::new(),
-            auto_tried: HashSet::new(),
+            auto: HashMap::new(),
+            auto_opens: HashMap::new(),
+            auto_delays: HashMap::new(),
             peer_list: Vec::new(),
             connects: HashMap::new(),
             outstanding: HashMap::new(),
@@ -445,9 +468,12 @@ impl Node {
     /// Runs until `exit`, the end of input, or the face going away.
     pub async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
         let mut finish = false;
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev).await,
+                _ = tick.tick(), if self.auto_connect => self.auto_retry(),
                 req = requests.recv() => match req {
                     Some(Request { command: Command::Exit, done }) => {
                         if let Some(d) = done {
@@ -948,9 +974,14 @@ impl Node {
                 let name = self.assign_name(peer, &remote_name);
                 let inbound = opens.is_empty();
                 for open in opens {
+                    self.auto_opens.remove(&open);
                     if let Some(c) = self.connects.remove(&open) {
                         signal(c.done);
                     }
+                }
+                if self.auto_connect {
+                    self.auto.insert(peer, Auto::Busy);
+                    self.auto_delays.remove(&peer);
                 }
                 self.emit(Output::SessionEstablished {
                     peer,
@@ -982,6 +1013,23 @@ impl Node {
             ChatEvent::SessionClosed { peer, reason, .. } => {
                 let name = self.display(&peer);
                 self.names.remove(&peer);
+                // A lost connection (partition, crash) is worth reconnecting to while the
+                // peer is still discovered; a goodbye or our own close is not.
+                let lost = matches!(
+                    reason,
+                    noctua_chat::CloseReason::ConnectionLost
+                        | noctua_chat::CloseReason::PeerUnresponsive
+                        | noctua_chat::CloseReason::RotationFailed(_)
+                        | noctua_chat::CloseReason::RemoteForgot
+                );
+                if self.auto_connect {
+                    if lost {
+                        self.auto.entry(peer).or_insert(Auto::Busy);
+                        self.auto_ended(peer, true);
+                    } else {
+                        self.auto.insert(peer, Auto::Refused);
+                    }
+                }
                 self.emit(Output::SessionClosed {
                     peer,
                     name,
@@ -1034,9 +1082,25 @@ impl Node {
     }
 
     async fn on_open_failed(&mut self, open: OpenId, error: OpenError) {
+        if let Some(peer) = self.auto_opens.remove(&open) {
+            // Automatic attempts fail quietly. A refused secret is final (no retry storms);
+            // anything else (unreachable, timed out) is retried with a growing delay.
+            tracing::debug!(%peer, "automatic connection failed: {error}");
+            let refused = matches!(
+                error,
+                OpenError::WrongSecret
+                    | OpenError::PeerAuthFailed
+                    | OpenError::RateLimited(_)
+                    | OpenError::UnsupportedProtocol
+                    | OpenError::Refused(_)
+            );
+            let already = matches!(error, OpenError::AlreadyActive);
+            if !already {
+                self.auto_ended(peer, !refused);
+            }
+            return;
+        }
         let Some(mut c) = self.connects.remove(&open) else {
-            // An auto-connect attempt: fail once, quietly.
-            tracing::debug!("automatic connection failed: {error}");
             return;
         };
         // An unreachable first address (TCP) gets a second chance over the next one
@@ -1072,6 +1136,64 @@ impl Node {
         signal(c.done);
     }
 
+    /// Opens a session to a discovered peer with our own secret.
+    fn auto_open(&mut self, peer: PeerId) {
+        self.auto.insert(peer, Auto::Busy);
+        let secret = self.secret.clone();
+        let open = self.chat().open_session(peer, secret);
+        self.auto_opens.insert(open, peer);
+    }
+
+    /// Retries automatic connections whose time has come, for peers still discovered.
+    fn auto_retry(&mut self) {
+        let now = tokio::time::Instant::now();
+        let due: Vec<PeerId> = self
+            .auto
+            .iter()
+            .filter(|(p, a)| {
+                matches!(a, Auto::Retry { at } if *at <= now) && self.discovered.contains_key(p)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            if self.has_session(&peer) {
+                self.auto.insert(peer, Auto::Busy);
+                continue;
+            }
+            tracing::debug!(%peer, "reconnecting automatically");
+            self.auto_open(peer);
+        }
+    }
+
+    /// An automatic attempt or session with `peer` ended; `retry` says whether to try again.
+    fn auto_ended(&mut self, peer: PeerId, retry: bool) {
+        if !self.auto_connect || !self.auto.contains_key(&peer) {
+            return;
+        }
+        if !retry {
+            self.auto.insert(peer, Auto::Refused);
+            self.auto_delays.remove(&peer);
+            return;
+        }
+        let last = self
+            .auto_delays
+            .get(&peer)
+            .copied()
+            .unwrap_or(Duration::ZERO);
+        let delay = if last.is_zero() {
+            AUTO_RETRY_MIN
+        } else {
+            (last * 2).min(AUTO_RETRY_MAX)
+        };
+        self.auto_delays.insert(peer, delay);
+        self.auto.insert(
+            peer,
+            Auto::Retry {
+                at: tokio::time::Instant::now() + delay,
+            },
+        );
+    }
+
     async fn on_mdns(&mut self, ev: mdns::Event) {
         match ev {
             mdns::Event::Discovered(list) => {
@@ -1086,12 +1208,10 @@ impl Node {
                 for (peer, addrs) in fresh {
                     self.emit(Output::Discovered { peer, addrs }).await;
                     if self.auto_connect
-                        && !self.auto_tried.contains(&peer)
+                        && !self.auto.contains_key(&peer)
                         && !self.has_session(&peer)
                     {
-                        self.auto_tried.insert(peer);
-                        let secret = self.secret.clone();
-                        self.chat().open_session(peer, secret);
+                        self.auto_open(peer);
                     }
                 }
             }
@@ -1107,7 +1227,7 @@ impl Node {
                     }
                 }
                 for peer in gone {
-                    self.auto_tried.remove(&peer);
+                    self.auto.remove(&peer);
                     self.emit(Output::Expired { peer }).await;
                 }
             }

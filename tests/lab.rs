@@ -45,11 +45,16 @@ impl Run {
     }
 
     fn with(test: &str, secrets: &[&str], auto_connect: bool) -> Run {
+        Self::with_args(test, secrets, auto_connect, &[])
+    }
+
+    fn with_args(test: &str, secrets: &[&str], auto_connect: bool, extra: &[&str]) -> Run {
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_noctua"));
         let mut lab = Lab::create(secrets.len(), &log_dir(test), &bin).expect("create the lab");
         lab.set_auto_connect(auto_connect);
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         for (i, s) in secrets.iter().enumerate() {
-            lab.start(i, s, &[]).expect("start a node");
+            lab.start(i, s, &extra).expect("start a node");
         }
         Run {
             lab,
@@ -391,6 +396,179 @@ async fn a_discovered_peer_is_listed_and_connected_by_its_number() {
         "{}",
         failed.event
     );
+    run.lab.shutdown().await;
+    assert!(!only_mine_left(&run), "namespaces left behind");
+}
+
+/// Fast failure detection for fault tests: a quiet session is probed every second and a
+/// peer that does not answer within two seconds is gone.
+const FAST: &[&str] = &["--keepalive", "1s", "--request-timeout", "2s"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_is_noticed_messages_fail_clearly_and_the_mesh_heals() {
+    let test = "partition";
+    if !lab_or_skip(test) {
+        return;
+    }
+    let all = [0, 1, 2];
+    let mut run = Run::with_args(test, &["lab"; 3], true, FAST);
+    run.all_ready(&all).await;
+    run.full_mesh(&all).await;
+    let cut = run.peer(0);
+
+    // Node 0's link goes down: nobody hears from it any more.
+    run.lab.set_link(0, false).unwrap();
+    let mark = run.events.len();
+    run.lab.send(1, "msg node0 are you there?").await.unwrap();
+    run.until("node 1 reporting what happened to its message", |evs, _| {
+        evs[mark..].iter().any(|e| {
+            e.node == 1
+                && ((e.kind() == "delivery_failed" && e.str("peer_id") == cut)
+                    || (e.kind() == "error" && e.str("message").contains("node0")))
+        })
+    })
+    .await;
+    run.until(
+        "both sides of the cut closing their sessions",
+        |evs, lab| {
+            let others_closed = [1, 2].iter().all(|&i| {
+                evs[mark..]
+                    .iter()
+                    .any(|e| e.node == i && e.kind() == "session_closed" && e.str("peer_id") == cut)
+            });
+            let cut_closed = [1, 2].iter().all(|&j| {
+                let pj = lab.peer_id(j).unwrap_or_default();
+                evs[mark..]
+                    .iter()
+                    .any(|e| e.node == 0 && e.kind() == "session_closed" && e.str("peer_id") == pj)
+            });
+            others_closed && cut_closed
+        },
+    )
+    .await;
+    // Nodes 1 and 2 still talk to each other.
+    let mark = run.events.len();
+    run.lab.send(1, "msg node2 still here").await.unwrap();
+    run.until("1 -> 2 during the partition", |evs, _| {
+        evs[mark..]
+            .iter()
+            .any(|e| e.node == 2 && e.kind() == "message" && e.str("text") == "still here")
+    })
+    .await;
+
+    // Healed: the nodes reconnect on their own and messages flow again.
+    run.lab.set_link(0, true).unwrap();
+    run.full_mesh(&all).await;
+    let mark = run.events.len();
+    run.lab.send(0, "back again").await.unwrap();
+    run.until("node 0's broadcast after the heal", |evs, _| {
+        [1, 2].iter().all(|&i| {
+            evs[mark..]
+                .iter()
+                .any(|e| e.node == i && e.kind() == "message" && e.str("text") == "back again")
+        })
+    })
+    .await;
+    run.lab.shutdown().await;
+    assert!(!only_mine_left(&run), "namespaces left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_killed_mid_burst_and_mid_rotation_leaves_every_message_accounted_for() {
+    let test = "faults";
+    if !lab_or_skip(test) {
+        return;
+    }
+    let all = [0, 1];
+    let mut run = Run::with_args(test, &["lab"; 2], true, FAST);
+    run.all_ready(&all).await;
+    run.full_mesh(&all).await;
+    let victim = run.peer(0);
+
+    // A burst of messages from node 1, and node 0 killed while they are in flight.
+    let mark = run.events.len();
+    for k in 0..100 {
+        run.lab
+            .send(1, &format!("msg node0 burst {k}"))
+            .await
+            .unwrap();
+    }
+    run.lab.kill(0).await;
+    // Every message gets exactly one outcome: delivered, or failed with a reason.
+    run.until("an outcome for each of the 100 messages", |evs, _| {
+        let sent: HashSet<u64> = evs[mark..]
+            .iter()
+            .filter(|e| e.node == 1 && e.kind() == "sent")
+            .filter_map(|e| e.event["id"].as_u64())
+            .collect();
+        let done = evs[mark..]
+            .iter()
+            .filter(|e| e.node == 1 && matches!(e.kind(), "delivered" | "delivery_failed"))
+            .count();
+        let refused = evs[mark..]
+            .iter()
+            .filter(|e| e.node == 1 && e.kind() == "error")
+            .count();
+        sent.len() + refused == 100 && done == sent.len()
+    })
+    .await;
+    let mut outcomes: HashMap<u64, usize> = HashMap::new();
+    for e in run.events[mark..]
+        .iter()
+        .filter(|e| e.node == 1 && matches!(e.kind(), "delivered" | "delivery_failed"))
+    {
+        *outcomes.entry(e.event["id"].as_u64().unwrap()).or_default() += 1;
+        if e.kind() == "delivery_failed" {
+            assert!(!e.str("reason").is_empty(), "{}", e.event);
+        }
+    }
+    assert!(
+        outcomes.values().all(|n| *n == 1),
+        "one outcome each: {outcomes:?}"
+    );
+    run.until("node 1 noticing", |evs, _| {
+        evs[mark..]
+            .iter()
+            .any(|e| e.node == 1 && e.kind() == "session_closed" && e.str("peer_id") == victim)
+    })
+    .await;
+
+    // Restarted, it rejoins; then it is killed in the middle of a rotation.
+    run.lab
+        .start(
+            0,
+            "lab",
+            &FAST.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+    run.until("the restart", |_, lab| {
+        lab.peer_id(0).is_some_and(|p| p != victim)
+    })
+    .await;
+    run.full_mesh(&all).await;
+    let victim = run.peer(0);
+    let mark = run.events.len();
+    run.lab.send(1, "rotate node0").await.unwrap();
+    run.lab.kill(0).await;
+    run.until("node 1 closing the session cleanly", |evs, _| {
+        evs[mark..]
+            .iter()
+            .any(|e| e.node == 1 && e.kind() == "session_closed" && e.str("peer_id") == victim)
+    })
+    .await;
+    // Node 1 is still healthy: a fresh node 0 joins it again.
+    run.lab
+        .start(
+            0,
+            "lab",
+            &FAST.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+    run.until("the second restart", |_, lab| {
+        lab.peer_id(0).is_some_and(|p| p != victim)
+    })
+    .await;
+    run.full_mesh(&all).await;
     run.lab.shutdown().await;
     assert!(!only_mine_left(&run), "namespaces left behind");
 }
