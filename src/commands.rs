@@ -166,6 +166,72 @@ fn parse_connect(rest: &str) -> Result<Line, Hint> {
     })
 }
 
+/// What the script driver could not hand to the node, for the face to show.
+pub enum Unhandled<'a> {
+    /// A line that is not a valid command (the input and a one-line hint).
+    Hint(&'a str, Hint),
+    /// `help`.
+    Help,
+    /// Reading the input failed.
+    ReadError(std::io::Error),
+}
+
+/// Drives the node from a script on stdin (piped terminal input, or headless mode): each
+/// command is carried out before the next line is read, so that a script's `connect`
+/// finishes before its first message is sent. At the end of input the node is told to
+/// wait for receipts and leave; `exit`, SIGINT and SIGTERM make it leave at once.
+pub async fn drive_from_stdin(
+    requests: &tokio::sync::mpsc::Sender<crate::node::Request>,
+    mut unhandled: impl FnMut(Unhandled<'_>),
+) {
+    use crate::node::{Command, Request};
+    use tokio::io::AsyncBufReadExt;
+
+    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut lines = stdin.lines();
+    let mut command = Command::Finish;
+    loop {
+        let line = tokio::select! {
+            l = lines.next_line() => l,
+            _ = crate::terminal::shutdown_signal() => { command = Command::Exit; break; }
+        };
+        let line = match line {
+            Ok(Some(l)) => l,
+            Ok(None) => break,
+            Err(e) => {
+                unhandled(Unhandled::ReadError(e));
+                break;
+            }
+        };
+        match parse(&line) {
+            Err(hint) => unhandled(Unhandled::Hint(&line, hint)),
+            Ok(Line::Empty | Line::Clear) => {}
+            Ok(Line::Help) => unhandled(Unhandled::Help),
+            Ok(Line::Exit) => {
+                command = Command::Exit;
+                break;
+            }
+            Ok(l) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let req = Request {
+                    command: Command::Line(l),
+                    done: Some(tx),
+                };
+                if requests.send(req).await.is_err() {
+                    return;
+                }
+                let _ = rx.await;
+            }
+        }
+    }
+    let _ = requests
+        .send(Request {
+            command,
+            done: None,
+        })
+        .await;
+}
+
 /// The help text.
 pub const HELP: &[(&str, &str)] = &[
     (

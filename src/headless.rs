@@ -7,11 +7,10 @@ use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::commands::{self, Line};
-use crate::node::{Command, Output, Request, human};
+use crate::commands::{self, Unhandled};
+use crate::node::{Output, Request, human};
 
 /// The schema version written in the `ready` event.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -32,58 +31,21 @@ pub async fn run(
             }
         }
     });
-    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-    let mut lines = stdin.lines();
-    let mut command = Command::Finish;
-    loop {
-        let line = tokio::select! {
-            l = lines.next_line() => l,
-            _ = crate::terminal::shutdown_signal() => { command = Command::Exit; break; }
-        };
-        let line = match line {
-            Ok(Some(l)) => l,
-            Ok(None) => break,
-            Err(e) => {
-                emit(&event(
-                    "error",
-                    json!({ "message": format!("cannot read input: {e}") }),
-                ));
-                break;
-            }
-        };
-        match commands::parse(&line) {
-            Err(hint) => emit(&event(
-                "command_error",
-                json!({ "input": line, "message": hint.to_string() }),
-            )),
-            Ok(Line::Empty | Line::Clear) => {}
-            Ok(Line::Help) => emit(&event(
-                "help",
-                json!({ "commands": commands::HELP.iter().map(|(c, w)| json!({"command": c, "description": w})).collect::<Vec<_>>() }),
-            )),
-            Ok(Line::Exit) => {
-                command = Command::Exit;
-                break;
-            }
-            Ok(l) => {
-                let (tx, rx) = oneshot::channel();
-                let req = Request {
-                    command: Command::Line(l),
-                    done: Some(tx),
-                };
-                if requests.send(req).await.is_err() {
-                    break;
-                }
-                let _ = rx.await;
-            }
-        }
-    }
-    let _ = requests
-        .send(Request {
-            command,
-            done: None,
-        })
-        .await;
+    commands::drive_from_stdin(&requests, |u| match u {
+        Unhandled::Hint(input, hint) => emit(&event(
+            "command_error",
+            json!({ "input": input, "message": hint.to_string() }),
+        )),
+        Unhandled::Help => emit(&event(
+            "help",
+            json!({ "commands": commands::HELP.iter().map(|(c, w)| json!({"command": c, "description": w})).collect::<Vec<_>>() }),
+        )),
+        Unhandled::ReadError(e) => emit(&event(
+            "error",
+            json!({ "message": format!("cannot read input: {e}") }),
+        )),
+    })
+    .await;
     let _ = printer.await;
     Ok(())
 }

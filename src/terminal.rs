@@ -7,10 +7,9 @@ use std::io::{IsTerminal, Write};
 
 use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
-use tokio::io::AsyncBufReadExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::commands::{self, Line};
+use crate::commands::{self, Line, Unhandled};
 use crate::node::{Command, Output, Request};
 use crate::render::{Palette, Renderer};
 
@@ -56,51 +55,12 @@ async fn piped_face(
         }
     });
     let help = Renderer::new(Palette::plain()).help();
-    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-    let mut lines = stdin.lines();
-    let mut command = Command::Finish;
-    loop {
-        let line = tokio::select! {
-            l = lines.next_line() => l,
-            _ = shutdown_signal() => { command = Command::Exit; break; }
-        };
-        let line = match line {
-            Ok(Some(l)) => l,
-            Ok(None) => break,
-            Err(e) => {
-                print_lines(&[format!("[!] cannot read input: {e}")]);
-                break;
-            }
-        };
-        match commands::parse(&line) {
-            Err(hint) => print_lines(&[format!("[!] {hint}")]),
-            Ok(Line::Empty | Line::Clear) => {}
-            Ok(Line::Help) => print_lines(std::slice::from_ref(&help)),
-            Ok(Line::Exit) => {
-                command = Command::Exit;
-                break;
-            }
-            Ok(l) => {
-                let (tx, rx) = oneshot::channel();
-                let req = Request {
-                    command: Command::Line(l),
-                    done: Some(tx),
-                };
-                if requests.send(req).await.is_err() {
-                    break;
-                }
-                // Carry out each command before reading the next (a script's `connect`
-                // must finish before its first message is sent).
-                let _ = rx.await;
-            }
-        }
-    }
-    let _ = requests
-        .send(Request {
-            command,
-            done: None,
-        })
-        .await;
+    commands::drive_from_stdin(&requests, |u| match u {
+        Unhandled::Hint(_, hint) => print_lines(&[format!("[!] {hint}")]),
+        Unhandled::Help => print_lines(std::slice::from_ref(&help)),
+        Unhandled::ReadError(e) => print_lines(&[format!("[!] cannot read input: {e}")]),
+    })
+    .await;
     let _ = printer.await;
     Ok(())
 }
