@@ -105,6 +105,9 @@ pub enum ParseError {
         /// Why the multiaddr parser rejected it.
         reason: String,
     },
+    /// The multiaddr ends in an IPv6 address whose canonical (compressed) form, followed by
+    /// `:secret`, reads as one longer IPv6 address. Holds the multiaddr as typed.
+    AmbiguousMultiaddr(String),
     /// The secret is longer than [`MAX_SECRET_LEN`] bytes. Holds its length.
     SecretTooLong(usize),
     /// The secret contains this whitespace character.
@@ -155,6 +158,10 @@ impl fmt::Display for ParseError {
             ParseError::BadMultiaddr { addr, reason } => write!(
                 f,
                 "multiaddr {addr:?} is invalid ({reason}): expected e.g. /ip4/1.2.3.4/tcp/5000:secret"
+            ),
+            ParseError::AmbiguousMultiaddr(addr) => write!(
+                f,
+                "multiaddr {addr:?} ends in an IPv6 address, so the ':secret' after it is ambiguous: add the transport, e.g. /ip6/::1/tcp/5000:secret"
             ),
             ParseError::SecretTooLong(len) => write!(
                 f,
@@ -311,18 +318,26 @@ fn parse_multiaddr_form(input: &str) -> Result<ConnString, ParseError> {
             reason: escape_controls(&e.to_string()),
         })?;
     let secret = parse_secret(secret)?;
+    // `/ip6/1:0:0:0:0:0:0:1:ab` is no multiaddr as a whole, but its canonical form
+    // `/ip6/1::1:ab` is: refuse what would not read back the same.
+    if format!("{target}:{secret}").parse::<Multiaddr>().is_ok() {
+        return Err(ParseError::AmbiguousMultiaddr(addr.to_owned()));
+    }
     Ok(ConnString {
         target: Target::Multiaddr(target),
         secret,
     })
 }
 
-/// `text` with control characters written as escapes, so that it stays on one line.
+/// `text` with control characters, line and paragraph separators, other non-space whitespace
+/// and invisible formatting characters (bidirectional overrides, zero-width characters)
+/// written as escapes, so that it stays on one line and shows what it contains.
 fn escape_controls(text: &str) -> String {
     text.chars()
         .map(|c| {
-            if c.is_control() {
-                c.escape_debug().to_string()
+            let invisible = matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
+            if c.is_control() || (c.is_whitespace() && c != ' ') || invisible {
+                format!("\\u{{{:04x}}}", u32::from(c))
             } else {
                 c.to_string()
             }
@@ -1089,5 +1104,41 @@ mod tests {
                     .any(|c| c == ':' || c.is_whitespace() || c.is_control())
             );
         }
+    }
+
+    // ---- found by fuzzing (fuzz/fuzz_targets/connstr.rs) ----
+
+    #[test]
+    fn fuzz_multiaddr_error_reason_stays_on_one_line() {
+        // Minimised fuzz input: `/`, U+2029 PARAGRAPH SEPARATOR, `2`. The multiaddr parser's
+        // reason repeats the unknown protocol name, and `escape_controls` escapes only control
+        // characters, so U+2028 LINE SEPARATOR and U+2029 reached the message unescaped.
+        for input in ["/\u{2029}2", "/\u{2028}:s", "/ip4/1.2.3.4/a\u{2028}b:s"] {
+            let msg = err(input).to_string();
+            assert!(
+                !msg.chars()
+                    .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}'),
+                "{input:?}: {msg:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fuzz_ipv6_multiaddr_display_parses_back() {
+        // The whole string is no multiaddr (`1:0:0:0:0:0:0:1:ab` has nine groups), so it was
+        // split at the last `:` and accepted; but `Display` writes the address compressed,
+        // `/ip6/1::1:ab`, which is a multiaddr on its own and so read back as `MissingSecret`.
+        // Such strings are now refused as ambiguous, with a hint.
+        let input = "/ip6/1:0:0:0:0:0:0:1:ab";
+        assert_eq!(
+            parse(input),
+            Err(ParseError::AmbiguousMultiaddr(
+                "/ip6/1:0:0:0:0:0:0:1".into()
+            ))
+        );
+        assert!(err(input).to_string().contains("add the transport"));
+        // With a transport after the address there is no ambiguity, and it round-trips.
+        let c = ok("/ip6/1:0:0:0:0:0:0:1/tcp/5000:ab");
+        assert_eq!(parse(&c.to_string()), Ok(c));
     }
 }

@@ -51,6 +51,9 @@ mod codec;
 mod config;
 mod crypto;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 mod handshake;
 mod keys;
@@ -73,3 +76,13 @@ pub use wire::{ChatMessage, Role};
 
 #[doc(no_inline)]
 pub use libp2p::swarm::NetworkBehaviour;
+
+/// `tracing` directives an application should add to its log filter (unless the user asked
+/// for these targets explicitly).
+///
+/// libp2p-request-response logs `Dropping inbound stream because we are at capacity` at
+/// WARN once per inbound stream over its per-connection limit, so a peer opening streams in
+/// a loop writes one line per stream: an unbounded log from a remote peer. Capping that
+/// target at ERROR bounds it; the behaviour's own, throttled warnings still name such a
+/// peer.
+pub const LOG_DIRECTIVES: &str = "libp2p_request_response::handler=error";
