@@ -93,7 +93,8 @@ pub struct Args {
     pub headless: bool,
 
     /// Log level: error, warn, info, debug, trace or off, or directives like
-    /// `noctua_chat=debug,info` (RUST_LOG, if set, takes precedence)
+    /// `noctua_chat=debug,info` (RUST_LOG, if set, takes precedence). libp2p's per-stream
+    /// "at capacity" warnings are capped at error unless libp2p_request_response is named
     #[arg(long, value_name = "LEVEL", default_value = "warn")]
     pub log_level: String,
 

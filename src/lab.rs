@@ -85,7 +85,9 @@ pub fn check() -> Result<(), String> {
             return Err(format!("`{tool}` is missing (install {pkg})"));
         }
     }
-    let probe = format!("{PREFIX}probe-{}", std::process::id());
+    // Unique per call (tests probe from several threads of one process at once), and named
+    // `p<pid>-<n>` so `clean_stale` knows its owner and `leftover_namespaces` ignores it.
+    let probe = format!("{PREFIX}p{}-{}", std::process::id(), lab_seq());
     run_sync(&["ip", "netns", "add", &probe])
         .map_err(|e| format!("cannot create a network namespace: {e}"))?;
     let _ = run_sync(&["ip", "netns", "del", &probe]);
@@ -107,7 +109,8 @@ pub fn clean_stale() -> usize {
         let Some(rest) = name.strip_prefix(PREFIX) else {
             continue;
         };
-        let pid = rest.split('-').next().unwrap_or("");
+        let owner = rest.split('-').next().unwrap_or("");
+        let pid = owner.strip_prefix('p').unwrap_or(owner);
         let alive = pid
             .parse::<u32>()
             .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
@@ -293,10 +296,10 @@ impl Lab {
                     let _ = f.write_all(line.as_bytes()).await;
                     let _ = f.write_all(b"\n").await;
                 }
-                if let Ok(event) = serde_json::from_str::<Value>(&line) {
-                    if tx.send(LabEvent { node: i, event }).await.is_err() {
-                        break;
-                    }
+                if let Ok(event) = serde_json::from_str::<Value>(&line)
+                    && tx.send(LabEvent { node: i, event }).await.is_err()
+                {
+                    break;
                 }
             }
         });
@@ -339,11 +342,11 @@ impl Lab {
         let _ = self.send(i, "exit").await;
         let node = &mut self.nodes[i];
         node.stdin = None;
-        if let Some(mut c) = node.child.take() {
-            if tokio::time::timeout(limit, c.wait()).await.is_err() {
-                let _ = c.start_kill();
-                let _ = c.wait().await;
-            }
+        if let Some(mut c) = node.child.take()
+            && tokio::time::timeout(limit, c.wait()).await.is_err()
+        {
+            let _ = c.start_kill();
+            let _ = c.wait().await;
         }
     }
 
@@ -368,14 +371,13 @@ impl Lab {
             self.nodes[i].stdin = None;
         }
         for i in 0..self.nodes.len() {
-            if let Some(mut c) = self.nodes[i].child.take() {
-                if tokio::time::timeout(Duration::from_secs(5), c.wait())
+            if let Some(mut c) = self.nodes[i].child.take()
+                && tokio::time::timeout(Duration::from_secs(5), c.wait())
                     .await
                     .is_err()
-                {
-                    let _ = c.start_kill();
-                    let _ = c.wait().await;
-                }
+            {
+                let _ = c.start_kill();
+                let _ = c.wait().await;
             }
         }
         self.teardown();

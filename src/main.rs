@@ -175,6 +175,16 @@ fn random_hex(bytes: usize) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// `directives` plus [`noctua_chat::LOG_DIRECTIVES`] (which keep a peer's stream flood from
+/// writing one libp2p warning per stream), unless they name libp2p-request-response.
+fn with_quiet_libp2p(directives: &str) -> String {
+    if directives.contains("libp2p_request_response") {
+        directives.to_owned()
+    } else {
+        format!("{directives},{}", noctua_chat::LOG_DIRECTIVES)
+    }
+}
+
 fn init_logging(args: &Args, interactive: bool) -> Result<(), String> {
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
@@ -195,7 +205,7 @@ fn init_logging(args: &Args, interactive: bool) -> Result<(), String> {
                     args.log_level
                 ));
             }
-            EnvFilter::try_new(&args.log_level).map_err(|e| {
+            EnvFilter::try_new(with_quiet_libp2p(&args.log_level)).map_err(|e| {
                 format!(
                     "invalid --log-level {:?}: use error, warn, info, debug, trace or off, \
                  or RUST_LOG-style directives ({e})",
@@ -221,4 +231,25 @@ fn init_logging(args: &Args, interactive: bool) -> Result<(), String> {
         builder.with_writer(std::io::stderr).init();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_quiet_libp2p;
+
+    #[test]
+    fn libp2p_stream_warnings_are_capped_unless_asked_for() {
+        assert_eq!(
+            with_quiet_libp2p("warn"),
+            format!("warn,{}", noctua_chat::LOG_DIRECTIVES)
+        );
+        assert_eq!(
+            with_quiet_libp2p("info,libp2p_request_response=debug"),
+            "info,libp2p_request_response=debug"
+        );
+        assert!(
+            tracing_subscriber::EnvFilter::try_new(with_quiet_libp2p("debug")).is_ok(),
+            "the directives parse"
+        );
+    }
 }

@@ -86,10 +86,10 @@ impl Run {
             let mut stderr = String::new();
             for i in 0..self.lab.len() {
                 let f = self.lab.dir().join(format!("node{i}.stderr"));
-                if let Ok(t) = std::fs::read_to_string(&f) {
-                    if !t.trim().is_empty() {
-                        stderr.push_str(&format!("node{i} stderr: {t}\n"));
-                    }
+                if let Ok(t) = std::fs::read_to_string(&f)
+                    && !t.trim().is_empty()
+                {
+                    stderr.push_str(&format!("node{i} stderr: {t}\n"));
                 }
             }
             panic!(
@@ -262,13 +262,13 @@ async fn nodes_discover_each_other_mesh_admit_only_the_shared_secret_and_broadca
     }
 
     run.lab.shutdown().await;
-    assert!(!only_mine_left(&run), "namespaces left behind");
+    assert!(!any_of_mine_left(&run), "namespaces left behind");
 }
 
-fn only_mine_left(run: &Run) -> bool {
+fn any_of_mine_left(run: &Run) -> bool {
     lab::leftover_namespaces()
         .iter()
-        .any(|n| n.starts_with(run.lab.id()))
+        .any(|n| n.starts_with(&format!("{}-", run.lab.id())))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,7 +319,7 @@ async fn a_killed_node_is_noticed_and_rejoins_when_restarted() {
     .await;
     run.full_mesh(&all).await;
     run.lab.shutdown().await;
-    assert!(!only_mine_left(&run), "namespaces left behind");
+    assert!(!any_of_mine_left(&run), "namespaces left behind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,7 +397,7 @@ async fn a_discovered_peer_is_listed_and_connected_by_its_number() {
         failed.event
     );
     run.lab.shutdown().await;
-    assert!(!only_mine_left(&run), "namespaces left behind");
+    assert!(!any_of_mine_left(&run), "namespaces left behind");
 }
 
 /// Fast failure detection for fault tests: a quiet session is probed every second and a
@@ -470,7 +470,7 @@ async fn a_partition_is_noticed_messages_fail_clearly_and_the_mesh_heals() {
     })
     .await;
     run.lab.shutdown().await;
-    assert!(!only_mine_left(&run), "namespaces left behind");
+    assert!(!any_of_mine_left(&run), "namespaces left behind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -570,5 +570,5 @@ async fn a_peer_killed_mid_burst_and_mid_rotation_leaves_every_message_accounted
     .await;
     run.full_mesh(&all).await;
     run.lab.shutdown().await;
-    assert!(!only_mine_left(&run), "namespaces left behind");
+    assert!(!any_of_mine_left(&run), "namespaces left behind");
 }

@@ -1025,15 +1025,15 @@ impl Behaviour {
         let old = p.session.replace(session);
         let was_announced = std::mem::replace(&mut p.announced, false);
         p.ping_in_flight = false;
-        if let Some(old) = old {
-            if was_announced {
-                tracing::debug!(%peer, "new session replaces the old one");
-                self.push_event(Event::SessionClosed {
-                    peer,
-                    session_id: SessionId(old.id),
-                    reason: CloseReason::Replaced,
-                });
-            }
+        if let Some(old) = old
+            && was_announced
+        {
+            tracing::debug!(%peer, "new session replaces the old one");
+            self.push_event(Event::SessionClosed {
+                peer,
+                session_id: SessionId(old.id),
+                reason: CloseReason::Replaced,
+            });
         }
         self.set_keep_alive(peer, true);
     }
@@ -1124,17 +1124,18 @@ impl Behaviour {
             return self.reject(channel, RejectCode::RateLimited, secs(left));
         }
         // Simultaneous handshakes (SPEC.md §5.7): the smaller PeerId's goes ahead.
-        if let Some(p) = self.peers.get_mut(&peer) {
-            if p.initiator.is_some() {
-                if self.local_peer.to_bytes() < peer.to_bytes() {
-                    return self.reject(channel, RejectCode::HandshakeConflict, 0);
-                }
-                tracing::debug!(%peer, "simultaneous handshake: yielding to the peer's");
-                p.initiator = None;
+        if let Some(p) = self.peers.get_mut(&peer)
+            && p.initiator.is_some()
+        {
+            if self.local_peer.to_bytes() < peer.to_bytes() {
+                return self.reject(channel, RejectCode::HandshakeConflict, 0);
             }
+            tracing::debug!(%peer, "simultaneous handshake: yielding to the peer's");
+            p.initiator = None;
         }
         let has_session = self.peers.get(&peer).is_some_and(|p| p.session.is_some());
-        let replacing = self.peers.get(&peer).is_some_and(|p| p.responder.is_some());
+        let replacing = self.peers.get(&peer).is_some_and(|p| p.responder.is_some())
+            || self.deferred_hellos.iter().any(|d| d.peer == peer);
         if !replacing && self.pending_handshakes() >= self.config.max_pending_handshakes {
             self.note_misbehaviour(peer, "hit the handshake limit");
             return self.reject(channel, RejectCode::Busy, 0);
@@ -1143,7 +1144,14 @@ impl Behaviour {
             return self.reject(channel, RejectCode::Busy, 0);
         }
         let Some(key) = self.keys.current().cloned() else {
-            // Our key is still being generated: answer as soon as it exists.
+            // Our key is still being generated: answer as soon as it exists. One held HELLO
+            // per peer, like one pending handshake per peer (SPEC.md §8): a newer one
+            // replaces it, and the older is answered UNKNOWN_HANDSHAKE.
+            if let Some(i) = self.deferred_hellos.iter().position(|d| d.peer == peer)
+                && let Some(old) = self.deferred_hellos.remove(i)
+            {
+                self.reject(old.channel, RejectCode::UnknownHandshake, 0);
+            }
             self.deferred_hellos.push_back(DeferredHello {
                 peer,
                 connection,
@@ -1272,6 +1280,15 @@ impl Behaviour {
 
     /// Discards a session that never became active (no `SessionClosed`: it was never
     /// announced), failing the opens that waited for it.
+    /// Whether our session with `peer` is `session_id` and still awaits confirmation (an
+    /// initiator's may be confirmed by the responder's first record before the `ACK`).
+    fn is_unconfirmed(&self, peer: &PeerId, session_id: &[u8; SESSION_ID_LEN]) -> bool {
+        self.peers
+            .get(peer)
+            .and_then(|p| p.session.as_ref())
+            .is_some_and(|s| s.id == *session_id && s.state == SessionState::Handshaking)
+    }
+
     fn drop_unconfirmed(&mut self, peer: PeerId, error: OpenError) {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
@@ -1331,6 +1348,15 @@ impl Behaviour {
                 session_id: sid,
                 epoch,
             });
+        }
+        let Some(s) = self.peers.get_mut(&peer).and_then(|p| p.session.as_mut()) else {
+            return;
+        };
+        if s.state == SessionState::Handshaking && s.role == Role::Initiator {
+            // R sends records only once our PROFILE has made its session ACTIVE, so one that
+            // opens under the session's keys confirms it as its ACK would (SPEC.md §5.4),
+            // which may still be on its way.
+            self.activate(peer);
         }
         let Some(s) = self.peers.get_mut(&peer).and_then(|p| p.session.as_mut()) else {
             return;
@@ -1608,27 +1634,27 @@ impl Behaviour {
         let Some(s) = p.session.as_mut() else {
             return;
         };
-        if let Some(code) = notify {
-            if s.is_open() && !p.connections.is_empty() {
-                if let Some(rec) = s.seal(
-                    &Content::Close {
-                        code: code.to_u16(),
-                    },
-                    now,
-                ) {
-                    s.set_closing();
-                    self.send(
-                        peer,
-                        Request::Record(rec),
-                        Pending::Close {
-                            peer,
-                            session_id: session_id.0,
-                            reason,
-                        },
-                    );
-                    return;
-                }
-            }
+        if let Some(code) = notify
+            && s.is_open()
+            && !p.connections.is_empty()
+            && let Some(rec) = s.seal(
+                &Content::Close {
+                    code: code.to_u16(),
+                },
+                now,
+            )
+        {
+            s.set_closing();
+            self.send(
+                peer,
+                Request::Record(rec),
+                Pending::Close {
+                    peer,
+                    session_id: session_id.0,
+                    reason,
+                },
+            );
+            return;
         }
         self.finish_close(peer, session_id, reason);
     }
@@ -1691,7 +1717,7 @@ impl Behaviour {
                     && self.verify_ack(&peer, epoch, seq, ack));
                 if ok {
                     self.activate(peer);
-                } else if self.session_is(&peer, &session_id) {
+                } else if self.is_unconfirmed(&peer, &session_id) {
                     let err = match resp {
                         Response::Ack(_) => OpenError::Protocol("invalid receipt".into()),
                         other => open_error_from_response(other),
@@ -1994,7 +2020,7 @@ impl Behaviour {
             Pending::Confirm {
                 peer, session_id, ..
             } => {
-                if self.session_is(&peer, &session_id) {
+                if self.is_unconfirmed(&peer, &session_id) {
                     self.drop_unconfirmed(peer, open_err());
                 }
             }
@@ -2388,11 +2414,11 @@ impl NetworkBehaviour for Behaviour {
         local_addr: &Multiaddr,
         remote_addr: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
-        if let Some(ip) = ip_of(remote_addr) {
-            if let Some(left) = self.ip_failures.banned(&ip, Instant::now()) {
-                tracing::debug!(%ip, "refusing a connection from a banned address");
-                return Err(ConnectionDenied::new(RateLimitedAddress(secs(left))));
-            }
+        if let Some(ip) = ip_of(remote_addr)
+            && let Some(left) = self.ip_failures.banned(&ip, Instant::now())
+        {
+            tracing::debug!(%ip, "refusing a connection from a banned address");
+            return Err(ConnectionDenied::new(RateLimitedAddress(secs(left))));
         }
         self.inner
             .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)

@@ -461,6 +461,13 @@ impl Session {
         else {
             return Err(rot_err(RejectCode::BadState, "expected REKEY_REPLY"));
         };
+        if !matches!(self.rotation, Some(Rotation::Initiated { .. })) {
+            // Refuse it without touching the rotation in progress (e.g. the peer's own).
+            return Err(rot_err(
+                RejectCode::BadState,
+                "no rotation of ours in progress",
+            ));
+        }
         let Some(Rotation::Initiated {
             new_epoch: ours,
             nonce_a,
@@ -746,6 +753,36 @@ mod tests {
         assert_eq!(slot, Slot::Next);
         assert!(a.promote_next(now));
         in_flight
+    }
+
+    #[test]
+    fn a_stray_rekey_reply_leaves_the_peers_rotation_intact() {
+        // b answers a's rotation (b: Replied); a REKEY_REPLY arriving at b then (b never
+        // started a rotation) is refused and must not discard b's state, so a's commit
+        // still installs the new epoch at b.
+        let now = Instant::now();
+        let (mut a, mut b) = pair(now);
+        let init = a.begin_rotation(test_key(0), now).unwrap();
+        let Content::RekeyInit {
+            new_epoch,
+            nonce,
+            public_key,
+        } = init
+        else {
+            panic!()
+        };
+        let reply = b
+            .on_rekey_init(new_epoch, nonce, &public_key, test_key(1), now)
+            .unwrap();
+        assert_eq!(
+            b.on_rekey_reply(&reply).unwrap_err().code,
+            RejectCode::BadState
+        );
+        let Content::RekeyCommit { new_epoch, wrapped } = a.on_rekey_reply(&reply).unwrap() else {
+            panic!()
+        };
+        b.on_rekey_commit(new_epoch, &wrapped, now).unwrap();
+        assert_eq!(b.epoch(), 1);
     }
 
     #[test]

@@ -542,12 +542,14 @@ fn read_role(r: &mut Reader<'_>) -> Result<Role, WireError> {
     }
 }
 
-fn read_record(r: &mut Reader<'_>, max_sealed: usize) -> Result<Record, WireError> {
+/// `sealed` has no limit of its own: the frame limit bounds it, and a length that runs past
+/// the end of the frame is malformed (SPEC.md §3), not over a limit.
+fn read_record(r: &mut Reader<'_>) -> Result<Record, WireError> {
     let session_id = r.array()?;
     let epoch = r.u32()?;
     let sender = read_role(r)?;
     let seq = r.u64()?;
-    let sealed = r.bytes32("record", max_sealed)?;
+    let sealed = r.bytes32("record", usize::MAX)?;
     if sealed.len() < AEAD_TAG_LEN {
         return Err(WireError::Invalid("record shorter than its tag"));
     }
@@ -579,7 +581,7 @@ pub fn decode_request(body: &[u8]) -> Result<Request, WireError> {
             wrapped: r.bytes16("wrapped key", MAX_WRAPPED_LEN)?.to_vec(),
             mac: r.array()?,
         }),
-        tag::RECORD => Request::Record(read_record(&mut r, body.len())?),
+        tag::RECORD => Request::Record(read_record(&mut r)?),
         tag::ABORT => Request::Abort {
             hs_id: r.array()?,
             code: r.u16()?,
@@ -634,7 +636,7 @@ pub fn decode_response(body: &[u8]) -> Result<Response, WireError> {
             hs_id: r.array()?,
             wrapped: r.bytes16("wrapped key", MAX_WRAPPED_LEN)?.to_vec(),
             mac: r.array()?,
-            record: read_record(&mut r, body.len())?,
+            record: read_record(&mut r)?,
         }),
         tag::ACK => Response::Ack(Ack {
             session_id: r.array()?,
@@ -642,7 +644,7 @@ pub fn decode_response(body: &[u8]) -> Result<Response, WireError> {
             seq: r.u64()?,
             tag: r.array()?,
         }),
-        tag::REPLY => Response::Reply(read_record(&mut r, body.len())?),
+        tag::REPLY => Response::Reply(read_record(&mut r)?),
         tag::REJECT => Response::Reject {
             code: RejectCode::from_u16(r.u16()?),
             detail: r.u32()?,

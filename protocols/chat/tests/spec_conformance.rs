@@ -1087,6 +1087,63 @@ async fn node_as_initiator_against_the_spec_responder() {
     .await;
 }
 
+/// §5.4: the responder may send chat the moment its session is ACTIVE, and that record can
+/// reach the initiator before the `ACK` of the initiator's PROFILE. The node, as initiator,
+/// takes it as confirmation: it accepts the chat (no `BAD_STATE`), announces the session,
+/// and the late `ACK` changes nothing.
+#[tokio::test]
+async fn node_as_initiator_accepts_chat_that_overtakes_the_ack() {
+    within(async {
+        let mut hx = Harness::new(node_config(Secret::generate())).await;
+        let spec_id = hx.spec_id;
+        let node_id = hx.node_id;
+        let spec_secret = Secret::generate();
+        let mut responder =
+            SpecResponder::new(spec_id, spec_secret.expose().as_bytes(), spec_rsa_key());
+        hx.behaviour().open_session(spec_id, spec_secret.clone());
+        let (req, ch) = hx.next_inbound().await;
+        let Request::Hello(hello) = req else {
+            panic!("expected HELLO, got {req:?}")
+        };
+        let resp = responder.on_hello(node_id, &hello);
+        hx.respond(ch, resp);
+        let (req, ch) = hx.next_inbound().await;
+        let Request::Auth(auth) = req else {
+            panic!("expected AUTH, got {req:?}")
+        };
+        let (resp, session) = responder.on_auth(node_id, &auth);
+        hx.respond(ch, resp);
+        let mut s = session.expect("AUTH accepted");
+        // The node's PROFILE: answered (ACK computed) but the ACK is held back.
+        let (req, profile_ch) = hx.next_inbound().await;
+        let Request::Record(profile) = req else {
+            panic!("expected the PROFILE record, got {req:?}")
+        };
+        let answered = s.answer(&profile);
+        assert!(matches!(answered.response, Response::Ack(_)));
+        // Our chat overtakes that ACK.
+        let rec = s.chat(1, &["before your ACK"]);
+        hx.send_acked(&s, rec).await;
+        assert_eq!(received(&mut hx).await.text, "before your ACK");
+        assert!(
+            hx.node_events
+                .iter()
+                .any(|e| matches!(e, Event::SessionEstablished { peer, .. } if *peer == spec_id)),
+            "the session is announced: {:?}",
+            hx.node_events
+        );
+        // The late ACK arrives; the session stays, and carries the node's messages.
+        hx.respond(profile_ch, answered.response);
+        hx.behaviour().send_message(&spec_id, "after").unwrap();
+        let (_, answered) = hx.answer_next(&mut s).await;
+        assert_eq!(texts(answered.content.as_ref().expect("opens")), ["after"]);
+        let info = hx.node.behaviour().session(&spec_id).expect("session");
+        assert_eq!(info.state, noctua_chat::SessionState::Active);
+        assert_eq!(info.rejections.total(), 0);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn node_as_initiator_refused_or_deceived() {
     within(async {
@@ -1493,12 +1550,12 @@ async fn probes_of_unspecified_behaviour() {
             .collect();
         eprintln!("PROBE requests to us after replacement: {to_us:?}");
         for (req, _) in &hx.inbound {
-            if let Request::Record(r) = req {
-                if r.session_id == s.session_id {
-                    match s.open(r) {
-                        Ok(Content::Close { code }) => assert_eq!(code, 102, "REPLACED"),
-                        other => panic!("old session after replacement: {other:?}"),
-                    }
+            if let Request::Record(r) = req
+                && r.session_id == s.session_id
+            {
+                match s.open(r) {
+                    Ok(Content::Close { code }) => assert_eq!(code, 102, "REPLACED"),
+                    other => panic!("old session after replacement: {other:?}"),
                 }
             }
         }

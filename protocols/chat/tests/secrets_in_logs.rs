@@ -1,0 +1,518 @@
+//! No secret reaches the logs.
+//!
+//! A real node and the spec peer of `spec_peer` (which computes every secret itself) run a
+//! full session: handshake, messages both ways, a rotation driven by each side, close. All
+//! `tracing` output of the process, libp2p's included and `log` records bridged, is captured
+//! at TRACE level. Then every secret the spec peer knows (the connection secret, `K_auth`,
+//! the RSA-transported contributions, the keys of every epoch, its own RSA private key) is
+//! looked for in the capture in every common encoding, and in the `Debug` output of the
+//! configuration, the secret, the key pair and every event the node emitted.
+
+mod log_capture;
+mod spec_peer;
+
+use std::time::Duration;
+
+use libp2p_swarm_test::SwarmExt as _;
+use noctua_chat::wire::{Content, Request, Response};
+use noctua_chat::{CloseReason, Event, RsaKeyPair, Secret};
+use rsa::traits::PrivateKeyParts;
+use spec_peer::*;
+
+/// A secret and its name, for failure messages.
+struct Known {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn base64(b: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let v = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(v[0]) << 16) | (u32::from(v[1]) << 8) | u32::from(v[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(alphabet[((n >> (18 - 6 * i)) & 0x3f) as usize]));
+            } else if pad {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+fn strip_ws(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// Every encoding of `b` a log line could carry, as (encoding, text to look for). The `Debug`
+/// forms are whitespace-free and lack the closing bracket, so that they match `{:?}` and
+/// `{:#?}` (one element per line, trailing comma) in a whitespace-free haystack.
+fn encodings(b: &[u8]) -> Vec<(&'static str, String, bool)> {
+    let open = |s: String| strip_ws(&s).trim_end_matches(']').to_owned();
+    let mut v = vec![
+        ("lowercase hex", hex_lower(b), false),
+        ("uppercase hex", hex_lower(b).to_uppercase(), false),
+        ("Debug {:?}", open(format!("{b:?}")), true),
+        ("Debug {:x?}", open(format!("{b:x?}")), true),
+        ("Debug {:X?}", open(format!("{b:X?}")), true),
+        ("Debug {:02x?}", open(format!("{b:02x?}")), true),
+        ("base64 standard, padded", base64(b, STANDARD, true), false),
+        (
+            "base64 standard, unpadded",
+            base64(b, STANDARD, false),
+            false,
+        ),
+        ("base64 URL-safe, padded", base64(b, URL_SAFE, true), false),
+        (
+            "base64 URL-safe, unpadded",
+            base64(b, URL_SAFE, false),
+            false,
+        ),
+    ];
+    // A prefix of a key, as a "short id" or fingerprint would show it.
+    if b.len() >= 16 {
+        v.push((
+            "lowercase hex of the first 8 bytes",
+            hex_lower(&b[..8]),
+            false,
+        ));
+        v.push((
+            "Debug of the first 8 bytes",
+            open(format!("{:?}", &b[..8])),
+            true,
+        ));
+    }
+    v
+}
+
+/// Where `secret` appears in `text` (and its whitespace-free form), by encoding.
+fn find(secret: &Known, text: &str, text_no_ws: &str, raw: Option<&[u8]>) -> Vec<String> {
+    let mut hits = Vec::new();
+    for (enc, needle, in_stripped) in encodings(&secret.bytes) {
+        let hay = if in_stripped { text_no_ws } else { text };
+        if let Some(at) = hay.find(&needle) {
+            let from = hay[..at].char_indices().rev().nth(80).map_or(0, |(i, _)| i);
+            let to = (at + needle.len() + 40).min(hay.len());
+            let to = (to..=hay.len())
+                .find(|i| hay.is_char_boundary(*i))
+                .unwrap_or(hay.len());
+            hits.push(format!(
+                "{} as {enc}: ...{}...",
+                secret.name,
+                &hay[from..to]
+            ));
+        }
+    }
+    if let Some(raw) = raw
+        && secret.bytes.len() >= 8
+        && raw.windows(secret.bytes.len()).any(|w| w == secret.bytes)
+    {
+        hits.push(format!("{} as raw bytes", secret.name));
+    }
+    hits
+}
+
+fn big(name: &str, v: &rsa::BoxedUint) -> Known {
+    Known {
+        name: name.into(),
+        bytes: v.to_be_bytes_trimmed_vartime().to_vec(),
+    }
+}
+
+/// A run of at least 32 hex digits, or of at least 16 comma-separated numbers: what key
+/// material looks like whatever it is.
+fn looks_like_key_material(s: &str) -> bool {
+    let mut run = 0;
+    for c in s.chars() {
+        run = if c.is_ascii_hexdigit() { run + 1 } else { 0 };
+        if run >= 32 {
+            return true;
+        }
+    }
+    let flat = strip_ws(s);
+    let mut numbers = 0;
+    for part in flat.split(',') {
+        let digits = part.trim_start_matches('[').trim_end_matches(']');
+        numbers = if !digits.is_empty()
+            && digits.len() <= 3
+            && digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            numbers + 1
+        } else {
+            0
+        };
+        if numbers >= 16 {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs() {
+    assert!(
+        log_capture::install("trace"),
+        "the capturing subscriber could not be installed"
+    );
+    let start = log_capture::len();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let secret = Secret::generate();
+        let config = node_config(secret.clone());
+        let config_debug = [format!("{config:?}"), format!("{config:#?}")];
+        let mut hx = Harness::new(config).await;
+        let spec_id = hx.spec_id;
+
+        // Handshake, step by step.
+        let init = hx.initiator(secret.expose());
+        let ch = hx
+            .expect(init.hello(), "CHALLENGE", |r| match r {
+                Response::Challenge(c) => Some(c),
+                _ => None,
+            })
+            .await;
+        let sent = init.on_challenge(&ch).expect("CHALLENGE acceptable");
+        let ok = hx
+            .expect(sent.auth(), "AUTH_OK", |r| match r {
+                Response::AuthOk(a) => Some(a),
+                _ => None,
+            })
+            .await;
+        let mut s = sent.on_auth_ok(&ok).expect("AUTH_OK verifies");
+        let confirm = s.confirmation();
+        hx.send_acked(&s, confirm).await;
+        hx.node_event(|e| matches!(e, Event::SessionEstablished { .. }).then_some(()))
+            .await;
+        let info_debug = format!("{:?}", hx.behaviour().session(&spec_id).expect("session"));
+
+        // Messages both ways.
+        let rec = s.chat(1, &["hello from the spec peer"]);
+        hx.send_acked(&s, rec).await;
+        hx.behaviour()
+            .send_message(&spec_id, "hello from the node")
+            .unwrap();
+        let (_, answered) = hx.answer_next(&mut s).await;
+        assert!(
+            matches!(answered.response, Response::Ack(_)),
+            "{answered:?}"
+        );
+        hx.node_event(|e| matches!(e, Event::MessageDelivered { .. }).then_some(()))
+            .await;
+
+        // A rotation driven by the spec peer (epoch 1) ...
+        let init = s.rekey_init();
+        let reply = hx.send_for_reply(init).await;
+        let commit = s.rekey_commit(&reply).expect("REKEY_REPLY valid");
+        let done = hx.send_for_reply(commit).await;
+        s.rekey_done(&done).expect("REKEY_DONE valid");
+        hx.node_event(|e| matches!(e, Event::SessionRotated { epoch: 1, .. }).then_some(()))
+            .await;
+        // ... and one by the node (epoch 2).
+        hx.behaviour().rotate(&spec_id).expect("active");
+        let (_, a1) = hx.answer_next(&mut s).await;
+        assert!(matches!(a1.response, Response::Reply(_)), "{a1:?}");
+        let (_, a2) = hx.answer_next(&mut s).await;
+        assert!(matches!(a2.response, Response::Reply(_)), "{a2:?}");
+        hx.node_event(|e| matches!(e, Event::SessionRotated { epoch: 2, .. }).then_some(()))
+            .await;
+        assert_eq!(s.epoch, 2);
+        let rec = s.chat(2, &["in epoch 2"]);
+        hx.send_acked(&s, rec).await;
+        hx.behaviour()
+            .send_message(&spec_id, "node in epoch 2")
+            .unwrap();
+        let (_, answered) = hx.answer_next(&mut s).await;
+        assert!(
+            matches!(answered.response, Response::Ack(_)),
+            "{answered:?}"
+        );
+        hx.node_event(|e| matches!(e, Event::MessageDelivered { .. }).then_some(()))
+            .await;
+        // A wrong record, so that refusals are logged too.
+        let bad = tampered(&s.chat(3, &["tampered"]));
+        hx.expect_reject(Request::Record(bad), noctua_chat::RejectCode::DecryptFailed)
+            .await;
+        // A message of the node's that we refuse: DeliveryFailed.
+        hx.behaviour()
+            .send_message(&spec_id, "to be refused")
+            .unwrap();
+        let (req, ch) = hx.next_inbound().await;
+        assert!(matches!(req, Request::Record(_)), "{req:?}");
+        hx.respond(
+            ch,
+            Response::Reject {
+                code: noctua_chat::RejectCode::Malformed,
+                detail: 0,
+            },
+        );
+        hx.node_event(|e| matches!(e, Event::DeliveryFailed { .. }).then_some(()))
+            .await;
+        // An open that cannot succeed: OpenFailed.
+        hx.behaviour().connect(
+            "/memory/999999".parse().expect("address"),
+            Secret::generate(),
+        );
+        hx.node_event(|e| matches!(e, Event::OpenFailed { .. }).then_some(()))
+            .await;
+
+        // Close.
+        hx.behaviour().close_session(&spec_id).expect("session");
+        let (_, answered) = hx.answer_next(&mut s).await;
+        assert!(
+            matches!(answered.content, Some(Content::Close { .. })),
+            "{answered:?}"
+        );
+        let reason = hx
+            .node_event(|e| match e {
+                Event::SessionClosed { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(reason, CloseReason::LocalClosed);
+        // A failed authentication (wrong secret) for good measure.
+        let init = hx.initiator(Secret::generate().expose());
+        let ch = hx
+            .expect(init.hello(), "CHALLENGE", |r| match r {
+                Response::Challenge(c) => Some(c),
+                _ => None,
+            })
+            .await;
+        let sent = init.on_challenge(&ch).unwrap();
+        hx.expect_reject(sent.auth(), noctua_chat::RejectCode::AuthFailed)
+            .await;
+        hx.node_event(|e| matches!(e, Event::InboundAuthFailed { .. }).then_some(()))
+            .await;
+
+        let mut key_events = Vec::new();
+        // The key events, from two more nodes: one generating its key, one that cannot.
+        for (bits, wanted) in [(2048, "KeyReady"), (1234, "KeyGenerationFailed")] {
+            let mut other = libp2p::Swarm::new_ephemeral_tokio(|kp| {
+                noctua_chat::Behaviour::new(
+                    kp.public().to_peer_id(),
+                    noctua_chat::Config::new(secret.clone())
+                        .with_rsa_bits(bits)
+                        .with_rsa_regenerate_every(None),
+                )
+            });
+            loop {
+                let ev = futures::StreamExt::select_next_some(&mut other).await;
+                if let libp2p::swarm::SwarmEvent::Behaviour(ev) = ev {
+                    let shown = format!("{ev:?}");
+                    let done = shown.starts_with(wanted);
+                    key_events.push(shown);
+                    if done {
+                        break;
+                    }
+                }
+            }
+        }
+
+        // ----- what the spec peer knows -----
+        let mut secrets = vec![
+            Known {
+                name: "the connection secret (text)".into(),
+                bytes: secret.expose().as_bytes().to_vec(),
+            },
+            Known {
+                name: "K_auth".into(),
+                bytes: s.k_auth.to_vec(),
+            },
+        ];
+        assert_eq!(
+            s.contributions.len(),
+            6,
+            "k_i, k_r, then k_a, k_b of each rotation"
+        );
+        for (i, c) in s.contributions.iter().enumerate() {
+            let name = match i {
+                0 => "k_i".to_string(),
+                1 => "k_r".to_string(),
+                n => format!("{} of rotation {}", ["k_a", "k_b"][n % 2], n / 2),
+            };
+            secrets.push(Known {
+                name,
+                bytes: c.to_vec(),
+            });
+        }
+        let epochs: Vec<u32> = s.key_history.iter().map(|(e, _)| *e).collect();
+        assert_eq!(epochs, [0, 1, 2]);
+        for (e, k) in &s.key_history {
+            for (part, bytes) in [
+                ("chain", k.chain),
+                ("key_i2r", k.key_i2r),
+                ("key_r2i", k.key_r2i),
+                ("ack_i", k.ack_i),
+                ("ack_r", k.ack_r),
+            ] {
+                secrets.push(Known {
+                    name: format!("epoch {e} {part}"),
+                    bytes: bytes.to_vec(),
+                });
+            }
+        }
+        let rsa_key = spec_rsa_key();
+        secrets.push(big("RSA private exponent d", rsa_key.d()));
+        for (i, p) in rsa_key.primes().iter().enumerate() {
+            secrets.push(big(&format!("RSA prime {i}"), p));
+        }
+        if let Some(dp) = rsa_key.dp() {
+            secrets.push(big("RSA dp", dp));
+        }
+        if let Some(dq) = rsa_key.dq() {
+            secrets.push(big("RSA dq", dq));
+        }
+        let pkcs1 = rsa::pkcs1::EncodeRsaPrivateKey::to_pkcs1_der(&*rsa_key).expect("PKCS#1");
+        secrets.push(Known {
+            name: "RSA private key, PKCS#1 DER".into(),
+            bytes: pkcs1.as_bytes().to_vec(),
+        });
+        let pkcs8 = rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(&*rsa_key).expect("PKCS#8");
+        secrets.push(Known {
+            name: "RSA private key, PKCS#8 DER".into(),
+            bytes: pkcs8.as_bytes().to_vec(),
+        });
+
+        // ----- the capture is real -----
+        let captured = log_capture::since(start);
+        let lines = captured.lines().count();
+        let has = |level: &str, needle: &str| {
+            captured
+                .lines()
+                .any(|l| log_capture::level(l) == Some(level) && l.contains(needle))
+        };
+        assert!(
+            lines > 100,
+            "logging captured almost nothing ({lines} lines)"
+        );
+        assert!(
+            has("TRACE", "libp2p"),
+            "no TRACE line from libp2p was captured"
+        );
+        assert!(has("DEBUG", "noctua_chat"), "no DEBUG line from the node");
+        assert!(
+            has("INFO", "session established"),
+            "no INFO line from the node"
+        );
+        assert!(
+            has("DEBUG", "session rotated") && has("INFO", "session closed"),
+            "the rotation and the close were logged"
+        );
+        assert!(
+            captured.contains(&spec_id.to_string()),
+            "peer ids appear in the capture"
+        );
+        // The detector finds a canary logged in each encoding.
+        let canary = Known {
+            name: "canary".into(),
+            bytes: random::<32>().to_vec(),
+        };
+        let canary_start = log_capture::len();
+        tracing::trace!("canary hex {}", hex_lower(&canary.bytes));
+        tracing::debug!("canary debug {:?}", canary.bytes);
+        tracing::info!("canary pretty {:#?}", &canary.bytes[..]);
+        tracing::warn!("canary base64 {}", base64(&canary.bytes, STANDARD, false));
+        let canary_log = log_capture::since(canary_start);
+        let hits = find(&canary, &canary_log, &strip_ws(&canary_log), None);
+        for enc in ["lowercase hex", "Debug {:?}", "base64 standard, unpadded"] {
+            assert!(
+                hits.iter().any(|h| h.contains(&format!("as {enc}:"))),
+                "the detector misses a canary as {enc}: {hits:#?}\n{canary_log}"
+            );
+        }
+        let pretty_start = canary_log.find("canary pretty").expect("logged");
+        let pretty = &canary_log[pretty_start..];
+        let pretty_hits = find(&canary, pretty, &strip_ws(pretty), None);
+        assert!(
+            pretty_hits.iter().any(|h| h.contains("as Debug {:?}")),
+            "the detector misses a pretty-printed canary: {pretty_hits:#?}"
+        );
+
+        // ----- no secret in the logs -----
+        let raw = log_capture::bytes_since(start);
+        let text_no_ws = strip_ws(&captured);
+        let mut leaks = Vec::new();
+        for k in &secrets {
+            leaks.extend(find(k, &captured, &text_no_ws, Some(&raw)));
+        }
+
+        // ----- nor in Debug output -----
+        let mut debug_outputs: Vec<(String, String)> = vec![
+            ("Config {:?}".into(), config_debug[0].clone()),
+            ("Config {:#?}".into(), config_debug[1].clone()),
+            ("Secret {:?}".into(), format!("{secret:?}")),
+            ("Secret {:#?}".into(), format!("{secret:#?}")),
+            ("RsaKeyPair {:?}".into(), format!("{:?}", node_rsa_key())),
+            ("RsaKeyPair {:#?}".into(), format!("{:#?}", node_rsa_key())),
+            ("SessionInfo {:?}".into(), info_debug),
+        ];
+        let own_key = RsaKeyPair::generate(2048).expect("keygen");
+        debug_outputs.push(("a fresh RsaKeyPair {:#?}".into(), format!("{own_key:#?}")));
+        for line in &hx.log {
+            if let Some(ev) = line.strip_prefix("node: ") {
+                debug_outputs.push(("Event {:?}".into(), ev.to_owned()));
+            }
+        }
+        debug_outputs.extend(key_events.into_iter().map(|e| ("Event {:?}".into(), e)));
+        let kinds: std::collections::BTreeSet<&str> = debug_outputs
+            .iter()
+            .filter(|(w, _)| w.starts_with("Event"))
+            .map(|(_, d)| d.split([' ', '(', '{']).next().unwrap_or(""))
+            .collect();
+        for expected in [
+            "SessionEstablished",
+            "MessageReceived",
+            "MessageDelivered",
+            "SessionRotated",
+            "SessionClosed",
+            "InboundAuthFailed",
+            "DeliveryFailed",
+            "OpenFailed",
+            "KeyReady",
+            "KeyGenerationFailed",
+        ] {
+            assert!(
+                kinds.contains(expected),
+                "event {expected} checked: {kinds:?}"
+            );
+        }
+        for (what, text) in &debug_outputs {
+            for k in &secrets {
+                for hit in find(k, text, &strip_ws(text), None) {
+                    leaks.push(format!("{what}: {hit}"));
+                }
+            }
+            if what.starts_with("Config")
+                || what.starts_with("Secret")
+                || what.contains("RsaKeyPair")
+            {
+                assert!(
+                    !looks_like_key_material(text),
+                    "{what} prints something that looks like key material: {text}"
+                );
+            }
+        }
+        eprintln!(
+            "SECRETS: {} secrets x {} encodings looked for in {lines} captured lines \
+             ({} bytes) and {} Debug outputs; {} hits",
+            secrets.len(),
+            encodings(&[0; 32]).len(),
+            captured.len(),
+            debug_outputs.len(),
+            leaks.len()
+        );
+        assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
+    })
+    .await
+    .expect("the test did not finish within 30 s");
+}
