@@ -90,39 +90,39 @@ impl KeyRing {
     }
 
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<KeyRingEvent> {
-        if let Some(rx) = self.generating.as_mut() {
-            if let Poll::Ready(result) = rx.poll_unpin(cx) {
-                self.generating = None;
-                self.timer = self.regenerate_every.map(Delay::new);
-                match result {
-                    Ok(Ok(key)) => {
-                        if self.current.is_some() {
-                            self.generation += 1;
-                        }
-                        let key = Arc::new(key.with_generation(self.generation));
-                        // The previous key is dropped (and zeroized) as soon as no handshake
-                        // or rotation in progress holds it.
-                        self.current = Some(key.clone());
-                        return Poll::Ready(KeyRingEvent::Ready(key));
+        if let Some(rx) = self.generating.as_mut()
+            && let Poll::Ready(result) = rx.poll_unpin(cx)
+        {
+            self.generating = None;
+            self.timer = self.regenerate_every.map(Delay::new);
+            match result {
+                Ok(Ok(key)) => {
+                    if self.current.is_some() {
+                        self.generation += 1;
                     }
-                    Ok(Err(e)) => {
-                        self.timer = Some(Delay::new(RETRY_AFTER));
-                        return Poll::Ready(KeyRingEvent::Failed(e));
-                    }
-                    Err(oneshot::Canceled) => {
-                        self.timer = Some(Delay::new(RETRY_AFTER));
-                        return Poll::Ready(KeyRingEvent::Failed(KeyError::Generation));
-                    }
+                    let key = Arc::new(key.with_generation(self.generation));
+                    // The previous key is dropped (and zeroized) as soon as no handshake
+                    // or rotation in progress holds it.
+                    self.current = Some(key.clone());
+                    return Poll::Ready(KeyRingEvent::Ready(key));
+                }
+                Ok(Err(e)) => {
+                    self.timer = Some(Delay::new(RETRY_AFTER));
+                    return Poll::Ready(KeyRingEvent::Failed(e));
+                }
+                Err(oneshot::Canceled) => {
+                    self.timer = Some(Delay::new(RETRY_AFTER));
+                    return Poll::Ready(KeyRingEvent::Failed(KeyError::Generation));
                 }
             }
         }
-        if let Some(timer) = self.timer.as_mut() {
-            if timer.poll_unpin(cx).is_ready() {
-                self.timer = None;
-                self.regenerate();
-                // Register interest in the new generation's result.
-                return self.poll(cx);
-            }
+        if let Some(timer) = self.timer.as_mut()
+            && timer.poll_unpin(cx).is_ready()
+        {
+            self.timer = None;
+            self.regenerate();
+            // Register interest in the new generation's result.
+            return self.poll(cx);
         }
         Poll::Pending
     }

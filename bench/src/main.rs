@@ -1,0 +1,204 @@
+//! `noctua-bench`: measures Noctua and, in the same run with the same harness, two
+//! baselines — stock libp2p `request_response` (cbor codec, no application crypto) on the
+//! same swarm configuration, and plain tokio TCP with length-prefixed frames — and prints a
+//! table of medians, p99 and Noctua/baseline ratios (also written as JSON with `--json`).
+//!
+//! ```text
+//! cargo build --release -p noctua -p noctua-bench
+//! target/release/noctua-bench [--quick] [--json out.json] [--noctua-bin path] [--only rtt,...] [--lazy]
+//! ```
+//!
+//! Every message of every scenario is accounted for: failures and missing receipts are
+//! counted as lost, per system, and reported.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod figures;
+mod keys;
+mod net;
+mod noctua;
+mod pair;
+mod process;
+mod profile;
+mod raw;
+mod report;
+mod scale;
+mod serve;
+mod stats;
+mod stock;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::figures::{Group, Opts};
+
+/// Benchmark harness: Noctua against stock libp2p request-response and raw TCP, on
+/// loopback, in one run.
+#[derive(Debug, Parser)]
+#[command(name = "noctua-bench", version, about)]
+struct Cli {
+    /// Run everything briefly (seconds): checks the harness, not the performance
+    #[arg(long)]
+    quick: bool,
+
+    /// Also write the results as JSON to this file
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+
+    /// The noctua binary, for start-up and memory figures
+    #[arg(long, value_name = "PATH", default_value = "target/release/noctua")]
+    noctua_bin: PathBuf,
+
+    /// Only these figure groups (comma-separated) [default: all]
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "FIGURE")]
+    only: Vec<Group>,
+
+    /// Use multistream-select V1Lazy for outbound substreams (Noctua and stock alike)
+    #[arg(long)]
+    lazy: bool,
+
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+/// Modes the harness starts itself in, as child processes.
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// A stock request-response node process (baseline for start-up and memory)
+    #[command(hide = true)]
+    ServeStock,
+    /// A raw TCP ack server process (baseline for start-up and memory)
+    #[command(hide = true)]
+    ServeRaw,
+    /// One system and one scenario alone, for profilers (perf, callgrind)
+    Profile {
+        /// noctua, stock or raw
+        #[arg(long, default_value = "noctua")]
+        system: String,
+        /// What to run
+        #[arg(long, value_enum, default_value = "rtt")]
+        scenario: profile::Scenario,
+        /// Operations measured
+        #[arg(short = 'n', long, default_value_t = 10_000)]
+        count: usize,
+        /// V1Lazy
+        #[arg(long)]
+        lazy: bool,
+        /// Print READY before the measured part and wait for a line on stdin
+        #[arg(long)]
+        pause: bool,
+        /// Over QUIC instead of TCP
+        #[arg(long)]
+        quic: bool,
+    },
+    /// One N-node mesh in this process; prints one JSON line
+    #[command(hide = true)]
+    ScaleChild {
+        /// noctua, stock or raw
+        #[arg(long)]
+        system: String,
+        /// Number of nodes
+        #[arg(long)]
+        nodes: usize,
+        /// Number of broadcasts
+        #[arg(long)]
+        broadcasts: usize,
+        /// RSA keys to generate and share among the nodes
+        #[arg(long, default_value_t = 4)]
+        keys: usize,
+        /// V1Lazy
+        #[arg(long)]
+        lazy: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Two workers, like the noctua binary.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("noctua-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = rt.block_on(run(cli));
+    rt.shutdown_background();
+    code
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    match cli.mode {
+        Some(Mode::ServeStock) => {
+            serve::stock_node().await;
+            return ExitCode::SUCCESS;
+        }
+        Some(Mode::ServeRaw) => {
+            serve::raw_node().await;
+            return ExitCode::SUCCESS;
+        }
+        Some(Mode::ScaleChild {
+            system,
+            nodes,
+            broadcasts,
+            keys,
+            lazy,
+        }) => {
+            let Some(sys) = process::System::parse(&system) else {
+                eprintln!("noctua-bench: unknown system {system:?}");
+                return ExitCode::from(2);
+            };
+            if nodes < 2 {
+                eprintln!("noctua-bench: a mesh needs at least 2 nodes");
+                return ExitCode::from(2);
+            }
+            let v = scale::child(sys, nodes, broadcasts, lazy, keys).await;
+            println!("{v}");
+            return ExitCode::SUCCESS;
+        }
+        Some(Mode::Profile {
+            system,
+            scenario,
+            count,
+            lazy,
+            pause,
+            quic,
+        }) => {
+            let Some(sys) = process::System::parse(&system) else {
+                eprintln!("noctua-bench: unknown system {system:?}");
+                return ExitCode::from(2);
+            };
+            profile::run(sys, scenario, count.max(1), lazy, pause, quic).await;
+            return ExitCode::SUCCESS;
+        }
+        None => {}
+    }
+    let opts = Opts {
+        quick: cli.quick,
+        lazy: cli.lazy,
+        noctua_bin: cli.noctua_bin,
+        groups: if cli.only.is_empty() {
+            Group::ALL.to_vec()
+        } else {
+            cli.only
+        },
+    };
+    let report = figures::run(&opts).await;
+    println!("{}", report.table());
+    if let Some(path) = &cli.json {
+        let text = serde_json::to_string_pretty(&report.json()).expect("JSON");
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("noctua-bench: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("[bench] results written to {}", path.display());
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,300 @@
+//! Scale: N in-process nodes fully meshed, in a fresh child process per (system, N) so that
+//! its memory is that mesh's alone. The child prints one JSON line with its results.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::net::Transport;
+use crate::pair::{MESSAGE_TIMEOUT, payload};
+use crate::process::{self, System};
+use crate::{keys, noctua, raw, stock};
+
+/// Prints to stderr while `$loud` is set.
+macro_rules! say {
+    ($loud:expr, $($arg:tt)*) => {
+        if $loud.load(Ordering::Relaxed) {
+            eprintln!($($arg)*);
+        }
+    };
+}
+
+/// Message size of a broadcast.
+const SIZE: usize = 100;
+/// Longest a mesh may take to form.
+const MESH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a mesh reports while forming and broadcasting.
+enum MeshEv {
+    /// A pair's session is up (counted once per pair, on the dialing side).
+    Session,
+    /// A pair could not be set up.
+    SessionFailed,
+    /// A broadcast message's receipt reached node 0.
+    Delivered,
+    /// A broadcast message failed.
+    Failed,
+    /// Anything else.
+    Other,
+}
+
+/// Runs one mesh in this process and returns the result line (the `scale-child` mode).
+pub async fn child(
+    system: System,
+    n: usize,
+    broadcasts: usize,
+    lazy: bool,
+    key_count: usize,
+) -> Value {
+    let (keys, keygen) = if system == System::Noctua {
+        keys::generate(2048, key_count.max(1))
+    } else {
+        (Vec::new(), Duration::ZERO)
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let rss_before = process::self_rss_kib().unwrap_or(0);
+    let pairs = n * (n - 1) / 2;
+    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, MeshEv, Instant)>();
+    // Reports of failures while measuring; silenced when the nodes are stopped at the end.
+    let loud = Arc::new(AtomicBool::new(true));
+
+    // Nodes: started and listening before the clock starts.
+    let mut nn = Vec::new();
+    let mut sn = Vec::new();
+    let mut rn = Vec::new();
+    match system {
+        System::Noctua => {
+            let (etx, mut erx) = mpsc::unbounded_channel();
+            for i in 0..n {
+                let cfg = noctua::config(i, keys[i % keys.len()].clone());
+                nn.push(noctua::Node::spawn(i, cfg, Transport::Tcp, lazy, Some(etx.clone())).await);
+            }
+            let tx = tx.clone();
+            let loud = loud.clone();
+            tokio::spawn(async move {
+                while let Some((i, ev, at)) = erx.recv().await {
+                    let m = match ev {
+                        noctua::Ev::Established {
+                            initiator: true, ..
+                        } => MeshEv::Session,
+                        noctua::Ev::Established { .. } => MeshEv::Other,
+                        noctua::Ev::OpenFailed(e) => {
+                            say!(loud, "[scale] node {i}: open failed: {e}");
+                            MeshEv::SessionFailed
+                        }
+                        noctua::Ev::Delivered => MeshEv::Delivered,
+                        noctua::Ev::Failed(p, e) => {
+                            say!(loud, "[scale] node {i}: delivery to {p} failed: {e}");
+                            MeshEv::Failed
+                        }
+                        noctua::Ev::Closed(p, r) => {
+                            say!(loud, "[scale] node {i}: session with {p} closed: {r}");
+                            MeshEv::Other
+                        }
+                    };
+                    let _ = tx.send((i, m, at));
+                }
+            });
+        }
+        System::Stock => {
+            let (etx, mut erx) = mpsc::unbounded_channel();
+            for i in 0..n {
+                sn.push(stock::Node::spawn(i, Transport::Tcp, lazy, Some(etx.clone())).await);
+            }
+            let tx = tx.clone();
+            let loud = loud.clone();
+            tokio::spawn(async move {
+                while let Some((i, ev, at)) = erx.recv().await {
+                    let m = match ev {
+                        stock::Ev::Session => MeshEv::Session,
+                        stock::Ev::DialFailed(e) => {
+                            say!(loud, "[scale] node {i}: dial failed: {e}");
+                            MeshEv::SessionFailed
+                        }
+                        stock::Ev::Delivered => MeshEv::Delivered,
+                        stock::Ev::Failed(p, e) => {
+                            say!(loud, "[scale] node {i}: request to {p} failed: {e}");
+                            MeshEv::Failed
+                        }
+                    };
+                    let _ = tx.send((i, m, at));
+                }
+            });
+        }
+        System::Raw => {
+            let (etx, mut erx) = mpsc::unbounded_channel();
+            for i in 0..n {
+                rn.push(
+                    raw::MeshNode::spawn(i, etx.clone())
+                        .await
+                        .expect("raw node"),
+                );
+            }
+            let tx = tx.clone();
+            let loud = loud.clone();
+            tokio::spawn(async move {
+                while let Some((i, ev, at)) = erx.recv().await {
+                    let m = match ev {
+                        raw::Ev::Session => MeshEv::Session,
+                        raw::Ev::ConnectFailed(e) => {
+                            say!(loud, "[scale] node {i}: connect failed: {e}");
+                            MeshEv::SessionFailed
+                        }
+                        raw::Ev::Delivered => MeshEv::Delivered,
+                        raw::Ev::Failed(p, e) => {
+                            say!(loud, "[scale] node {i}: send to {p} failed: {e}");
+                            MeshEv::Failed
+                        }
+                    };
+                    let _ = tx.send((i, m, at));
+                }
+            });
+        }
+    }
+
+    // Full mesh: node j opens a session to every node i < j, all at once.
+    let t0 = Instant::now();
+    for j in 0..n {
+        for i in 0..j {
+            match system {
+                System::Noctua => {
+                    nn[j].send(noctua::Cmd::Connect(nn[i].addr.clone(), noctua::secret(i)))
+                }
+                System::Stock => sn[j].send(stock::Cmd::Dial(sn[i].addr.clone())),
+                System::Raw => rn[j].send(raw::Cmd::Connect(i, rn[i].addr)),
+            }
+        }
+    }
+    let (mut up, mut failed, mut last) = (0usize, 0usize, t0);
+    let deadline = tokio::time::Instant::from_std(t0 + MESH_TIMEOUT);
+    while up + failed < pairs {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((_, MeshEv::Session, at))) => {
+                up += 1;
+                last = last.max(at);
+            }
+            Ok(Some((_, MeshEv::SessionFailed, _))) => failed += 1,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let mesh_ms = crate::stats::ms(last.duration_since(t0));
+    let mesh_missing = pairs - up;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_after = process::self_rss_kib().unwrap_or(0);
+
+    // Broadcasts: node 0 sends one message to every other node, then waits for all receipts.
+    let text = payload(SIZE);
+    let mut bcast_ms = Vec::new();
+    let mut lost = 0u64;
+    for _ in 0..broadcasts {
+        // Drain what is left from earlier phases (e.g. responder-side session events).
+        while rx.try_recv().is_ok() {}
+        let t0 = Instant::now();
+        for j in 1..n {
+            match system {
+                System::Noctua => nn[0].send(noctua::Cmd::Send(nn[j].peer, text.clone())),
+                System::Stock => sn[0].send(stock::Cmd::Send(sn[j].peer, text.clone())),
+                System::Raw => rn[0].send(raw::Cmd::Send(j, SIZE)),
+            }
+        }
+        let (mut ok, mut bad, mut last) = (0usize, 0usize, t0);
+        let deadline = tokio::time::Instant::from_std(t0 + MESSAGE_TIMEOUT);
+        while ok + bad < n - 1 {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((0, MeshEv::Delivered, at))) => {
+                    ok += 1;
+                    last = last.max(at);
+                }
+                Ok(Some((0, MeshEv::Failed, _))) => bad += 1,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        lost += (n - 1 - ok) as u64;
+        if ok == n - 1 {
+            bcast_ms.push(crate::stats::ms(last.duration_since(t0)));
+        }
+    }
+    // Cross-check with what the receivers counted.
+    let received: u64 = match system {
+        System::Noctua => nn
+            .iter()
+            .skip(1)
+            .map(|x| x.counters.received.load(Ordering::Relaxed))
+            .sum(),
+        System::Stock => sn
+            .iter()
+            .skip(1)
+            .map(|x| x.counters.received.load(Ordering::Relaxed))
+            .sum::<u64>()
+            // Each node i answered one hello from every node j > i.
+            .saturating_sub(((1..n).map(|i| n - 1 - i).sum::<usize>()) as u64),
+        System::Raw => rn
+            .iter()
+            .skip(1)
+            .map(|x| x.counters.received.load(Ordering::Relaxed))
+            .sum(),
+    };
+    let expected = (broadcasts * (n - 1)) as u64;
+    lost = lost.max(expected.saturating_sub(received));
+
+    loud.store(false, Ordering::Relaxed);
+    for x in nn {
+        x.stop().await;
+    }
+    for x in sn {
+        x.stop().await;
+    }
+    for x in rn {
+        x.stop();
+    }
+    json!({
+        "system": system.name(),
+        "nodes": n,
+        "pairs": pairs,
+        "mesh_ms": mesh_ms,
+        "mesh_missing": mesh_missing,
+        "rss_before_kib": rss_before,
+        "rss_after_kib": rss_after,
+        "broadcast_ms": bcast_ms,
+        "lost": lost,
+        "received": received,
+        "keygen_ms": crate::stats::ms(keygen),
+    })
+}
+
+/// Runs `scale-child` for one (system, N) and returns its result line.
+pub fn run_child(
+    system: System,
+    n: usize,
+    broadcasts: usize,
+    lazy: bool,
+    quick: bool,
+) -> Result<Value, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        "scale-child",
+        "--system",
+        system.name(),
+        "--nodes",
+        &n.to_string(),
+        "--broadcasts",
+        &broadcasts.to_string(),
+        "--keys",
+        if quick { "2" } else { "4" },
+    ]);
+    if lazy {
+        cmd.arg("--lazy");
+    }
+    let child = process::Child::spawn(&mut cmd, false).map_err(|e| e.to_string())?;
+    let line = child.wait_line(Duration::from_secs(600), |l| l.starts_with('{'));
+    child.finish();
+    let (line, _) =
+        line.ok_or_else(|| format!("scale child {} n={n} gave no result", system.name()))?;
+    serde_json::from_str(&line).map_err(|e| e.to_string())
+}
