@@ -137,7 +137,8 @@ pub struct LabArgs {
     #[arg(long, default_value = "noctua-lab-logs")]
     pub dir: PathBuf,
 
-    /// Stop after this long (e.g. 60s); without it, run until Ctrl-C or end of input
+    /// Stop after this long (e.g. 60s), or at Ctrl-C; end of input does not stop it then.
+    /// Without it, run until Ctrl-C or end of input
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
 

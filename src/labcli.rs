@@ -60,7 +60,15 @@ pub async fn run(args: crate::cli::LabArgs) -> std::process::ExitCode {
         args.outsiders,
         args.dir.display()
     );
-    println!("commands: '<n> <command>' or 'all <command>'; Ctrl-C or end of input stops the lab");
+    if args.duration.is_some() {
+        println!(
+            "commands: '<n> <command>' or 'all <command>'; Ctrl-C or the duration stops the lab"
+        );
+    } else {
+        println!(
+            "commands: '<n> <command>' or 'all <command>'; Ctrl-C or end of input stops the lab"
+        );
+    }
 
     let mut names: HashMap<String, String> = HashMap::new();
     let mut sessions: Vec<usize> = vec![0; args.nodes];
@@ -123,6 +131,9 @@ pub async fn run(args: crate::cli::LabArgs) -> std::process::ExitCode {
                         }
                     }
                 }
+                // End of input ends a lab that has no --duration; with one, the lab runs on
+                // (so that `noctua lab --duration 10m < /dev/null &` works).
+                _ if deadline.is_none() => break,
                 _ => stdin_open = false,
             },
             _ = sleep => break,

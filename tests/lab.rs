@@ -572,3 +572,43 @@ async fn a_peer_killed_mid_burst_and_mid_rotation_leaves_every_message_accounted
     run.lab.shutdown().await;
     assert!(!any_of_mine_left(&run), "namespaces left behind");
 }
+
+/// `noctua lab` without `--duration` stops at end of input (it used to run on until
+/// Ctrl-C), says goodbye and leaves nothing behind.
+#[test]
+fn the_lab_command_stops_at_end_of_input() {
+    if !lab_or_skip("end of input") {
+        return;
+    }
+    let dir = log_dir("lab-eof");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_noctua"))
+        .args(["lab", "--nodes", "2", "--dir"])
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start noctua lab");
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(Duration::from_secs(60)) else {
+        // Ends the lab (it tears down on SIGTERM) so that nothing is left behind.
+        let _ = std::process::Command::new("kill").arg(&pid).status();
+        panic!("noctua lab did not stop at end of input within 60 s");
+    };
+    let out = out.expect("output");
+    let status = out.status;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.success(),
+        "exit {status}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("lab removed: no namespace, link or process left"),
+        "{stdout}"
+    );
+}

@@ -384,6 +384,10 @@ pub struct Behaviour {
     peer_failures: FailureLimiter<PeerId>,
     ip_failures: FailureLimiter<IpAddr>,
     log_throttle: LogThrottle<(PeerId, &'static str)>,
+    /// Sessions closed in the last `rotation_grace` (at most [`RECENTLY_CLOSED`]): records
+    /// the peer sent before it learnt of the close (its own goodbye, in-flight chat) are
+    /// refused as `UNKNOWN_SESSION` without being taken for misbehaviour.
+    recently_closed: VecDeque<(PeerId, [u8; SESSION_ID_LEN], Instant)>,
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
     dirty: HashSet<PeerId>,
     timer: Delay,
@@ -393,6 +397,9 @@ pub struct Behaviour {
     shutting_down: bool,
     waker: Option<Waker>,
 }
+
+/// How many recently closed sessions are remembered (see `Behaviour::recently_closed`).
+const RECENTLY_CLOSED: usize = 1024;
 
 impl Behaviour {
     /// Creates the behaviour for the node whose libp2p identity is `local_peer`. Unless the
@@ -429,6 +436,7 @@ impl Behaviour {
             peer_failures: FailureLimiter::new(pf, pw, pb, 4096),
             ip_failures: FailureLimiter::new(ipf, ipw, ipb, 4096),
             log_throttle: LogThrottle::new(Duration::from_secs(60), 4096),
+            recently_closed: VecDeque::new(),
             events: VecDeque::new(),
             dirty: HashSet::new(),
             timer: Delay::new(MAX_TICK),
@@ -1025,6 +1033,9 @@ impl Behaviour {
         let old = p.session.replace(session);
         let was_announced = std::mem::replace(&mut p.announced, false);
         p.ping_in_flight = false;
+        if let Some(old) = &old {
+            self.remember_closed(peer, old.id);
+        }
         if let Some(old) = old
             && was_announced
         {
@@ -1209,8 +1220,15 @@ impl Behaviour {
                     let banned = banned_peer || banned_ip;
                     if banned {
                         tracing::warn!(%peer, address = ?ip, "too many failed authentications: banned for a while");
-                    } else {
-                        tracing::info!(%peer, "a peer failed to authenticate (wrong secret)");
+                    } else if let Some(n) =
+                        self.log_throttle.hit((peer, "failed to authenticate"), now)
+                    {
+                        // Logged once, then summarised (the events still count every one).
+                        if n == 1 {
+                            tracing::info!(%peer, "a peer failed to authenticate (wrong secret)");
+                        } else {
+                            tracing::info!(%peer, count = n, "a peer failed to authenticate (wrong secret; {n} times since last report)");
+                        }
                     }
                     self.push_event(Event::InboundAuthFailed {
                         peer,
@@ -1316,7 +1334,11 @@ impl Behaviour {
             .and_then(|p| p.session.as_mut())
             .filter(|s| s.id == rec.session_id)
         else {
-            self.note_misbehaviour(peer, "sent a record for an unknown session");
+            if self.was_recently_closed(&peer, &rec.session_id, now) {
+                tracing::debug!(%peer, "record for a session we just closed");
+            } else {
+                self.note_misbehaviour(peer, "sent a record for an unknown session");
+            }
             return self.reject(channel, RejectCode::UnknownSession, 0);
         };
         let (content, mut slot) = match s.open(&rec, now) {
@@ -1333,7 +1355,9 @@ impl Behaviour {
                     RejectCode::Reflected => "reflected our own record",
                     _ => "sent an invalid record",
                 };
-                if code != RejectCode::StaleEpoch {
+                // A stale epoch or a session we are closing is what an honest peer's
+                // in-flight records meet; the rest is misbehaviour.
+                if !matches!(code, RejectCode::StaleEpoch | RejectCode::SessionClosed) {
                     self.note_misbehaviour(peer, what);
                 }
                 return self.reject(channel, code, refusal.detail);
@@ -1659,6 +1683,32 @@ impl Behaviour {
         self.finish_close(peer, session_id, reason);
     }
 
+    fn remember_closed(&mut self, peer: PeerId, session_id: [u8; SESSION_ID_LEN]) {
+        let now = Instant::now();
+        let grace = self.config.rotation_grace;
+        while self.recently_closed.len() >= RECENTLY_CLOSED
+            || self
+                .recently_closed
+                .front()
+                .is_some_and(|(_, _, at)| now.duration_since(*at) >= grace)
+        {
+            self.recently_closed.pop_front();
+        }
+        self.recently_closed.push_back((peer, session_id, now));
+    }
+
+    fn was_recently_closed(
+        &self,
+        peer: &PeerId,
+        session_id: &[u8; SESSION_ID_LEN],
+        now: Instant,
+    ) -> bool {
+        let grace = self.config.rotation_grace;
+        self.recently_closed
+            .iter()
+            .any(|(p, id, at)| p == peer && id == session_id && now.duration_since(*at) < grace)
+    }
+
     fn finish_close(&mut self, peer: PeerId, session_id: SessionId, reason: CloseReason) {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
@@ -1669,6 +1719,10 @@ impl Behaviour {
         p.session = None;
         p.ping_in_flight = false;
         let announced = std::mem::replace(&mut p.announced, false);
+        self.remember_closed(peer, session_id.0);
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
         let opens = std::mem::take(&mut p.opens);
         let queued: Vec<_> = p.queue.drain(..).collect();
         for m in queued {
