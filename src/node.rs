@@ -363,7 +363,16 @@ impl Node {
                 }
             })
             .map_err(|e| StartError(format!("cannot build the node: {e}")))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+            .with_swarm_config(|c| {
+                c.with_idle_connection_timeout(Duration::from_secs(30))
+                    // Send each request with its protocol proposal instead of waiting for the
+                    // peer to accept it first: one round trip fewer per message (BENCHMARKS.md).
+                    // A peer that does not speak Noctua is still recognised (noctua-chat maps
+                    // the late refusal).
+                    .with_substream_upgrade_protocol_override(
+                        libp2p::core::upgrade::Version::V1Lazy,
+                    )
+            })
             .with_connection_timeout(DIAL_TIMEOUT)
             .build();
 

@@ -151,7 +151,8 @@ pub async fn run(opts: &Opts) -> Report {
     let p = Params::new(opts.quick);
     let mut report = Report::default();
     report.meta.insert("quick".into(), opts.quick.into());
-    report.meta.insert("lazy".into(), opts.lazy.into());
+    report.meta.insert("noctua_v1lazy".into(), true.into());
+    report.meta.insert("stock_v1lazy".into(), opts.lazy.into());
     report.meta.insert(
         "noctua_bin".into(),
         opts.noctua_bin.display().to_string().into(),

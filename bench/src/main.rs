@@ -56,7 +56,8 @@ struct Cli {
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FIGURE")]
     only: Vec<Group>,
 
-    /// Use multistream-select V1Lazy for outbound substreams (Noctua and stock alike)
+    /// Let the stock baseline use multistream-select V1Lazy for outbound substreams too
+    /// (Noctua always does, as the node ships)
     #[arg(long)]
     lazy: bool,
 

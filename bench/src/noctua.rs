@@ -31,9 +31,10 @@ pub fn config(i: usize, key: Arc<RsaKeyPair>) -> Config {
         .with_rsa_regenerate_every(None)
 }
 
-/// A swarm running the chat behaviour.
-pub fn swarm(cfg: Config, lazy: bool) -> Swarm<Behaviour> {
-    net::build_swarm(lazy, |kp| Behaviour::new(kp.public().to_peer_id(), cfg))
+/// A swarm running the chat behaviour, negotiating its streams with `V1Lazy` as the node
+/// does (`src/node.rs`), whatever `--lazy` says: that flag is for the stock baseline.
+pub fn swarm(cfg: Config, _lazy: bool) -> Swarm<Behaviour> {
+    net::build_swarm(true, |kp| Behaviour::new(kp.public().to_peer_id(), cfg))
 }
 
 /// Counters kept by an actor node.

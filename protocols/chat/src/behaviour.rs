@@ -2050,12 +2050,14 @@ impl Behaviour {
             F::Timeout => OpenError::Timeout,
             F::ConnectionClosed => OpenError::ConnectionClosed,
             F::UnsupportedProtocols => OpenError::UnsupportedProtocol,
+            F::Io(e) if refused_protocol(e) => OpenError::UnsupportedProtocol,
             F::Io(e) => OpenError::Protocol(e.to_string()),
         };
         let delivery_err = || match &error {
             F::Timeout => DeliveryError::Timeout,
             F::ConnectionClosed | F::DialFailure => DeliveryError::ConnectionClosed,
             F::UnsupportedProtocols => DeliveryError::Io("protocol not supported".into()),
+            F::Io(e) if refused_protocol(e) => DeliveryError::Io("protocol not supported".into()),
             F::Io(e) => DeliveryError::Io(e.to_string()),
         };
         tracing::debug!(%peer, "request failed: {error}");
@@ -2392,6 +2394,17 @@ fn info(p: &Peer, s: &Session, now: Instant) -> SessionInfo {
         queued: p.queue.len(),
         rejections: s.rejections,
     }
+}
+
+/// Whether a request failed because the peer refused our protocol. With multistream-select
+/// `V1Lazy` (which the node uses) the request is written together with the protocol
+/// proposal, so the refusal only shows when the answer is read, as an I/O error that
+/// carries the negotiation error.
+fn refused_protocol(e: &std::io::Error) -> bool {
+    use libp2p::core::upgrade::NegotiationError;
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<NegotiationError>())
+        .is_some_and(|n| matches!(n, NegotiationError::Failed))
 }
 
 fn open_error_from_response(resp: Response) -> OpenError {

@@ -6,7 +6,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::{Net, config, init_tracing, key, tcp_noise_node};
+use common::{Net, config, init_tracing, key, tcp_noise_node, tcp_noise_swarm};
 use libp2p_swarm_test::SwarmExt;
 use noctua_chat::{
     CloseReason, Config, DeliveryError, Event, MessageId, OpenError, RejectCode, Secret, SendError,
@@ -649,6 +649,55 @@ async fn a_peer_that_does_not_speak_noctua_is_reported_as_such() {
         })
         .await;
     assert_eq!(err, OpenError::UnsupportedProtocol);
+}
+
+/// The node negotiates its streams with `V1Lazy` (the request goes out with the protocol
+/// proposal, one round trip fewer): a peer that does not speak Noctua is then only found out
+/// when the answer to the request is read, and must still be reported as such. A Noctua
+/// peer works as usual.
+#[tokio::test]
+async fn lazy_negotiation_still_reports_a_peer_that_does_not_speak_noctua() {
+    init_tracing();
+    let idle = Duration::from_secs(30);
+    let (mut other, other_addr) =
+        tcp_noise_swarm(idle, false, |_| libp2p::ping::Behaviour::default()).await;
+    tokio::spawn(async move {
+        loop {
+            futures::StreamExt::select_next_some(&mut other).await;
+        }
+    });
+    let (lazy, _) = tcp_noise_swarm(idle, true, |kp| {
+        noctua_chat::Behaviour::new(kp.public().to_peer_id(), config(0, "secret-0"))
+    })
+    .await;
+    let (noctua, noctua_addr) = tcp_noise_node(config(1, "secret-1"), idle).await;
+    let mut net = Net::from_swarms(vec![lazy, noctua], vec![]);
+    let open = net.b(0).connect(other_addr, Secret::new("x").unwrap());
+    let err = net
+        .until(|_, ev| match ev {
+            Event::OpenFailed { open: o, error, .. } if *o == open => Some(error.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(err, OpenError::UnsupportedProtocol);
+
+    let open = net
+        .b(0)
+        .connect(noctua_addr, Secret::new("secret-1").unwrap());
+    net.until(|_, ev| match ev {
+        Event::SessionEstablished { opens, .. } if opens.contains(&open) => Some(()),
+        Event::OpenFailed { open: o, error, .. } if *o == open => panic!("{error}"),
+        _ => None,
+    })
+    .await;
+    let peer1 = net.peer(1);
+    let id = net.b(0).send_message(&peer1, "lazy hello").unwrap();
+    net.until(|_, ev| match ev {
+        Event::MessageDelivered { message, .. } if *message == id => Some(()),
+        Event::DeliveryFailed { error, .. } => panic!("{error}"),
+        _ => None,
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -42,6 +42,19 @@ pub async fn node(config: Config) -> (Swarm<Behaviour>, Multiaddr) {
 
 /// A swarm over TCP + Noise + Yamux on 127.0.0.1, with the given idle-connection timeout.
 pub async fn tcp_noise_node(config: Config, idle: Duration) -> (Swarm<Behaviour>, Multiaddr) {
+    tcp_noise_swarm(idle, false, |kp| {
+        Behaviour::new(kp.public().to_peer_id(), config)
+    })
+    .await
+}
+
+/// A swarm of any behaviour over TCP + Noise + Yamux on 127.0.0.1; `lazy` negotiates
+/// outbound streams with multistream-select `V1Lazy`, as the node does.
+pub async fn tcp_noise_swarm<B: libp2p::swarm::NetworkBehaviour>(
+    idle: Duration,
+    lazy: bool,
+    make: impl FnOnce(&libp2p::identity::Keypair) -> B,
+) -> (Swarm<B>, Multiaddr) {
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -50,9 +63,16 @@ pub async fn tcp_noise_node(config: Config, idle: Duration) -> (Swarm<Behaviour>
             libp2p::yamux::Config::default,
         )
         .unwrap()
-        .with_behaviour(|kp| Behaviour::new(kp.public().to_peer_id(), config))
+        .with_behaviour(make)
         .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .with_swarm_config(|c| {
+            let c = c.with_idle_connection_timeout(idle);
+            if lazy {
+                c.with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+            } else {
+                c
+            }
+        })
         .build();
     swarm
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
