@@ -208,10 +208,11 @@ impl Renderer {
                     )),
                 ]
             }
-            Output::SessionRotated { name, epoch, .. } => vec![p.cyan(&format!(
-                "{} [i] new session keys with {name} (epoch {epoch})",
-                clock(now)
-            ))],
+            Output::SessionRotated { name, epoch, .. } => vec![format!(
+                "{} {}",
+                self.stamp(now),
+                p.cyan(&format!("[i] new session keys with {name} (epoch {epoch})"))
+            )],
             Output::SessionClosed { name, reason, .. } => vec![format!(
                 "{} {}",
                 self.stamp(now),
