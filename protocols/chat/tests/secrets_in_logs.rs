@@ -176,19 +176,9 @@ async fn no_secret_reaches_the_logs() {
 
         // Handshake, step by step.
         let init = hx.initiator(secret.expose());
-        let ch = hx
-            .expect(init.hello(), "CHALLENGE", |r| match r {
-                Response::Challenge(c) => Some(c),
-                _ => None,
-            })
-            .await;
+        let ch = hx.expect_challenge(init.hello()).await;
         let sent = init.on_challenge(&ch).expect("CHALLENGE acceptable");
-        let ok = hx
-            .expect(sent.auth(), "AUTH_OK", |r| match r {
-                Response::AuthOk(a) => Some(a),
-                _ => None,
-            })
-            .await;
+        let ok = hx.expect_auth_ok(sent.auth()).await;
         let mut s = sent.on_auth_ok(&ok).expect("AUTH_OK verifies");
         let confirm = s.confirmation();
         hx.send_acked(&s, confirm).await;
@@ -282,12 +272,7 @@ async fn no_secret_reaches_the_logs() {
         assert_eq!(reason, CloseReason::LocalClosed);
         // A failed authentication (wrong secret) for good measure.
         let init = hx.initiator(Secret::generate().expose());
-        let ch = hx
-            .expect(init.hello(), "CHALLENGE", |r| match r {
-                Response::Challenge(c) => Some(c),
-                _ => None,
-            })
-            .await;
+        let ch = hx.expect_challenge(init.hello()).await;
         let sent = init.on_challenge(&ch).unwrap();
         hx.expect_reject(sent.auth(), noctua_chat::RejectCode::AuthFailed)
             .await;

@@ -116,24 +116,14 @@ async fn handshake_chat_and_receipts_both_ways() {
 
         // HELLO -> CHALLENGE (§5.1).
         let init = hx.initiator(secret.expose());
-        let ch = hx
-            .expect(init.hello(), "CHALLENGE", |r| match r {
-                Response::Challenge(c) => Some(c),
-                _ => None,
-            })
-            .await;
+        let ch = hx.expect_challenge(init.hello()).await;
         assert_eq!(ch.hs_id, init.hs_id, "CHALLENGE echoes hs_id");
         assert_eq!(ch.public_key, node_pub, "pub_r is the node's current key");
         assert_ne!(ch.nonce, [0; 32]);
 
         // AUTH -> AUTH_OK (§5.2, §5.3).
         let sent = init.on_challenge(&ch).expect("CHALLENGE acceptable");
-        let ok = hx
-            .expect(sent.auth(), "AUTH_OK", |r| match r {
-                Response::AuthOk(a) => Some(a),
-                _ => None,
-            })
-            .await;
+        let ok = hx.expect_auth_ok(sent.auth()).await;
         assert_eq!(ok.hs_id, sent.init.hs_id);
         assert_eq!(ok.mac, sent.expected_mac_r(&ok.wrapped), "mac_r (§5.3)");
         assert_eq!(ok.wrapped.len(), 256, "OAEP under a 2048-bit key");
@@ -253,12 +243,7 @@ async fn wrong_secret_is_auth_failed() {
         let wrong = Secret::generate();
 
         let init = hx.initiator(wrong.expose());
-        let ch = hx
-            .expect(init.hello(), "CHALLENGE", |r| match r {
-                Response::Challenge(c) => Some(c),
-                _ => None,
-            })
-            .await;
+        let ch = hx.expect_challenge(init.hello()).await;
         let sent = init.on_challenge(&ch).expect("CHALLENGE acceptable");
         hx.expect_reject(sent.auth(), RejectCode::AuthFailed).await;
         let banned = hx
@@ -690,19 +675,9 @@ async fn handshake_refusals() {
 
         // A new HELLO replaces the pending one (§5.1).
         let first = hx.initiator(secret.expose());
-        let ch1 = hx
-            .expect(first.hello(), "CHALLENGE", |r| match r {
-                Response::Challenge(c) => Some(c),
-                _ => None,
-            })
-            .await;
+        let ch1 = hx.expect_challenge(first.hello()).await;
         let second = hx.initiator(secret.expose());
-        let ch2 = hx
-            .expect(second.hello(), "CHALLENGE", |r| match r {
-                Response::Challenge(c) => Some(c),
-                _ => None,
-            })
-            .await;
+        let ch2 = hx.expect_challenge(second.hello()).await;
         let first = first.on_challenge(&ch1).unwrap();
         hx.expect_reject(first.auth(), RejectCode::UnknownHandshake)
             .await;
@@ -716,19 +691,9 @@ async fn handshake_refusals() {
 
         // ABORT after AUTH_OK discards the unconfirmed session.
         let third = hx.initiator(secret.expose());
-        let ch3 = hx
-            .expect(third.hello(), "CHALLENGE", |r| match r {
-                Response::Challenge(c) => Some(c),
-                _ => None,
-            })
-            .await;
+        let ch3 = hx.expect_challenge(third.hello()).await;
         let third = third.on_challenge(&ch3).unwrap();
-        let ok = hx
-            .expect(third.auth(), "AUTH_OK", |r| match r {
-                Response::AuthOk(a) => Some(a),
-                _ => None,
-            })
-            .await;
+        let ok = hx.expect_auth_ok(third.auth()).await;
         let abort = third.abort(100);
         let mut s = third.on_auth_ok(&ok).expect("valid AUTH_OK");
         let done = hx.request(abort).await;
@@ -748,12 +713,7 @@ async fn handshake_refusals() {
         };
         for i in 0..2 {
             let init = hx.initiator(secret.expose());
-            let ch = hx
-                .expect(init.hello(), "CHALLENGE", |r| match r {
-                    Response::Challenge(c) => Some(c),
-                    _ => None,
-                })
-                .await;
+            let ch = hx.expect_challenge(init.hello()).await;
             let sent = init.on_challenge(&ch).unwrap();
             let wrapped = bad_wrapped(&sent).swap_remove(i);
             let mac = hmac(
@@ -980,19 +940,9 @@ async fn chat_before_confirmation_is_bad_state() {
         let secret = Secret::generate();
         let mut hx = Harness::new(node_config(secret.clone())).await;
         let init = hx.initiator(secret.expose());
-        let ch = hx
-            .expect(init.hello(), "CHALLENGE", |r| match r {
-                Response::Challenge(c) => Some(c),
-                _ => None,
-            })
-            .await;
+        let ch = hx.expect_challenge(init.hello()).await;
         let sent = init.on_challenge(&ch).unwrap();
-        let ok = hx
-            .expect(sent.auth(), "AUTH_OK", |r| match r {
-                Response::AuthOk(a) => Some(a),
-                _ => None,
-            })
-            .await;
+        let ok = hx.expect_auth_ok(sent.auth()).await;
         let mut s = sent.on_auth_ok(&ok).unwrap();
         let rec = s.chat(1, &["too early"]);
         hx.expect_reject(Request::Record(rec), RejectCode::BadState)
@@ -1414,12 +1364,7 @@ async fn repeated_wrong_secrets_are_rate_limited() {
         let spec_id = hx.spec_id;
         for attempt in 1..=5 {
             let init = hx.initiator(Secret::generate().expose());
-            let ch = hx
-                .expect(init.hello(), "CHALLENGE", |r| match r {
-                    Response::Challenge(c) => Some(c),
-                    _ => None,
-                })
-                .await;
+            let ch = hx.expect_challenge(init.hello()).await;
             let sent = init.on_challenge(&ch).unwrap();
             hx.expect_reject(sent.auth(), RejectCode::AuthFailed).await;
             let banned = hx

@@ -1613,6 +1613,24 @@ impl Harness {
         }
     }
 
+    /// Sends a `HELLO` and expects `CHALLENGE`.
+    pub async fn expect_challenge(&mut self, hello: Request) -> Challenge {
+        self.expect(hello, "CHALLENGE", |r| match r {
+            Response::Challenge(c) => Some(c),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Sends an `AUTH` and expects `AUTH_OK`.
+    pub async fn expect_auth_ok(&mut self, auth: Request) -> AuthOk {
+        self.expect(auth, "AUTH_OK", |r| match r {
+            Response::AuthOk(a) => Some(a),
+            _ => None,
+        })
+        .await
+    }
+
     /// Sends `req` and expects `REJECT code`; returns the detail.
     pub async fn expect_reject(&mut self, req: Request, code: RejectCode) -> u32 {
         let resp = self.request(req).await;
