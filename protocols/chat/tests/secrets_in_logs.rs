@@ -160,6 +160,19 @@ fn looks_like_key_material(s: &str) -> bool {
     false
 }
 
+/// The node sends `text` to the spec peer, which acknowledges it; waits for the receipt.
+async fn node_message_acked(hx: &mut Harness, s: &mut SpecSession, text: &str) {
+    let spec_id = hx.spec_id;
+    hx.behaviour().send_message(&spec_id, text).unwrap();
+    let (_, answered) = hx.answer_next(s).await;
+    assert!(
+        matches!(answered.response, Response::Ack(_)),
+        "{answered:?}"
+    );
+    hx.node_event(|e| matches!(e, Event::MessageDelivered { .. }).then_some(()))
+        .await;
+}
+
 #[tokio::test]
 async fn no_secret_reaches_the_logs() {
     assert!(
@@ -189,16 +202,7 @@ async fn no_secret_reaches_the_logs() {
         // Messages both ways.
         let rec = s.chat(1, &["hello from the spec peer"]);
         hx.send_acked(&s, rec).await;
-        hx.behaviour()
-            .send_message(&spec_id, "hello from the node")
-            .unwrap();
-        let (_, answered) = hx.answer_next(&mut s).await;
-        assert!(
-            matches!(answered.response, Response::Ack(_)),
-            "{answered:?}"
-        );
-        hx.node_event(|e| matches!(e, Event::MessageDelivered { .. }).then_some(()))
-            .await;
+        node_message_acked(&mut hx, &mut s, "hello from the node").await;
 
         // A rotation driven by the spec peer (epoch 1) ...
         let init = s.rekey_init();
@@ -219,16 +223,7 @@ async fn no_secret_reaches_the_logs() {
         assert_eq!(s.epoch, 2);
         let rec = s.chat(2, &["in epoch 2"]);
         hx.send_acked(&s, rec).await;
-        hx.behaviour()
-            .send_message(&spec_id, "node in epoch 2")
-            .unwrap();
-        let (_, answered) = hx.answer_next(&mut s).await;
-        assert!(
-            matches!(answered.response, Response::Ack(_)),
-            "{answered:?}"
-        );
-        hx.node_event(|e| matches!(e, Event::MessageDelivered { .. }).then_some(()))
-            .await;
+        node_message_acked(&mut hx, &mut s, "node in epoch 2").await;
         // A wrong record, so that refusals are logged too.
         let bad = tampered(&s.chat(3, &["tampered"]));
         hx.expect_reject(Request::Record(bad), noctua_chat::RejectCode::DecryptFailed)

@@ -642,12 +642,7 @@ async fn a_peer_that_does_not_speak_noctua_is_reported_as_such() {
     let (addr, _) = other.listen().await;
     tokio::spawn(other.loop_on_next());
     let open = net.b(0).connect(addr, Secret::new("x").unwrap());
-    let err = net
-        .until(|_, ev| match ev {
-            Event::OpenFailed { open: o, error, .. } if *o == open => Some(error.clone()),
-            _ => None,
-        })
-        .await;
+    let err = net.open_failure(open).await;
     assert_eq!(err, OpenError::UnsupportedProtocol);
 }
 
@@ -659,13 +654,9 @@ async fn a_peer_that_does_not_speak_noctua_is_reported_as_such() {
 async fn lazy_negotiation_still_reports_a_peer_that_does_not_speak_noctua() {
     init_tracing();
     let idle = Duration::from_secs(30);
-    let (mut other, other_addr) =
+    let (other, other_addr) =
         tcp_noise_swarm(idle, false, |_| libp2p::ping::Behaviour::default()).await;
-    tokio::spawn(async move {
-        loop {
-            futures::StreamExt::select_next_some(&mut other).await;
-        }
-    });
+    tokio::spawn(other.loop_on_next());
     let (lazy, _) = tcp_noise_swarm(idle, true, |kp| {
         noctua_chat::Behaviour::new(kp.public().to_peer_id(), config(0, "secret-0"))
     })
@@ -673,12 +664,7 @@ async fn lazy_negotiation_still_reports_a_peer_that_does_not_speak_noctua() {
     let (noctua, noctua_addr) = tcp_noise_node(config(1, "secret-1"), idle).await;
     let mut net = Net::from_swarms(vec![lazy, noctua], vec![]);
     let open = net.b(0).connect(other_addr, Secret::new("x").unwrap());
-    let err = net
-        .until(|_, ev| match ev {
-            Event::OpenFailed { open: o, error, .. } if *o == open => Some(error.clone()),
-            _ => None,
-        })
-        .await;
+    let err = net.open_failure(open).await;
     assert_eq!(err, OpenError::UnsupportedProtocol);
 
     let open = net
@@ -708,12 +694,7 @@ async fn unreachable_addresses_fail_the_open_with_a_dial_error() {
     let open = net
         .b(0)
         .connect("/memory/999999".parse().unwrap(), Secret::new("x").unwrap());
-    let err = net
-        .until(|_, ev| match ev {
-            Event::OpenFailed { open: o, error, .. } if *o == open => Some(error.clone()),
-            _ => None,
-        })
-        .await;
+    let err = net.open_failure(open).await;
     assert!(matches!(err, OpenError::Dial(_)), "{err:?}");
     assert_eq!(net.b(0).state_counts().peers, 0);
 }

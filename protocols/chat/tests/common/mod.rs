@@ -156,6 +156,15 @@ impl Net {
         .await
     }
 
+    /// Waits for the `OpenFailed` event of `open` and returns its error.
+    pub async fn open_failure(&mut self, open: noctua_chat::OpenId) -> noctua_chat::OpenError {
+        self.until(|_, ev| match ev {
+            Event::OpenFailed { open: o, error, .. } if *o == open => Some(error.clone()),
+            _ => None,
+        })
+        .await
+    }
+
     /// The next behaviour event of any swarm.
     pub async fn next(&mut self) -> (usize, Event) {
         loop {
