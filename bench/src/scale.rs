@@ -283,69 +283,57 @@ impl Mesh {
     }
 }
 
-/// Forwards one system's node events to the mesh's channel, as [`MeshEv`]s made by `map`.
+/// Forwards one system's node events to the mesh's channel, as [`MeshEv`]s made by `map`,
+/// with the failures `map` describes printed while `loud`.
 fn forward<E: Send + 'static>(
     mut events: mpsc::UnboundedReceiver<(usize, E, Instant)>,
     tx: MeshTx,
     loud: Arc<AtomicBool>,
-    map: fn(usize, E, &AtomicBool) -> MeshEv,
+    map: fn(E) -> (MeshEv, Option<String>),
 ) {
     tokio::spawn(async move {
         while let Some((i, ev, at)) = events.recv().await {
-            let _ = tx.send((i, map(i, ev, &loud), at));
+            let (m, failure) = map(ev);
+            if let Some(failure) = failure {
+                say!(loud, "[scale] node {i}: {failure}");
+            }
+            let _ = tx.send((i, m, at));
         }
     });
 }
 
-fn noctua_event(i: usize, ev: noctua::Ev, loud: &AtomicBool) -> MeshEv {
+fn noctua_event(ev: noctua::Ev) -> (MeshEv, Option<String>) {
     match ev {
-        noctua::Ev::Established {
-            initiator: true, ..
-        } => MeshEv::Session,
-        noctua::Ev::Established { .. } => MeshEv::Other,
-        noctua::Ev::OpenFailed(e) => {
-            say!(loud, "[scale] node {i}: open failed: {e}");
-            MeshEv::SessionFailed
+        noctua::Ev::Established { initiator } => {
+            let m = if initiator {
+                MeshEv::Session
+            } else {
+                MeshEv::Other
+            };
+            (m, None)
         }
-        noctua::Ev::Delivered => MeshEv::Delivered,
-        noctua::Ev::Failed(p, e) => {
-            say!(loud, "[scale] node {i}: delivery to {p} failed: {e}");
-            MeshEv::Failed
-        }
-        noctua::Ev::Closed(p, r) => {
-            say!(loud, "[scale] node {i}: session with {p} closed: {r}");
-            MeshEv::Other
-        }
+        noctua::Ev::OpenFailed(e) => (MeshEv::SessionFailed, Some(format!("open failed: {e}"))),
+        noctua::Ev::Delivered => (MeshEv::Delivered, None),
+        noctua::Ev::Failed(p, e) => (MeshEv::Failed, Some(format!("delivery to {p} failed: {e}"))),
+        noctua::Ev::Closed(p, r) => (MeshEv::Other, Some(format!("session with {p} closed: {r}"))),
     }
 }
 
-fn stock_event(i: usize, ev: stock::Ev, loud: &AtomicBool) -> MeshEv {
+fn stock_event(ev: stock::Ev) -> (MeshEv, Option<String>) {
     match ev {
-        stock::Ev::Session => MeshEv::Session,
-        stock::Ev::DialFailed(e) => {
-            say!(loud, "[scale] node {i}: dial failed: {e}");
-            MeshEv::SessionFailed
-        }
-        stock::Ev::Delivered => MeshEv::Delivered,
-        stock::Ev::Failed(p, e) => {
-            say!(loud, "[scale] node {i}: request to {p} failed: {e}");
-            MeshEv::Failed
-        }
+        stock::Ev::Session => (MeshEv::Session, None),
+        stock::Ev::DialFailed(e) => (MeshEv::SessionFailed, Some(format!("dial failed: {e}"))),
+        stock::Ev::Delivered => (MeshEv::Delivered, None),
+        stock::Ev::Failed(p, e) => (MeshEv::Failed, Some(format!("request to {p} failed: {e}"))),
     }
 }
 
-fn raw_event(i: usize, ev: raw::Ev, loud: &AtomicBool) -> MeshEv {
+fn raw_event(ev: raw::Ev) -> (MeshEv, Option<String>) {
     match ev {
-        raw::Ev::Session => MeshEv::Session,
-        raw::Ev::ConnectFailed(e) => {
-            say!(loud, "[scale] node {i}: connect failed: {e}");
-            MeshEv::SessionFailed
-        }
-        raw::Ev::Delivered => MeshEv::Delivered,
-        raw::Ev::Failed(p, e) => {
-            say!(loud, "[scale] node {i}: send to {p} failed: {e}");
-            MeshEv::Failed
-        }
+        raw::Ev::Session => (MeshEv::Session, None),
+        raw::Ev::ConnectFailed(e) => (MeshEv::SessionFailed, Some(format!("connect failed: {e}"))),
+        raw::Ev::Delivered => (MeshEv::Delivered, None),
+        raw::Ev::Failed(p, e) => (MeshEv::Failed, Some(format!("send to {p} failed: {e}"))),
     }
 }
 
