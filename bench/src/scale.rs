@@ -41,6 +41,11 @@ enum MeshEv {
     Other,
 }
 
+/// Events of a mesh, in the order the nodes saw them: (node index, event, when).
+type MeshRx = mpsc::UnboundedReceiver<(usize, MeshEv, Instant)>;
+/// The sending side of [`MeshRx`].
+type MeshTx = mpsc::UnboundedSender<(usize, MeshEv, Instant)>;
+
 /// Runs one mesh in this process and returns the result line (the `scale-child` mode).
 pub async fn child(
     system: System,
@@ -57,117 +62,43 @@ pub async fn child(
     tokio::time::sleep(Duration::from_millis(100)).await;
     let rss_before = process::self_rss_kib().unwrap_or(0);
     let pairs = n * (n - 1) / 2;
-    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, MeshEv, Instant)>();
     // Reports of failures while measuring; silenced when the nodes are stopped at the end.
     let loud = Arc::new(AtomicBool::new(true));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mesh = Mesh::spawn(system, n, lazy, &keys, &tx, &loud).await;
 
-    // Nodes: started and listening before the clock starts.
-    let mut nn = Vec::new();
-    let mut sn = Vec::new();
-    let mut rn = Vec::new();
-    match system {
-        System::Noctua => {
-            let (etx, mut erx) = mpsc::unbounded_channel();
-            for i in 0..n {
-                let cfg = noctua::config(i, keys[i % keys.len()].clone());
-                nn.push(noctua::Node::spawn(i, cfg, Transport::Tcp, lazy, Some(etx.clone())).await);
-            }
-            let tx = tx.clone();
-            let loud = loud.clone();
-            tokio::spawn(async move {
-                while let Some((i, ev, at)) = erx.recv().await {
-                    let m = match ev {
-                        noctua::Ev::Established {
-                            initiator: true, ..
-                        } => MeshEv::Session,
-                        noctua::Ev::Established { .. } => MeshEv::Other,
-                        noctua::Ev::OpenFailed(e) => {
-                            say!(loud, "[scale] node {i}: open failed: {e}");
-                            MeshEv::SessionFailed
-                        }
-                        noctua::Ev::Delivered => MeshEv::Delivered,
-                        noctua::Ev::Failed(p, e) => {
-                            say!(loud, "[scale] node {i}: delivery to {p} failed: {e}");
-                            MeshEv::Failed
-                        }
-                        noctua::Ev::Closed(p, r) => {
-                            say!(loud, "[scale] node {i}: session with {p} closed: {r}");
-                            MeshEv::Other
-                        }
-                    };
-                    let _ = tx.send((i, m, at));
-                }
-            });
-        }
-        System::Stock => {
-            let (etx, mut erx) = mpsc::unbounded_channel();
-            for i in 0..n {
-                sn.push(stock::Node::spawn(i, Transport::Tcp, lazy, Some(etx.clone())).await);
-            }
-            let tx = tx.clone();
-            let loud = loud.clone();
-            tokio::spawn(async move {
-                while let Some((i, ev, at)) = erx.recv().await {
-                    let m = match ev {
-                        stock::Ev::Session => MeshEv::Session,
-                        stock::Ev::DialFailed(e) => {
-                            say!(loud, "[scale] node {i}: dial failed: {e}");
-                            MeshEv::SessionFailed
-                        }
-                        stock::Ev::Delivered => MeshEv::Delivered,
-                        stock::Ev::Failed(p, e) => {
-                            say!(loud, "[scale] node {i}: request to {p} failed: {e}");
-                            MeshEv::Failed
-                        }
-                    };
-                    let _ = tx.send((i, m, at));
-                }
-            });
-        }
-        System::Raw => {
-            let (etx, mut erx) = mpsc::unbounded_channel();
-            for i in 0..n {
-                rn.push(
-                    raw::MeshNode::spawn(i, etx.clone())
-                        .await
-                        .expect("raw node"),
-                );
-            }
-            let tx = tx.clone();
-            let loud = loud.clone();
-            tokio::spawn(async move {
-                while let Some((i, ev, at)) = erx.recv().await {
-                    let m = match ev {
-                        raw::Ev::Session => MeshEv::Session,
-                        raw::Ev::ConnectFailed(e) => {
-                            say!(loud, "[scale] node {i}: connect failed: {e}");
-                            MeshEv::SessionFailed
-                        }
-                        raw::Ev::Delivered => MeshEv::Delivered,
-                        raw::Ev::Failed(p, e) => {
-                            say!(loud, "[scale] node {i}: send to {p} failed: {e}");
-                            MeshEv::Failed
-                        }
-                    };
-                    let _ = tx.send((i, m, at));
-                }
-            });
-        }
-    }
+    let (mesh_ms, mesh_missing) = form_mesh(&mesh, &mut rx, pairs).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_after = process::self_rss_kib().unwrap_or(0);
 
-    // Full mesh: node j opens a session to every node i < j, all at once.
+    let (bcast_ms, mut lost) = broadcast_rounds(&mesh, &mut rx, broadcasts).await;
+    // Cross-check with what the receivers counted.
+    let received = mesh.received();
+    let expected = (broadcasts * (n - 1)) as u64;
+    lost = lost.max(expected.saturating_sub(received));
+
+    loud.store(false, Ordering::Relaxed);
+    mesh.stop().await;
+    json!({
+        "system": system.name(),
+        "nodes": n,
+        "pairs": pairs,
+        "mesh_ms": mesh_ms,
+        "mesh_missing": mesh_missing,
+        "rss_before_kib": rss_before,
+        "rss_after_kib": rss_after,
+        "broadcast_ms": bcast_ms,
+        "lost": lost,
+        "received": received,
+        "keygen_ms": crate::stats::ms(keygen),
+    })
+}
+
+/// Full mesh: node j opens a session to every node i < j, all at once. Returns how long
+/// until the last pair was up (ms) and how many pairs never came up.
+async fn form_mesh(mesh: &Mesh, rx: &mut MeshRx, pairs: usize) -> (f64, usize) {
     let t0 = Instant::now();
-    for j in 0..n {
-        for i in 0..j {
-            match system {
-                System::Noctua => {
-                    nn[j].send(noctua::Cmd::Connect(nn[i].addr.clone(), noctua::secret(i)))
-                }
-                System::Stock => sn[j].send(stock::Cmd::Dial(sn[i].addr.clone())),
-                System::Raw => rn[j].send(raw::Cmd::Connect(i, rn[i].addr)),
-            }
-        }
-    }
+    mesh.connect_all();
     let (mut up, mut failed, mut last) = (0usize, 0usize, t0);
     let deadline = tokio::time::Instant::from_std(t0 + MESH_TIMEOUT);
     while up + failed < pairs {
@@ -181,26 +112,21 @@ pub async fn child(
             Ok(None) | Err(_) => break,
         }
     }
-    let mesh_ms = crate::stats::ms(last.duration_since(t0));
-    let mesh_missing = pairs - up;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss_after = process::self_rss_kib().unwrap_or(0);
+    (crate::stats::ms(last.duration_since(t0)), pairs - up)
+}
 
-    // Broadcasts: node 0 sends one message to every other node, then waits for all receipts.
+/// Broadcasts: node 0 sends one message to every other node, then waits for all receipts;
+/// `rounds` times. Returns the time of each complete round (ms) and the messages lost.
+async fn broadcast_rounds(mesh: &Mesh, rx: &mut MeshRx, rounds: usize) -> (Vec<f64>, u64) {
+    let n = mesh.len();
     let text = payload(SIZE);
     let mut bcast_ms = Vec::new();
     let mut lost = 0u64;
-    for _ in 0..broadcasts {
+    for _ in 0..rounds {
         // Drain what is left from earlier phases (e.g. responder-side session events).
         while rx.try_recv().is_ok() {}
         let t0 = Instant::now();
-        for j in 1..n {
-            match system {
-                System::Noctua => nn[0].send(noctua::Cmd::Send(nn[j].peer, text.clone())),
-                System::Stock => sn[0].send(stock::Cmd::Send(sn[j].peer, text.clone())),
-                System::Raw => rn[0].send(raw::Cmd::Send(j, SIZE)),
-            }
-        }
+        mesh.broadcast_from_first(&text);
         let (mut ok, mut bad, mut last) = (0usize, 0usize, t0);
         let deadline = tokio::time::Instant::from_std(t0 + MESSAGE_TIMEOUT);
         while ok + bad < n - 1 {
@@ -219,52 +145,196 @@ pub async fn child(
             bcast_ms.push(crate::stats::ms(last.duration_since(t0)));
         }
     }
-    // Cross-check with what the receivers counted.
-    let received: u64 = match system {
-        System::Noctua => nn
-            .iter()
-            .skip(1)
-            .map(|x| x.counters.received.load(Ordering::Relaxed))
-            .sum(),
-        System::Stock => sn
-            .iter()
-            .skip(1)
-            .map(|x| x.counters.received.load(Ordering::Relaxed))
-            .sum::<u64>()
-            // Each node i answered one hello from every node j > i.
-            .saturating_sub(((1..n).map(|i| n - 1 - i).sum::<usize>()) as u64),
-        System::Raw => rn
-            .iter()
-            .skip(1)
-            .map(|x| x.counters.received.load(Ordering::Relaxed))
-            .sum(),
-    };
-    let expected = (broadcasts * (n - 1)) as u64;
-    lost = lost.max(expected.saturating_sub(received));
+    (bcast_ms, lost)
+}
 
-    loud.store(false, Ordering::Relaxed);
-    for x in nn {
-        x.stop().await;
+/// The nodes of one mesh, all of one system.
+enum Mesh {
+    Noctua(Vec<noctua::Node>),
+    Stock(Vec<stock::Node>),
+    Raw(Vec<raw::MeshNode>),
+}
+
+impl Mesh {
+    /// Starts `n` nodes, listening, before the clock starts; their events go to `tx` as
+    /// [`MeshEv`]s (failures reported on stderr while `loud`).
+    async fn spawn(
+        system: System,
+        n: usize,
+        lazy: bool,
+        keys: &[Arc<noctua_chat::RsaKeyPair>],
+        tx: &MeshTx,
+        loud: &Arc<AtomicBool>,
+    ) -> Mesh {
+        match system {
+            System::Noctua => {
+                let (etx, erx) = mpsc::unbounded_channel();
+                let mut nodes = Vec::new();
+                for i in 0..n {
+                    let cfg = noctua::config(i, keys[i % keys.len()].clone());
+                    let node = noctua::Node::spawn(i, cfg, Transport::Tcp, lazy, Some(etx.clone()));
+                    nodes.push(node.await);
+                }
+                forward(erx, tx.clone(), loud.clone(), noctua_event);
+                Mesh::Noctua(nodes)
+            }
+            System::Stock => {
+                let (etx, erx) = mpsc::unbounded_channel();
+                let mut nodes = Vec::new();
+                for i in 0..n {
+                    nodes
+                        .push(stock::Node::spawn(i, Transport::Tcp, lazy, Some(etx.clone())).await);
+                }
+                forward(erx, tx.clone(), loud.clone(), stock_event);
+                Mesh::Stock(nodes)
+            }
+            System::Raw => {
+                let (etx, erx) = mpsc::unbounded_channel();
+                let mut nodes = Vec::new();
+                for i in 0..n {
+                    nodes.push(
+                        raw::MeshNode::spawn(i, etx.clone())
+                            .await
+                            .expect("raw node"),
+                    );
+                }
+                forward(erx, tx.clone(), loud.clone(), raw_event);
+                Mesh::Raw(nodes)
+            }
+        }
     }
-    for x in sn {
-        x.stop().await;
+
+    fn len(&self) -> usize {
+        match self {
+            Mesh::Noctua(nn) => nn.len(),
+            Mesh::Stock(sn) => sn.len(),
+            Mesh::Raw(rn) => rn.len(),
+        }
     }
-    for x in rn {
-        x.stop();
+
+    /// Node j opens a session to every node i < j, all at once.
+    fn connect_all(&self) {
+        for j in 0..self.len() {
+            for i in 0..j {
+                match self {
+                    Mesh::Noctua(nn) => {
+                        nn[j].send(noctua::Cmd::Connect(nn[i].addr.clone(), noctua::secret(i)))
+                    }
+                    Mesh::Stock(sn) => sn[j].send(stock::Cmd::Dial(sn[i].addr.clone())),
+                    Mesh::Raw(rn) => rn[j].send(raw::Cmd::Connect(i, rn[i].addr)),
+                }
+            }
+        }
     }
-    json!({
-        "system": system.name(),
-        "nodes": n,
-        "pairs": pairs,
-        "mesh_ms": mesh_ms,
-        "mesh_missing": mesh_missing,
-        "rss_before_kib": rss_before,
-        "rss_after_kib": rss_after,
-        "broadcast_ms": bcast_ms,
-        "lost": lost,
-        "received": received,
-        "keygen_ms": crate::stats::ms(keygen),
-    })
+
+    /// Node 0 sends `text` to every other node.
+    fn broadcast_from_first(&self, text: &str) {
+        for j in 1..self.len() {
+            match self {
+                Mesh::Noctua(nn) => nn[0].send(noctua::Cmd::Send(nn[j].peer, text.to_owned())),
+                Mesh::Stock(sn) => sn[0].send(stock::Cmd::Send(sn[j].peer, text.to_owned())),
+                Mesh::Raw(rn) => rn[0].send(raw::Cmd::Send(j, SIZE)),
+            }
+        }
+    }
+
+    /// Messages the receivers (every node but 0) counted, set-up traffic excluded.
+    fn received(&self) -> u64 {
+        let n = self.len();
+        match self {
+            Mesh::Noctua(nn) => nn
+                .iter()
+                .skip(1)
+                .map(|x| x.counters.received.load(Ordering::Relaxed))
+                .sum(),
+            Mesh::Stock(sn) => sn
+                .iter()
+                .skip(1)
+                .map(|x| x.counters.received.load(Ordering::Relaxed))
+                .sum::<u64>()
+                // Each node i answered one hello from every node j > i.
+                .saturating_sub(((1..n).map(|i| n - 1 - i).sum::<usize>()) as u64),
+            Mesh::Raw(rn) => rn
+                .iter()
+                .skip(1)
+                .map(|x| x.counters.received.load(Ordering::Relaxed))
+                .sum(),
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Mesh::Noctua(nn) => {
+                for x in nn {
+                    x.stop().await;
+                }
+            }
+            Mesh::Stock(sn) => {
+                for x in sn {
+                    x.stop().await;
+                }
+            }
+            Mesh::Raw(rn) => {
+                for x in rn {
+                    x.stop();
+                }
+            }
+        }
+    }
+}
+
+/// Forwards one system's node events to the mesh's channel, as [`MeshEv`]s made by `map`,
+/// with the failures `map` describes printed while `loud`.
+fn forward<E: Send + 'static>(
+    mut events: mpsc::UnboundedReceiver<(usize, E, Instant)>,
+    tx: MeshTx,
+    loud: Arc<AtomicBool>,
+    map: fn(E) -> (MeshEv, Option<String>),
+) {
+    tokio::spawn(async move {
+        while let Some((i, ev, at)) = events.recv().await {
+            let (m, failure) = map(ev);
+            if let Some(failure) = failure {
+                say!(loud, "[scale] node {i}: {failure}");
+            }
+            let _ = tx.send((i, m, at));
+        }
+    });
+}
+
+fn noctua_event(ev: noctua::Ev) -> (MeshEv, Option<String>) {
+    match ev {
+        noctua::Ev::Established { initiator } => {
+            let m = if initiator {
+                MeshEv::Session
+            } else {
+                MeshEv::Other
+            };
+            (m, None)
+        }
+        noctua::Ev::OpenFailed(e) => (MeshEv::SessionFailed, Some(format!("open failed: {e}"))),
+        noctua::Ev::Delivered => (MeshEv::Delivered, None),
+        noctua::Ev::Failed(p, e) => (MeshEv::Failed, Some(format!("delivery to {p} failed: {e}"))),
+        noctua::Ev::Closed(p, r) => (MeshEv::Other, Some(format!("session with {p} closed: {r}"))),
+    }
+}
+
+fn stock_event(ev: stock::Ev) -> (MeshEv, Option<String>) {
+    match ev {
+        stock::Ev::Session => (MeshEv::Session, None),
+        stock::Ev::DialFailed(e) => (MeshEv::SessionFailed, Some(format!("dial failed: {e}"))),
+        stock::Ev::Delivered => (MeshEv::Delivered, None),
+        stock::Ev::Failed(p, e) => (MeshEv::Failed, Some(format!("request to {p} failed: {e}"))),
+    }
+}
+
+fn raw_event(ev: raw::Ev) -> (MeshEv, Option<String>) {
+    match ev {
+        raw::Ev::Session => (MeshEv::Session, None),
+        raw::Ev::ConnectFailed(e) => (MeshEv::SessionFailed, Some(format!("connect failed: {e}"))),
+        raw::Ev::Delivered => (MeshEv::Delivered, None),
+        raw::Ev::Failed(p, e) => (MeshEv::Failed, Some(format!("send to {p} failed: {e}"))),
+    }
 }
 
 /// Runs `scale-child` for one (system, N) and returns its result line.

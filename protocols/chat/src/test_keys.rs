@@ -1,4 +1,8 @@
 //! Pre-generated RSA keys for unit tests: generating one per test would dominate run time.
+//!
+//! Integration tests use the shared helper of the `noctua-spec-peer` dev crate instead. Unit
+//! tests cannot: they are built against this crate compiled for testing, whose `RsaKeyPair`
+//! is a different type from the one the dev crate (built against the plain library) returns.
 
 use std::sync::{Arc, OnceLock};
 

@@ -1,5 +1,8 @@
 //! Property tests of the wire codec: every message round-trips, and no input panics the
-//! decoders or decodes into something that re-encodes differently.
+//! decoders or decodes into something that re-encodes differently. Random bytes almost never
+//! decode, so the decoders are also fed valid encodings with one change each (a bit flipped,
+//! cut short, extended, a length field changed): each is refused cleanly or decodes to a
+//! message that encodes to exactly those bytes.
 
 use noctua_chat::RejectCode;
 use noctua_chat::wire::{
@@ -8,6 +11,8 @@ use noctua_chat::wire::{
     encode_response,
 };
 use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::TestCaseError;
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(any::<u8>(), 0..=max)
@@ -135,8 +140,125 @@ fn content() -> impl Strategy<Value = Content> {
     ]
 }
 
+/// One change to a valid encoding.
+#[derive(Debug, Clone)]
+enum Mutation {
+    /// Flip bit `bit` of one byte.
+    FlipBit(Index, u8),
+    /// Keep only the first bytes (a strict prefix).
+    Truncate(Index),
+    /// Append bytes.
+    Extend(Vec<u8>),
+    /// Add `delta` to one big-endian `u16` (`wide`: `u32`) whose value fits in the bytes that
+    /// follow it, as every length field's does: that is, change a length field (or a field
+    /// that looks like one).
+    Length { at: Index, wide: bool, delta: i8 },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<Index>(), 0..8u8).prop_map(|(at, bit)| Mutation::FlipBit(at, bit)),
+        any::<Index>().prop_map(Mutation::Truncate),
+        proptest::collection::vec(any::<u8>(), 1..8).prop_map(Mutation::Extend),
+        (any::<Index>(), any::<bool>(), any::<i8>())
+            .prop_filter("a change", |(_, _, d)| *d != 0)
+            .prop_map(|(at, wide, delta)| Mutation::Length { at, wide, delta }),
+    ]
+}
+
+/// Offsets of the big-endian integers of `width` bytes whose value fits in what follows
+/// them: every length field of a valid encoding is one of them.
+fn length_like(bytes: &[u8], width: usize) -> Vec<usize> {
+    (0..bytes.len().saturating_sub(width - 1))
+        .filter(|&i| {
+            let v = bytes[i..i + width]
+                .iter()
+                .fold(0usize, |v, b| (v << 8) | usize::from(*b));
+            v <= bytes.len() - i - width
+        })
+        .collect()
+}
+
+/// `bytes` changed by `m`; `None` when the change does not apply (no length-like field).
+fn mutate(bytes: &[u8], m: &Mutation) -> Option<Vec<u8>> {
+    let mut out = bytes.to_vec();
+    match m {
+        Mutation::FlipBit(at, bit) => out[at.index(bytes.len())] ^= 1 << bit,
+        Mutation::Truncate(at) => out.truncate(at.index(bytes.len())),
+        Mutation::Extend(more) => out.extend_from_slice(more),
+        Mutation::Length { at, wide, delta } => {
+            let width = if *wide { 4 } else { 2 };
+            let fields = length_like(bytes, width);
+            if fields.is_empty() {
+                return None;
+            }
+            let i = fields[at.index(fields.len())];
+            let field = &mut out[i..i + width];
+            let v = field.iter().fold(0i64, |v, b| (v << 8) | i64::from(*b));
+            let max = (1i64 << (8 * width)) - 1;
+            let new = (v + i64::from(*delta)).clamp(0, max);
+            if new == v {
+                return None;
+            }
+            for (k, b) in field.iter_mut().enumerate() {
+                *b = (new >> (8 * (width - 1 - k))) as u8;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// A mutant of a valid encoding is refused (an error, no panic), or decodes to a value that
+/// encodes to exactly the mutant's bytes.
+fn refused_or_canonical<T: std::fmt::Debug, E>(
+    mutant: &[u8],
+    decode: impl Fn(&[u8]) -> Result<T, E>,
+    encode: impl Fn(&T) -> Vec<u8>,
+) -> Result<(), TestCaseError> {
+    if let Ok(v) = decode(mutant) {
+        prop_assert_eq!(encode(&v), mutant.to_vec(), "decoded as {:?}", v);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn mutated_requests_are_refused_or_canonical(req in request(), m in mutation()) {
+        if let Some(mutant) = mutate(&encode_request(&req), &m) {
+            refused_or_canonical(&mutant, decode_request, encode_request)?;
+        }
+    }
+
+    #[test]
+    fn mutated_responses_are_refused_or_canonical(resp in response(), m in mutation()) {
+        if let Some(mutant) = mutate(&encode_response(&resp), &m) {
+            refused_or_canonical(&mutant, decode_response, encode_response)?;
+        }
+    }
+
+    #[test]
+    fn mutated_contents_are_refused_or_canonical(c in content(), m in mutation()) {
+        if let Some(mutant) = mutate(&encode_content(&c), &m) {
+            refused_or_canonical(&mutant, |b| decode_content(b, 1 << 16), encode_content)?;
+        }
+    }
+
+    /// A changed length field never goes unnoticed: the message is refused, or what decodes
+    /// is another message (a length can only move bytes between fields it delimits).
+    #[test]
+    fn changed_length_fields_are_refused_or_decode_to_another_message(
+        req in request(), at in any::<Index>(), wide in any::<bool>(), delta in any::<i8>()
+    ) {
+        let bytes = encode_request(&req);
+        if let Some(mutant) = mutate(&bytes, &Mutation::Length { at, wide, delta })
+            && let Ok(other) = decode_request(&mutant)
+        {
+            prop_assert_ne!(&other, &req);
+            prop_assert_eq!(encode_request(&other), mutant);
+        }
+    }
 
     #[test]
     fn requests_round_trip(req in request()) {

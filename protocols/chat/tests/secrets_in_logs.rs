@@ -1,6 +1,6 @@
 //! No secret reaches the logs.
 //!
-//! A real node and the spec peer of `spec_peer` (which computes every secret itself) run a
+//! A real node and the spec peer of the `noctua-spec-peer` crate (which computes every secret itself) run a
 //! full session: handshake, messages both ways, a rotation driven by each side, close. All
 //! `tracing` output of the process, libp2p's included and `log` records bridged, is captured
 //! at TRACE level. Then every secret the spec peer knows (the connection secret, `K_auth`,
@@ -9,15 +9,14 @@
 //! configuration, the secret, the key pair and every event the node emitted.
 
 mod log_capture;
-mod spec_peer;
 
 use std::time::Duration;
 
 use libp2p_swarm_test::SwarmExt as _;
 use noctua_chat::wire::{Content, Request, Response};
 use noctua_chat::{CloseReason, Event, RsaKeyPair, Secret};
+use noctua_spec_peer::*;
 use rsa::traits::PrivateKeyParts;
-use spec_peer::*;
 
 /// A secret and its name, for failure messages.
 struct Known {
@@ -432,8 +431,8 @@ async fn no_secret_reaches_the_logs() {
             ("Config {:#?}".into(), config_debug[1].clone()),
             ("Secret {:?}".into(), format!("{secret:?}")),
             ("Secret {:#?}".into(), format!("{secret:#?}")),
-            ("RsaKeyPair {:?}".into(), format!("{:?}", node_rsa_key())),
-            ("RsaKeyPair {:#?}".into(), format!("{:#?}", node_rsa_key())),
+            ("RsaKeyPair {:?}".into(), format!("{:?}", node_key(0))),
+            ("RsaKeyPair {:#?}".into(), format!("{:#?}", node_key(0))),
             ("SessionInfo {:?}".into(), info_debug),
         ];
         let own_key = RsaKeyPair::generate(2048).expect("keygen");

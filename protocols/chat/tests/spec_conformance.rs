@@ -1,14 +1,12 @@
 //! Conformance of `noctua_chat::Behaviour` with `SPEC.md`, checked against a peer written
-//! from the spec alone (`spec_peer`). Every test runs a real node swarm and the spec peer's
+//! from the spec alone (the `noctua-spec-peer` crate). Every test runs a real node swarm and the spec peer's
 //! swarm over the memory transport.
-
-mod spec_peer;
 
 use std::time::Duration;
 
 use noctua_chat::wire::{self, ChatMessage, Content, Request, Response, Role};
 use noctua_chat::{CloseReason, DeliveryError, Event, OpenError, RejectCode, Secret, SessionState};
-use spec_peer::*;
+use noctua_spec_peer::*;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -866,9 +864,8 @@ async fn content_count_and_name_limits_are_too_large_with_the_limit() {
 
 /// §7.1: "a `REKEY_COMMIT` without a matching reply ... is `BAD_STATE`"; only "a rotation
 /// that fails" closes the session, and here no rotation is in progress. The node answers
-/// `BAD_STATE` but then closes the session (`CLOSE`, reason `RotationFailed("REKEY_COMMIT
-/// without a rotation")`), unlike an unexpected `REKEY_DONE` or `REKEY_INIT`, which leave
-/// it active.
+/// `BAD_STATE` and the session stays active (as after an unexpected `REKEY_DONE` or
+/// `REKEY_INIT`): a chat record sent afterwards is acknowledged and delivered.
 #[tokio::test]
 async fn unexpected_rekey_commit_is_bad_state_and_the_session_survives() {
     within(async {
@@ -894,8 +891,8 @@ async fn unexpected_rekey_commit_is_bad_state_and_the_session_survives() {
 }
 
 /// §9: "`TOO_LARGE` | frame or field over a limit; `detail` = the limit in bytes". For a chat
-/// text over `max_message_size` inside a record the node answers `TOO_LARGE` with detail 0
-/// (it does give the limit for an oversized frame).
+/// text over `max_message_size` inside a record the node answers `TOO_LARGE` with the limit
+/// (`max_message_size`) as detail, as it does for an oversized frame.
 #[tokio::test]
 async fn oversized_chat_text_detail_is_the_limit() {
     within(async {
@@ -913,9 +910,9 @@ async fn oversized_chat_text_detail_is_the_limit() {
 }
 
 /// §6.2: "the first failing check decides the `REJECT` code, and the record is counted under
-/// that cause on the session" — step 6 included. Records refused `BAD_STATE` are not counted
-/// in `SessionInfo::rejections` (whose `malformed` field is documented as "did not parse,
-/// too large, or not allowed at that moment").
+/// that cause on the session" — step 6 included. A record refused `BAD_STATE` is counted in
+/// `SessionInfo::rejections` (whose `malformed` field is documented as "did not parse, too
+/// large, or not allowed at that moment").
 #[tokio::test]
 async fn bad_state_records_are_counted() {
     within(async {

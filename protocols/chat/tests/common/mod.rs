@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -12,22 +11,15 @@ use futures::StreamExt;
 use libp2p::swarm::{Swarm, SwarmEvent};
 use libp2p::{Multiaddr, PeerId};
 use libp2p_swarm_test::SwarmExt;
-use noctua_chat::{Behaviour, Config, Event, RsaKeyPair, Secret};
+use noctua_chat::{Behaviour, Config, Event, Secret};
+use noctua_spec_peer::node_key;
 
-/// Pre-generated RSA keys: generating one per node would dominate test time.
-pub fn key(i: usize) -> Arc<RsaKeyPair> {
-    static KEYS: [OnceLock<Arc<RsaKeyPair>>; 8] = [const { OnceLock::new() }; 8];
-    KEYS[i % KEYS.len()]
-        .get_or_init(|| Arc::new(RsaKeyPair::generate(2048).expect("RSA key generation")))
-        .clone()
-}
-
-/// A configuration for test node `i` with secret `secret`, a pre-generated key and no
+/// A configuration for test node `i` with secret `secret`, the shared test key `i` and no
 /// scheduled key regeneration.
 pub fn config(i: usize, secret: &str) -> Config {
     Config::new(Secret::new(secret).unwrap())
         .with_name(format!("node{i}"))
-        .with_rsa_key(key(i))
+        .with_rsa_key(node_key(i))
         .with_rsa_regenerate_every(None)
 }
 
