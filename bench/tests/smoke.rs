@@ -81,6 +81,13 @@ fn quick_run_has_every_figure_with_finite_numbers_and_no_loss() {
         .arg("--noctua-bin")
         .arg(&bin);
     if !have_bin {
+        // CI builds the release binary first and sets this, so a missing binary there is a
+        // failure, never a silent skip of two figures.
+        assert!(
+            std::env::var_os("NOCTUA_REQUIRE_RELEASE_BIN").is_none(),
+            "NOCTUA_REQUIRE_RELEASE_BIN is set but the release noctua binary is missing at {}",
+            bin.display()
+        );
         println!(
             "release noctua binary not found at {}: skipping the start-up and memory figures \
              (build it with `cargo build --release -p noctua`, or set NOCTUA_BIN)",
