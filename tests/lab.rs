@@ -516,6 +516,21 @@ enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The text and outcomes of line `k`'s message; a refused line fails the test, since
+    /// every line here is sent while the session is up.
+    fn sent(&self, k: usize) -> (&String, usize, &Vec<String>) {
+        match self {
+            Outcome::Sent {
+                text,
+                delivered,
+                failed,
+            } => (text, *delivered, failed),
+            Outcome::Refused(why) => panic!("line {k} refused, the session being up: {why}"),
+        }
+    }
+}
+
 fn outcomes(events: &[LabEvent], i: usize) -> Vec<Outcome> {
     let mut out = Vec::new();
     let mut index: HashMap<u64, usize> = HashMap::new();
@@ -560,6 +575,13 @@ fn all_settled(events: &[LabEvent], i: usize, n: usize) -> bool {
         })
 }
 
+/// Node 1 sends `burst <k>` to node 0 for each k in `lines`.
+async fn burst(lab: &mut Lab, lines: std::ops::Range<usize>) {
+    for k in lines {
+        lab.send(1, &format!("msg node0 burst {k}")).await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_killed_mid_burst_and_mid_rotation_leaves_every_message_accounted_for() {
     let test = "faults";
@@ -577,23 +599,13 @@ async fn a_peer_killed_mid_burst_and_mid_rotation_leaves_every_message_accounted
     // is killed. Without the freeze, a fast LAN can confirm all 100 before the kill lands,
     // and the test would prove nothing about messages in flight.
     let mark = run.events.len();
-    for k in 0..50 {
-        run.lab
-            .send(1, &format!("msg node0 burst {k}"))
-            .await
-            .unwrap();
-    }
+    burst(&mut run.lab, 0..50).await;
     run.until("the first half delivered", |evs, _| {
         all_settled(&evs[mark..], 1, 50)
     })
     .await;
     run.lab.freeze(0).unwrap();
-    for k in 50..100 {
-        run.lab
-            .send(1, &format!("msg node0 burst {k}"))
-            .await
-            .unwrap();
-    }
+    burst(&mut run.lab, 50..100).await;
     run.until("the second half sent", |evs, _| {
         outcomes(&evs[mark..], 1).len() >= 100
     })
@@ -607,21 +619,14 @@ async fn a_peer_killed_mid_burst_and_mid_rotation_leaves_every_message_accounted
     let got = outcomes(&run.events[mark..], 1);
     assert_eq!(got.len(), 100, "one answer per line: {got:?}");
     for (k, o) in got.iter().enumerate() {
-        let (text, delivered, failed) = match o {
-            Outcome::Sent {
-                text,
-                delivered,
-                failed,
-            } => (text, delivered, failed),
-            Outcome::Refused(why) => panic!("line {k} refused, the session being up: {why}"),
-        };
+        let (text, delivered, failed) = o.sent(k);
         assert_eq!(*text, format!("burst {k}"), "line {k}");
         if k < 50 {
-            assert_eq!((*delivered, failed.len()), (1, 0), "line {k}: {o:?}");
+            assert_eq!((delivered, failed.len()), (1, 0), "line {k}: {o:?}");
         } else {
             // In flight at the kill: failed, on the connection.
             assert_eq!(
-                *delivered, 0,
+                delivered, 0,
                 "line {k} was delivered to a frozen peer: {o:?}"
             );
             assert_eq!(failed.len(), 1, "line {k}: {o:?}");
@@ -685,16 +690,9 @@ async fn a_peer_killed_mid_burst_and_mid_rotation_leaves_every_message_accounted
     let got = outcomes(&run.events[sends..], 1);
     assert_eq!(got.len(), 5, "one answer per line: {got:?}");
     for (k, o) in got.iter().enumerate() {
-        let (text, delivered, failed) = match o {
-            Outcome::Sent {
-                text,
-                delivered,
-                failed,
-            } => (text, delivered, failed),
-            Outcome::Refused(why) => panic!("line {k} refused during the rotation: {why}"),
-        };
+        let (text, delivered, failed) = o.sent(k);
         assert_eq!(*text, format!("during rotation {k}"));
-        assert_eq!((*delivered, failed.len()), (0, 1), "line {k}: {o:?}");
+        assert_eq!((delivered, failed.len()), (0, 1), "line {k}: {o:?}");
         assert!(connection_reason(&failed[0]), "line {k}: {o:?}");
     }
     // Node 1 is still healthy: a fresh node 0 joins it again.

@@ -41,32 +41,36 @@ impl Palette {
     fn paint(&self, s: &str, f: impl Fn(&str) -> String) -> String {
         if self.color { f(s) } else { s.to_string() }
     }
-
-    /// Headers and information.
-    pub(crate) fn cyan(&self, s: &str) -> String {
-        self.paint(s, |s| s.cyan().to_string())
-    }
-    /// Ids and success.
-    pub(crate) fn green(&self, s: &str) -> String {
-        self.paint(s, |s| s.green().to_string())
-    }
-    /// Notices.
-    pub(crate) fn yellow(&self, s: &str) -> String {
-        self.paint(s, |s| s.yellow().to_string())
-    }
-    /// Errors.
-    pub(crate) fn red(&self, s: &str) -> String {
-        self.paint(s, |s| s.red().to_string())
-    }
-    /// Timestamps.
-    pub(crate) fn blue(&self, s: &str) -> String {
-        self.paint(s, |s| s.blue().to_string())
-    }
-    /// Emphasis.
-    pub(crate) fn bold(&self, s: &str) -> String {
-        self.paint(s, |s| s.bold().to_string())
-    }
 }
+
+/// One method per color, each painting only when colors are on.
+macro_rules! colors {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        impl Palette {
+            $(
+                $(#[$doc])*
+                pub(crate) fn $name(&self, s: &str) -> String {
+                    self.paint(s, |s| s.$name().to_string())
+                }
+            )*
+        }
+    };
+}
+
+colors!(
+    /// Headers and information.
+    cyan,
+    /// Ids and success.
+    green,
+    /// Notices.
+    yellow,
+    /// Errors.
+    red,
+    /// Timestamps.
+    blue,
+    /// Emphasis.
+    bold,
+);
 
 /// `HH:MM:SS` in local time.
 pub(crate) fn clock(t: SystemTime) -> String {

@@ -114,17 +114,17 @@ impl AutoConnect {
     /// (unreachable, timed out) is retried with a growing delay.
     pub(crate) fn open_failed(&mut self, open: OpenId, error: &OpenError) -> Option<PeerId> {
         let peer = self.opens.remove(&open)?;
-        let refused = matches!(
-            error,
+        let retry = match error {
+            // The other side opened one meanwhile: nothing ended.
+            OpenError::AlreadyActive => return Some(peer),
             OpenError::WrongSecret
-                | OpenError::PeerAuthFailed
-                | OpenError::RateLimited(_)
-                | OpenError::UnsupportedProtocol
-                | OpenError::Refused(_)
-        );
-        if !matches!(error, OpenError::AlreadyActive) {
-            self.ended(peer, !refused);
-        }
+            | OpenError::PeerAuthFailed
+            | OpenError::RateLimited(_)
+            | OpenError::UnsupportedProtocol
+            | OpenError::Refused(_) => false,
+            _ => true,
+        };
+        self.ended(peer, retry);
         Some(peer)
     }
 

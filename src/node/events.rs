@@ -172,14 +172,8 @@ impl Node {
                 error,
             } => {
                 if let Some(local) = self.outstanding.remove(&message) {
-                    let name = self.names.display(&peer);
-                    self.emit(Output::DeliveryFailed {
-                        local,
-                        peer,
-                        name,
-                        reason: DeliveryFailure::Failed(error),
-                    })
-                    .await;
+                    self.delivery_failed(local, peer, DeliveryFailure::Failed(error))
+                        .await;
                 }
             }
             _ => {}

@@ -51,9 +51,6 @@ impl Node {
 
     async fn broadcast(&mut self, text: String) {
         let to: Vec<PeerId> = self
-            .swarm
-            .behaviour()
-            .chat
             .sessions()
             .filter(|s| matches!(s.state, SessionState::Active | SessionState::Rotating))
             .map(|s| s.peer)
@@ -102,13 +99,7 @@ impl Node {
     async fn rotate(&mut self, who: Option<&str>) -> Result<(), CommandError> {
         let peers: Vec<PeerId> = match who {
             Some(w) => vec![self.resolve(w)?],
-            None => self
-                .swarm
-                .behaviour()
-                .chat
-                .sessions()
-                .map(|s| s.peer)
-                .collect(),
+            None => self.sessions().map(|s| s.peer).collect(),
         };
         if peers.is_empty() {
             self.emit(Output::Notice("no sessions to rotate".into()))
@@ -167,14 +158,9 @@ impl Node {
             at: SystemTime::now(),
         })
         .await;
-        for (peer, name, e) in refused {
-            self.emit(Output::DeliveryFailed {
-                local,
-                peer,
-                name,
-                reason: DeliveryFailure::NotSent(e),
-            })
-            .await;
+        for (peer, _, e) in refused {
+            self.delivery_failed(local, peer, DeliveryFailure::NotSent(e))
+                .await;
         }
     }
 
@@ -260,9 +246,6 @@ impl Node {
 
     fn session_rows(&self) -> Vec<SessionRow> {
         let mut rows: Vec<SessionRow> = self
-            .swarm
-            .behaviour()
-            .chat
             .sessions()
             .map(|info| SessionRow {
                 name: self.names.display(&info.peer),

@@ -52,7 +52,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::core::transport::ListenerId;
 use libp2p::{Multiaddr, PeerId, Swarm};
-use noctua_chat::{MessageId, OpenId, Secret};
+use noctua_chat::{MessageId, OpenId, Secret, SessionInfo};
 use tokio::sync::{mpsc, oneshot};
 
 pub use addrs::{ListenError, conn_strings, default_listen};
@@ -175,6 +175,18 @@ impl Node {
         }
     }
 
+    /// Reports that message `local` did not reach `peer`.
+    async fn delivery_failed(&mut self, local: u64, peer: PeerId, reason: DeliveryFailure) {
+        let name = self.names.display(&peer);
+        self.emit(Output::DeliveryFailed {
+            local,
+            peer,
+            name,
+            reason,
+        })
+        .await;
+    }
+
     async fn emit(&mut self, o: Output) {
         // A face that went away is not an error for the node: it keeps running until told
         // to stop (or its command channel closes).
@@ -250,15 +262,14 @@ impl Node {
         self.swarm.behaviour().chat.session(peer).is_some()
     }
 
+    /// The protocol's sessions, whatever their state.
+    fn sessions(&self) -> impl Iterator<Item = SessionInfo> + '_ {
+        self.swarm.behaviour().chat.sessions()
+    }
+
     /// Every peer we know of: with a session, connected, or discovered.
     fn known_peers(&self) -> Vec<PeerId> {
-        let mut set: Vec<PeerId> = self
-            .swarm
-            .behaviour()
-            .chat
-            .sessions()
-            .map(|s| s.peer)
-            .collect();
+        let mut set: Vec<PeerId> = self.sessions().map(|s| s.peer).collect();
         set.extend(self.swarm.connected_peers().copied());
         set.extend(self.discovered.keys().copied());
         set.sort();
