@@ -3,9 +3,10 @@
 //! machine's own network), with mDNS and auto-connect on, driven headless. Used by
 //! `noctua lab` and by the multi-node tests.
 //!
-//! Needs root and `ip` (iproute2) and `setpriv` (util-linux). Everything created carries
-//! the lab's id (`noctua-lab-<pid>-...`) and is removed by [`Lab::shutdown`], by `Drop`,
-//! and, for labs whose process died without cleaning up, by [`clean_stale`].
+//! Needs root and `ip` (iproute2) and `setpriv` (util-linux); [`Lab::freeze`] also needs
+//! `kill` (procps). Everything created carries the lab's id (`noctua-lab-<pid>-...`) and is
+//! removed by [`Lab::shutdown`], by `Drop`, and, for labs whose process died without
+//! cleaning up, by [`clean_stale`].
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -407,7 +408,8 @@ impl Lab {
             .as_ref()
             .and_then(Child::id)
             .ok_or(LabError::NotRunning(i))?;
-        // `ip netns exec` and `setpriv` exec the node: the child's pid is the node's.
+        // `ip netns exec` and `setpriv` exec the node: the child's pid is the node's. The
+        // `kill` command, because tokio's `Child` can only send SIGKILL.
         run_sync(&["kill", "-STOP", &pid.to_string()])
     }
 

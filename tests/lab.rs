@@ -2,8 +2,9 @@
 //! namespace: that is where mDNS would leak). Each node runs the real binary, headless,
 //! with mDNS and auto-connect on.
 //!
-//! Needs root, iproute2 and util-linux. Where they are missing the tests are skipped with a
-//! message, unless `NOCTUA_REQUIRE_NETNS=1` (set by `.ci/run`), which makes that a failure.
+//! Needs root, iproute2 and util-linux (and procps for the kill test). Where they are
+//! missing the tests are skipped with a message, unless `NOCTUA_REQUIRE_NETNS=1` (set by
+//! `.ci/run`), which makes that a failure.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -27,7 +27,11 @@ impl EventLine {
         match serde_json::to_value(self) {
             Ok(v) => v.to_string(),
             // Only maps with non-string keys fail to serialize; the schema has none.
-            Err(e) => format!(r#"{{"event":"error","message":"{e}","ts":{}}}"#, self.ts),
+            Err(e) => format!(
+                r#"{{"event":"error","message":{},"ts":{}}}"#,
+                serde_json::Value::String(e.to_string()),
+                self.ts
+            ),
         }
     }
 
