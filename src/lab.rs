@@ -47,6 +47,17 @@ pub enum LabError {
         /// The package that has it.
         package: &'static str,
     },
+    /// The probe namespace could not be created.
+    #[error("cannot create a network namespace: {0}")]
+    Namespace(#[source] Box<LabError>),
+    /// A node's process could not be started.
+    #[error("cannot start node {node}: {source}")]
+    Start {
+        /// Which node.
+        node: usize,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A command could not be run at all.
     #[error("{command}: {source}")]
     Spawn {
@@ -136,7 +147,7 @@ pub fn check() -> Result<(), LabError> {
     // Unique per call (tests probe from several threads of one process at once), and named
     // `p<pid>-<n>` so `clean_stale` knows its owner and `leftover_namespaces` ignores it.
     let probe = format!("{PREFIX}p{}-{}", std::process::id(), lab_seq());
-    run_sync(&["ip", "netns", "add", &probe])?;
+    run_sync(&["ip", "netns", "add", &probe]).map_err(|e| LabError::Namespace(Box::new(e)))?;
     let _ = run_sync(&["ip", "netns", "del", &probe]);
     Ok(())
 }
@@ -333,7 +344,7 @@ impl Lab {
         }
         let mut child = cmd
             .spawn()
-            .map_err(|source| LabError::Io { node: i, source })?;
+            .map_err(|source| LabError::Start { node: i, source })?;
         let stdout = child.stdout.take().ok_or(LabError::NotRunning(i))?;
         node.stdin = child.stdin.take();
         node.child = Some(child);
