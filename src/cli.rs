@@ -151,33 +151,58 @@ pub struct LabArgs {
     pub cleanup: bool,
 }
 
+/// A command-line value that does not parse; clap prints it after the flag's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// Not a number followed by a unit.
+    #[error("{0:?} is not a duration like 500ms, 90s, 30m or 1h")]
+    NotADuration(String),
+    /// A unit other than ms, s, m, h.
+    #[error("unknown unit {unit:?} in {input:?}: use ms, s, m or h")]
+    UnknownUnit {
+        /// The unit.
+        unit: String,
+        /// The whole value.
+        input: String,
+    },
+    /// Under 10 ms.
+    #[error("{0:?} is too short (at least 10ms)")]
+    TooShort(String),
+    /// Not an RSA size the protocol accepts.
+    #[error("{0:?} is not a supported RSA size: use 2048, 3072 or 4096")]
+    RsaBits(String),
+}
+
 /// Parses `500ms`, `90s`, `30m`, `1h` (or a bare number of seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 500ms, 90s, 30m or 1h"))?;
+        .map_err(|_| ValueError::NotADuration(s.to_string()))?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "" | "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h")),
+        _ => {
+            return Err(ValueError::UnknownUnit {
+                unit: unit.to_string(),
+                input: s.to_string(),
+            });
+        }
     };
     if d < Duration::from_millis(10) {
-        return Err(format!("{s:?} is too short (at least 10ms)"));
+        return Err(ValueError::TooShort(s.to_string()));
     }
     Ok(d)
 }
 
-fn parse_rsa_bits(s: &str) -> Result<usize, String> {
+fn parse_rsa_bits(s: &str) -> Result<usize, ValueError> {
     match s.parse::<usize>() {
         Ok(b) if noctua_chat::ACCEPTED_RSA_BITS.contains(&b) => Ok(b),
-        _ => Err(format!(
-            "{s:?} is not a supported RSA size: use 2048, 3072 or 4096"
-        )),
+        _ => Err(ValueError::RsaBits(s.to_string())),
     }
 }
 

@@ -3,43 +3,102 @@
 //! machine's own network), with mDNS and auto-connect on, driven headless. Used by
 //! `noctua lab` and by the multi-node tests.
 //!
-//! Needs root and `ip` (iproute2) and `setpriv` (util-linux). Everything created carries
-//! the lab's id (`noctua-lab-<pid>-...`) and is removed by [`Lab::shutdown`], by `Drop`,
-//! and, for labs whose process died without cleaning up, by [`clean_stale`].
-
-#![allow(dead_code)]
+//! Needs root and `ip` (iproute2) and `setpriv` (util-linux); [`Lab::freeze`] also needs
+//! `kill` (procps). Everything created carries the lab's id (`noctua-lab-<pid>-...`) and is
+//! removed by [`Lab::shutdown`], by `Drop`, and, for labs whose process died without
+//! cleaning up, by [`clean_stale`].
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
+use crate::face::headless::{Event, EventLine};
+
 const PREFIX: &str = "noctua-lab-";
 
-/// An event line from node `node`.
-#[derive(Debug, Clone)]
+/// An event from node `node`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabEvent {
     /// Which node (0-based).
     pub node: usize,
-    /// The parsed JSON event (see HEADLESS.md).
-    pub event: Value,
+    /// The event (see [`Event`] and HEADLESS.md).
+    pub event: Event,
+    /// When the node wrote it: Unix time in milliseconds.
+    pub ts: u64,
 }
 
-impl LabEvent {
-    /// The event's kind (`"session_established"`, ...).
-    pub fn kind(&self) -> &str {
-        self.event["event"].as_str().unwrap_or("")
-    }
-
-    /// A string field.
-    pub fn str(&self, field: &str) -> &str {
-        self.event[field].as_str().unwrap_or("")
-    }
+/// Why a lab could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LabError {
+    /// Network namespaces need root.
+    #[error("network namespaces need root (run as root)")]
+    NotRoot,
+    /// A tool is missing.
+    #[error("`{tool}` is missing (install {package})")]
+    MissingTool {
+        /// The command.
+        tool: &'static str,
+        /// The package that has it.
+        package: &'static str,
+    },
+    /// The probe namespace could not be created.
+    #[error("cannot create a network namespace: {0}")]
+    Namespace(#[source] Box<LabError>),
+    /// A node's process could not be started.
+    #[error("cannot start node {node}: {source}")]
+    Start {
+        /// Which node.
+        node: usize,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A command could not be run at all.
+    #[error("{command}: {source}")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A command ran and failed.
+    #[error("`{command}` failed: {stderr}")]
+    Failed {
+        /// The command line.
+        command: String,
+        /// What it said.
+        stderr: String,
+    },
+    /// A lab has 1 to 250 nodes.
+    #[error("a lab has 1 to 250 nodes")]
+    Size,
+    /// The log directory cannot be created.
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The node is already running.
+    #[error("node {0} is already running")]
+    Running(usize),
+    /// The node is not running.
+    #[error("node {0} is not running")]
+    NotRunning(usize),
+    /// Talking to a node failed.
+    #[error("node {node}: {source}")]
+    Io {
+        /// Which node.
+        node: usize,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 struct LabNode {
@@ -64,7 +123,7 @@ pub struct Lab {
 }
 
 /// Can labs run here? `Err` says what is missing, in one line.
-pub fn check() -> Result<(), String> {
+pub fn check() -> Result<(), LabError> {
     let uid = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -74,22 +133,21 @@ pub fn check() -> Result<(), String> {
         })
         .unwrap_or_default();
     if uid != "0" {
-        return Err("network namespaces need root (run as root)".into());
+        return Err(LabError::NotRoot);
     }
-    for (tool, pkg) in [("ip", "iproute2"), ("setpriv", "util-linux")] {
+    for (tool, package) in [("ip", "iproute2"), ("setpriv", "util-linux")] {
         let ok = std::process::Command::new(tool)
             .arg(if tool == "ip" { "-V" } else { "--version" })
             .output()
             .is_ok_and(|o| o.status.success());
         if !ok {
-            return Err(format!("`{tool}` is missing (install {pkg})"));
+            return Err(LabError::MissingTool { tool, package });
         }
     }
     // Unique per call (tests probe from several threads of one process at once), and named
     // `p<pid>-<n>` so `clean_stale` knows its owner and `leftover_namespaces` ignores it.
     let probe = format!("{PREFIX}p{}-{}", std::process::id(), lab_seq());
-    run_sync(&["ip", "netns", "add", &probe])
-        .map_err(|e| format!("cannot create a network namespace: {e}"))?;
+    run_sync(&["ip", "netns", "add", &probe]).map_err(|e| LabError::Namespace(Box::new(e)))?;
     let _ = run_sync(&["ip", "netns", "del", &probe]);
     Ok(())
 }
@@ -121,31 +179,35 @@ pub fn clean_stale() -> usize {
     removed
 }
 
-fn run_sync(args: &[&str]) -> Result<(), String> {
+fn run_sync(args: &[&str]) -> Result<(), LabError> {
     let out = std::process::Command::new(args[0])
         .args(&args[1..])
         .output()
-        .map_err(|e| format!("{}: {e}", args[0]))?;
+        .map_err(|source| LabError::Spawn {
+            command: args[0].to_string(),
+            source,
+        })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "`{}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(LabError::Failed {
+            command: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
 impl Lab {
     /// Creates `n` node namespaces on a bridge. Node `i` gets address 10.77.0.(i+1)/24 on
     /// its `eth0`. Logs go to `dir`.
-    pub fn create(n: usize, dir: &Path, bin: &Path) -> Result<Lab, String> {
+    pub fn create(n: usize, dir: &Path, bin: &Path) -> Result<Lab, LabError> {
         if n == 0 || n > 250 {
-            return Err("a lab has 1 to 250 nodes".into());
+            return Err(LabError::Size);
         }
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| LabError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
         let id = format!("{PREFIX}{}-{}", std::process::id(), lab_seq());
         let hub = format!("{id}-hub");
         let (events_tx, events_rx) = mpsc::channel(65_536);
@@ -214,6 +276,11 @@ impl Lab {
         self.nodes.len()
     }
 
+    /// Whether the lab has no nodes (never, once created).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
     /// The lab's id (prefix of every namespace it created).
     pub fn id(&self) -> &str {
         &self.id
@@ -237,10 +304,10 @@ impl Lab {
     /// Starts node `i` (headless, mDNS on, auto-connect as set) with `secret` and `extra`
     /// arguments. Its events are written to `<dir>/node<i>.jsonl` and delivered by
     /// [`Lab::next_event`]; its logs go to `<dir>/node<i>.log`.
-    pub fn start(&mut self, i: usize, secret: &str, extra: &[String]) -> Result<(), String> {
+    pub fn start(&mut self, i: usize, secret: &str, extra: &[String]) -> Result<(), LabError> {
         let node = &mut self.nodes[i];
         if node.child.is_some() {
-            return Err(format!("node {i} is already running"));
+            return Err(LabError::Running(i));
         }
         node.peer_id = None;
         let log = self.dir.join(format!("node{i}.log"));
@@ -277,8 +344,8 @@ impl Lab {
         }
         let mut child = cmd
             .spawn()
-            .map_err(|e| format!("cannot start node {i}: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
+            .map_err(|source| LabError::Start { node: i, source })?;
+        let stdout = child.stdout.take().ok_or(LabError::NotRunning(i))?;
         node.stdin = child.stdin.take();
         node.child = Some(child);
         let tx = self.events_tx.clone();
@@ -296,8 +363,15 @@ impl Lab {
                     let _ = f.write_all(line.as_bytes()).await;
                     let _ = f.write_all(b"\n").await;
                 }
-                if let Ok(event) = serde_json::from_str::<Value>(&line)
-                    && tx.send(LabEvent { node: i, event }).await.is_err()
+                if let Ok(parsed) = EventLine::parse(&line)
+                    && tx
+                        .send(LabEvent {
+                            node: i,
+                            event: parsed.event,
+                            ts: parsed.ts,
+                        })
+                        .await
+                        .is_err()
                 {
                     break;
                 }
@@ -307,22 +381,22 @@ impl Lab {
     }
 
     /// Sends a command line to node `i`.
-    pub async fn send(&mut self, i: usize, line: &str) -> Result<(), String> {
+    pub async fn send(&mut self, i: usize, line: &str) -> Result<(), LabError> {
         let stdin = self.nodes[i]
             .stdin
             .as_mut()
-            .ok_or_else(|| format!("node {i} is not running"))?;
+            .ok_or(LabError::NotRunning(i))?;
         stdin
             .write_all(format!("{line}\n").as_bytes())
             .await
-            .map_err(|e| format!("node {i}: {e}"))
+            .map_err(|source| LabError::Io { node: i, source })
     }
 
     /// The next event from any node (remembering peer ids from `ready` events).
     pub async fn next_event(&mut self) -> Option<LabEvent> {
         let ev = self.events_rx.recv().await?;
-        if ev.kind() == "ready" {
-            self.nodes[ev.node].peer_id = Some(ev.str("peer_id").to_string());
+        if let Event::Ready { peer_id, .. } = &ev.event {
+            self.nodes[ev.node].peer_id = Some(peer_id.clone());
         }
         Some(ev)
     }
@@ -335,6 +409,19 @@ impl Lab {
             let _ = c.start_kill();
             let _ = c.wait().await;
         }
+    }
+
+    /// Freezes node `i` (SIGSTOP): its process stops answering while its sockets stay
+    /// open, so that what is sent to it stays in flight until it is killed or resumed.
+    pub fn freeze(&self, i: usize) -> Result<(), LabError> {
+        let pid = self.nodes[i]
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .ok_or(LabError::NotRunning(i))?;
+        // `ip netns exec` and `setpriv` exec the node: the child's pid is the node's. The
+        // `kill` command, because tokio's `Child` can only send SIGKILL.
+        run_sync(&["kill", "-STOP", &pid.to_string()])
     }
 
     /// Asks node `i` to exit (goodbyes sent), waiting up to `limit`; kills it after that.
@@ -351,7 +438,7 @@ impl Lab {
     }
 
     /// Takes node `i`'s link down (a partition) or up (healed).
-    pub fn set_link(&self, i: usize, up: bool) -> Result<(), String> {
+    pub fn set_link(&self, i: usize, up: bool) -> Result<(), LabError> {
         let veth = format!("nq{i}");
         run_sync(&[
             "ip",

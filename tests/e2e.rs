@@ -3,8 +3,9 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use noctua::face::headless::{Event, EventLine};
 use support::NodeProc;
 
 fn pair() -> (NodeProc, NodeProc, String) {
@@ -104,22 +105,18 @@ fn malformed_connection_strings_get_a_one_line_reason() {
     bob.expect_contains("[+] Alice connected");
 }
 
+/// Liveness only: each attempt ends with its own message. How fast a refusal comes back
+/// is the benchmark's business, not a test's.
 #[test]
-fn unreachable_and_closed_ports_fail_quickly_with_their_own_message() {
+fn unreachable_and_closed_ports_fail_with_their_own_message() {
     let (_alice, mut bob, cs) = pair();
     // A port nobody listens on (bound then released).
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = free.local_addr().unwrap().port();
     drop(free);
-    let start = Instant::now();
     bob.send(&format!("connect 127.0.0.1:{port}:whatever"));
     let l = bob.expect_contains("could not connect");
     assert!(l.contains("refused"), "{l}");
-    assert!(
-        start.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        start.elapsed()
-    );
     // Something that is not a libp2p node at all.
     let junk = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let junk_port = junk.local_addr().unwrap().port();
@@ -235,13 +232,26 @@ fn bad_command_line_arguments_fail_with_one_line() {
     }
 }
 
+fn event(line: &str) -> Event {
+    EventLine::parse(line)
+        .unwrap_or_else(|e| panic!("not an event ({e}): {line}"))
+        .event
+}
+
 #[test]
 fn headless_mode_writes_one_json_event_per_line() {
     let mut alice = NodeProc::start("Alice", "alpha-secret", &["--headless"]);
     let ready = alice.expect_contains("\"event\":\"ready\"");
-    let v: serde_json::Value = serde_json::from_str(&ready).unwrap();
-    assert_eq!(v["schema"], 1);
-    let cs = v["conn_strings"][0].as_str().unwrap().to_string();
+    let Event::Ready {
+        schema,
+        conn_strings,
+        ..
+    } = event(&ready)
+    else {
+        panic!("not ready: {ready}")
+    };
+    assert_eq!(schema, 1);
+    let cs = conn_strings[0].clone();
     assert!(
         cs.starts_with("127.0.0.1:") && cs.ends_with(":alpha-secret"),
         "{cs}"
@@ -252,28 +262,34 @@ fn headless_mode_writes_one_json_event_per_line() {
     alice.expect_contains("\"event\":\"session_established\"");
     bob.send("hello in json");
     let msg = alice.expect_contains("\"event\":\"message\"");
-    let v: serde_json::Value = serde_json::from_str(&msg).unwrap();
-    assert_eq!(v["text"], "hello in json");
-    assert_eq!(v["name"], "Bob");
+    let Event::Message { text, name, .. } = event(&msg) else {
+        panic!("not a message: {msg}")
+    };
+    assert_eq!(text, "hello in json");
+    assert_eq!(name, "Bob");
     bob.expect_contains("\"event\":\"delivered\"");
     bob.send("sessions");
     let s = bob.expect_contains("\"event\":\"sessions\"");
-    let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-    assert_eq!(v["sessions"][0]["name"], "Alice");
-    assert_eq!(v["sessions"][0]["state"], "active");
-    assert_eq!(v["sessions"][0]["sent"], 1);
+    let Event::Sessions { sessions } = event(&s) else {
+        panic!("not sessions: {s}")
+    };
+    assert_eq!(sessions[0].name, "Alice");
+    assert_eq!(sessions[0].state, "active");
+    assert_eq!(sessions[0].sent, 1);
     bob.send("connect nonsense");
     bob.expect_contains("\"event\":\"command_error\"");
     bob.send("exit");
     bob.expect_contains("\"event\":\"stopped\"");
     assert!(bob.wait_exit(Duration::from_secs(10)).success());
     alice.expect_contains("\"event\":\"session_closed\"");
-    // Every line of both streams is one JSON object with an event and a timestamp.
+    // Every line of both streams is one JSON object with an event and a timestamp: one
+    // `EventLine` each, written back byte for byte as it was read.
     for line in alice.seen.iter().chain(bob.seen.iter()) {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
-            panic!("not JSON ({e}): {line}");
+        let parsed = EventLine::parse(line).unwrap_or_else(|e| {
+            panic!("not an event line ({e}): {line}");
         });
-        assert!(v["event"].is_string() && v["ts"].is_u64(), "{line}");
+        assert!(parsed.ts > 0, "{line}");
+        assert_eq!(&parsed.to_json(), line, "the schema reproduces the line");
     }
 }
 

@@ -2,17 +2,16 @@
 //! namespace: that is where mDNS would leak). Each node runs the real binary, headless,
 //! with mDNS and auto-connect on.
 //!
-//! Needs root, iproute2 and util-linux. Where they are missing the tests are skipped with a
-//! message, unless `NOCTUA_REQUIRE_NETNS=1` (set by `.ci/run`), which makes that a failure.
-
-#[path = "../src/lab.rs"]
-mod lab;
+//! Needs root, iproute2 and util-linux (and procps for the kill test). Where they are
+//! missing the tests are skipped with a message, unless `NOCTUA_REQUIRE_NETNS=1` (set by
+//! `.ci/run`), which makes that a failure.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lab::{Lab, LabEvent};
+use noctua::face::headless::Event;
+use noctua::lab::{self, Lab, LabEvent};
 
 fn lab_or_skip(test: &str) -> bool {
     match lab::check() {
@@ -31,6 +30,11 @@ fn log_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("noctua-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+/// Whether `e` is from node `node` and about peer `peer`.
+fn about(e: &LabEvent, node: usize, peer: &str) -> bool {
+    e.node == node && e.event.peer_id() == Some(peer)
 }
 
 /// A lab plus everything its nodes reported so far.
@@ -81,7 +85,7 @@ impl Run {
                 .iter()
                 .rev()
                 .take(40)
-                .map(|e| format!("node{}: {}", e.node, e.event))
+                .map(|e| format!("node{}: {:?}", e.node, e.event))
                 .collect();
             let mut stderr = String::new();
             for i in 0..self.lab.len() {
@@ -107,12 +111,12 @@ impl Run {
     fn sessions_of(events: &[LabEvent], i: usize) -> HashSet<String> {
         let mut set = HashSet::new();
         for e in events.iter().filter(|e| e.node == i) {
-            match e.kind() {
-                "session_established" => {
-                    set.insert(e.str("peer_id").to_string());
+            match &e.event {
+                Event::SessionEstablished { peer_id, .. } => {
+                    set.insert(peer_id.clone());
                 }
-                "session_closed" => {
-                    set.remove(e.str("peer_id"));
+                Event::SessionClosed { peer_id, .. } => {
+                    set.remove(peer_id);
                 }
                 _ => {}
             }
@@ -142,6 +146,28 @@ impl Run {
         })
         .await;
     }
+
+    /// Waits until node `i` reported closing its session with `peer` (after `mark`).
+    async fn closed(&mut self, what: &str, i: usize, peer: &str, mark: usize) {
+        self.until(what, |evs, _| {
+            evs[mark..]
+                .iter()
+                .any(|e| about(e, i, peer) && matches!(e.event, Event::SessionClosed { .. }))
+        })
+        .await;
+    }
+
+    /// Restarts node `i` with `extra` arguments and waits until it rejoined `group` as a new
+    /// identity (it was `old`).
+    async fn restart(&mut self, i: usize, extra: &[&str], old: &str, group: &[usize]) {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        self.lab.start(i, "lab", &extra).expect("restart a node");
+        self.until("the restart", |_, lab| {
+            lab.peer_id(i).is_some_and(|p| p != old)
+        })
+        .await;
+        self.full_mesh(group).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,18 +185,18 @@ async fn nodes_discover_each_other_mesh_admit_only_the_shared_secret_and_broadca
     // The outsider is discovered by everyone, refused by everyone (or refuses them), once.
     let out_id = run.peer(outsider);
     let ids: Vec<String> = honest.iter().map(|&i| run.peer(i)).collect();
+    let refusal = |e: &LabEvent, h: usize| {
+        matches!(e.event, Event::AuthFailed { .. })
+            && (about(e, h, &out_id) || about(e, outsider, &ids[h]))
+    };
     run.until(
         "the outsider discovered and refused by every node",
         |evs, _| {
             honest.iter().all(|&h| {
                 let discovered = evs
                     .iter()
-                    .any(|e| e.node == h && e.kind() == "discovered" && e.str("peer_id") == out_id);
-                let refused = evs.iter().any(|e| {
-                    e.kind() == "auth_failed"
-                        && ((e.node == h && e.str("peer_id") == out_id)
-                            || (e.node == outsider && e.str("peer_id") == ids[h]))
-                });
+                    .any(|e| about(e, h, &out_id) && matches!(e.event, Event::Discovered { .. }));
+                let refused = evs.iter().any(|e| refusal(e, h));
                 discovered && refused
             })
         },
@@ -186,13 +212,12 @@ async fn nodes_discover_each_other_mesh_admit_only_the_shared_secret_and_broadca
     }
     run.until("every broadcast delivered and received", |evs, _| {
         honest.iter().all(|&i| {
-            let received = evs
-                .iter()
-                .filter(|e| e.node == i && e.kind() == "message")
+            let mine = || evs.iter().filter(|e| e.node == i);
+            let received = mine()
+                .filter(|e| matches!(e.event, Event::Message { .. }))
                 .count();
-            let delivered = evs
-                .iter()
-                .filter(|e| e.node == i && e.kind() == "delivered")
+            let delivered = mine()
+                .filter(|e| matches!(e.event, Event::Delivered { .. }))
                 .count();
             received >= 4 && delivered >= 4
         })
@@ -203,21 +228,20 @@ async fn nodes_discover_each_other_mesh_admit_only_the_shared_secret_and_broadca
         run.lab.send(i, "sessions").await.unwrap();
     }
     run.until("session listings", |evs, _| {
-        honest
-            .iter()
-            .all(|&i| evs.iter().any(|e| e.node == i && e.kind() == "sessions"))
+        honest.iter().all(|&i| {
+            evs.iter()
+                .any(|e| e.node == i && matches!(e.event, Event::Sessions { .. }))
+        })
     })
     .await;
 
     for &i in &honest {
         // Each message from each other honest node, exactly once.
         let mut from: HashMap<String, usize> = HashMap::new();
-        for e in run
-            .events
-            .iter()
-            .filter(|e| e.node == i && e.kind() == "message")
-        {
-            *from.entry(e.str("text").to_string()).or_default() += 1;
+        for e in run.events.iter().filter(|e| e.node == i) {
+            if let Event::Message { text, .. } = &e.event {
+                *from.entry(text.clone()).or_default() += 1;
+            }
         }
         let want: HashMap<String, usize> = honest
             .iter()
@@ -225,36 +249,33 @@ async fn nodes_discover_each_other_mesh_admit_only_the_shared_secret_and_broadca
             .map(|j| (format!("hello from node{j}"), 1))
             .collect();
         assert_eq!(from, want, "node{i} received");
-        let listing = run
+        let sessions = run
             .events
             .iter()
             .rev()
-            .find(|e| e.node == i && e.kind() == "sessions")
+            .filter(|e| e.node == i)
+            .find_map(|e| match &e.event {
+                Event::Sessions { sessions } => Some(sessions),
+                _ => None,
+            })
             .unwrap();
-        let sessions = listing.event["sessions"].as_array().unwrap();
         assert_eq!(sessions.len(), 4, "node{i}: {sessions:?}");
         for s in sessions {
-            assert_eq!(s["received"], 1, "node{i}: {s}");
-            assert_eq!(s["sent"], 1, "node{i}: {s}");
-            assert_ne!(s["peer_id"].as_str(), Some(out_id.as_str()));
+            assert_eq!(s.received, 1, "node{i}: {s:?}");
+            assert_eq!(s.sent, 1, "node{i}: {s:?}");
+            assert_ne!(s.peer_id, out_id);
         }
     }
     // Nobody admitted the outsider, and nobody retried against it.
     assert!(
-        !run.events.iter().any(|e| e.kind() == "session_established"
-            && (e.node == outsider || e.str("peer_id") == out_id)),
+        !run.events.iter().any(|e| match &e.event {
+            Event::SessionEstablished { peer_id, .. } => e.node == outsider || *peer_id == out_id,
+            _ => false,
+        }),
         "the outsider was admitted"
     );
     for &h in &honest {
-        let tries = run
-            .events
-            .iter()
-            .filter(|e| {
-                e.kind() == "auth_failed"
-                    && ((e.node == h && e.str("peer_id") == out_id)
-                        || (e.node == outsider && e.str("peer_id") == ids[h]))
-            })
-            .count();
+        let tries = run.events.iter().filter(|e| refusal(e, h)).count();
         assert!(
             tries <= 2,
             "node{h} and the outsider: {tries} failed attempts (a retry storm)"
@@ -287,37 +308,33 @@ async fn a_killed_node_is_noticed_and_rejoins_when_restarted() {
     run.lab.kill(victim).await;
     let others: Vec<usize> = all.iter().copied().filter(|&i| i != victim).collect();
     let before = run.events.len();
-    run.until(
-        "every other node closing its session with the killed one",
-        |evs, _| {
-            others.iter().all(|&i| {
-                evs[before..].iter().any(|e| {
-                    e.node == i && e.kind() == "session_closed" && e.str("peer_id") == old_id
-                })
-            })
-        },
-    )
-    .await;
-    for e in run.events[before..]
-        .iter()
-        .filter(|e| e.kind() == "session_closed" && e.str("peer_id") == old_id)
-    {
-        // Over TCP the kernel resets the connection at once; over QUIC there is no reset,
-        // and the loss is noticed by QUIC's idle timeout or our keep-alive.
-        assert!(
-            ["connection lost", "the peer stopped answering"].contains(&e.str("reason")),
-            "{}",
-            e.event
-        );
+    for &i in &others {
+        run.closed(
+            "every other node closing its session with the killed one",
+            i,
+            &old_id,
+            before,
+        )
+        .await;
+    }
+    for e in &run.events[before..] {
+        if let Event::SessionClosed {
+            peer_id, reason, ..
+        } = &e.event
+            && *peer_id == old_id
+        {
+            // Over TCP the kernel resets the connection at once; over QUIC there is no
+            // reset, and the loss is noticed by QUIC's idle timeout or our keep-alive.
+            assert!(
+                ["connection lost", "the peer stopped answering"].contains(&reason.as_str()),
+                "{:?}",
+                e.event
+            );
+        }
     }
 
     // Restarted (a new identity), it is discovered and admitted again by everyone.
-    run.lab.start(victim, "lab", &[]).unwrap();
-    run.until("the restarted node ready", |_, lab| {
-        lab.peer_id(victim).is_some_and(|p| p != old_id)
-    })
-    .await;
-    run.full_mesh(&all).await;
+    run.restart(victim, &[], &old_id, &all).await;
     run.lab.shutdown().await;
     assert!(!any_of_mine_left(&run), "namespaces left behind");
 }
@@ -334,48 +351,46 @@ async fn a_discovered_peer_is_listed_and_connected_by_its_number() {
     let bravo = run.peer(1);
     run.until("node 0 discovering node 1", |evs, _| {
         evs.iter()
-            .any(|e| e.node == 0 && e.kind() == "discovered" && e.str("peer_id") == bravo)
+            .any(|e| about(e, 0, &bravo) && matches!(e.event, Event::Discovered { .. }))
     })
     .await;
     run.lab.send(0, "peers").await.unwrap();
     run.until("the peer list", |evs, _| {
-        evs.iter().any(|e| e.node == 0 && e.kind() == "peers")
+        evs.iter()
+            .any(|e| e.node == 0 && matches!(e.event, Event::Peers { .. }))
     })
     .await;
     let list = run
         .events
         .iter()
         .rev()
-        .find(|e| e.node == 0 && e.kind() == "peers")
-        .unwrap()
-        .event["peers"]
-        .clone();
+        .filter(|e| e.node == 0)
+        .find_map(|e| match &e.event {
+            Event::Peers { peers } => Some(peers.clone()),
+            _ => None,
+        })
+        .unwrap();
     let row = list
-        .as_array()
-        .unwrap()
         .iter()
-        .find(|p| p["peer_id"] == bravo.as_str())
+        .find(|p| p.peer_id == bravo)
         .expect("node 1 listed");
-    assert_eq!(row["discovered"], true);
-    assert_eq!(row["session"], serde_json::Value::Null);
-    let addrs = row["addrs"].as_array().unwrap();
+    assert!(row.discovered);
+    assert_eq!(row.session, None);
     assert!(
-        addrs
-            .iter()
-            .any(|a| a.as_str().unwrap().contains("/ip4/10.77.0.2/")),
-        "{addrs:?}"
+        row.addrs.iter().any(|a| a.contains("/ip4/10.77.0.2/")),
+        "{:?}",
+        row.addrs
     );
-    let index = row["index"].as_u64().unwrap();
+    let index = row.index;
     // A wrong secret first: refused, once.
     run.lab
         .send(0, &format!("connect {index} not-bravo"))
         .await
         .unwrap();
-    run.until("the refusal", |evs, _| {
-        evs.iter()
-            .any(|e| e.node == 0 && e.kind() == "connect_failed")
-    })
-    .await;
+    let connect_failed =
+        |e: &LabEvent| e.node == 0 && matches!(e.event, Event::ConnectFailed { .. });
+    run.until("the refusal", |evs, _| evs.iter().any(connect_failed))
+        .await;
     // Then the right one, by id prefix this time.
     run.lab
         .send(0, &format!("connect {} bravo", &bravo[..12]))
@@ -383,19 +398,14 @@ async fn a_discovered_peer_is_listed_and_connected_by_its_number() {
         .unwrap();
     run.until("the session", |evs, _| {
         evs.iter()
-            .any(|e| e.node == 0 && e.kind() == "session_established" && e.str("peer_id") == bravo)
+            .any(|e| about(e, 0, &bravo) && matches!(e.event, Event::SessionEstablished { .. }))
     })
     .await;
-    let failed = run
-        .events
-        .iter()
-        .find(|e| e.node == 0 && e.kind() == "connect_failed")
-        .unwrap();
-    assert!(
-        failed.str("error").contains("wrong secret"),
-        "{}",
-        failed.event
-    );
+    let failed = run.events.iter().find(|e| connect_failed(e)).unwrap();
+    let Event::ConnectFailed { error, .. } = &failed.event else {
+        unreachable!("found by connect_failed")
+    };
+    assert!(error.contains("wrong secret"), "{:?}", failed.event);
     run.lab.shutdown().await;
     assert!(!any_of_mine_left(&run), "namespaces left behind");
 }
@@ -421,38 +431,32 @@ async fn a_partition_is_noticed_messages_fail_clearly_and_the_mesh_heals() {
     let mark = run.events.len();
     run.lab.send(1, "msg node0 are you there?").await.unwrap();
     run.until("node 1 reporting what happened to its message", |evs, _| {
-        evs[mark..].iter().any(|e| {
-            e.node == 1
-                && ((e.kind() == "delivery_failed" && e.str("peer_id") == cut)
-                    || (e.kind() == "error" && e.str("message").contains("node0")))
+        evs[mark..].iter().any(|e| match &e.event {
+            Event::DeliveryFailed { peer_id, .. } => e.node == 1 && *peer_id == cut,
+            Event::Error { message } => e.node == 1 && message.contains("node0"),
+            _ => false,
         })
     })
     .await;
-    run.until(
-        "both sides of the cut closing their sessions",
-        |evs, lab| {
-            let others_closed = [1, 2].iter().all(|&i| {
-                evs[mark..]
-                    .iter()
-                    .any(|e| e.node == i && e.kind() == "session_closed" && e.str("peer_id") == cut)
-            });
-            let cut_closed = [1, 2].iter().all(|&j| {
-                let pj = lab.peer_id(j).unwrap_or_default();
-                evs[mark..]
-                    .iter()
-                    .any(|e| e.node == 0 && e.kind() == "session_closed" && e.str("peer_id") == pj)
-            });
-            others_closed && cut_closed
-        },
-    )
-    .await;
+    for i in [1, 2] {
+        run.closed(
+            "both sides of the cut closing their sessions",
+            i,
+            &cut,
+            mark,
+        )
+        .await;
+        let pi = run.peer(i);
+        run.closed("both sides of the cut closing their sessions", 0, &pi, mark)
+            .await;
+    }
     // Nodes 1 and 2 still talk to each other.
     let mark = run.events.len();
     run.lab.send(1, "msg node2 still here").await.unwrap();
     run.until("1 -> 2 during the partition", |evs, _| {
-        evs[mark..]
-            .iter()
-            .any(|e| e.node == 2 && e.kind() == "message" && e.str("text") == "still here")
+        evs[mark..].iter().any(|e| {
+            e.node == 2 && matches!(&e.event, Event::Message { text, .. } if text == "still here")
+        })
     })
     .await;
 
@@ -463,14 +467,120 @@ async fn a_partition_is_noticed_messages_fail_clearly_and_the_mesh_heals() {
     run.lab.send(0, "back again").await.unwrap();
     run.until("node 0's broadcast after the heal", |evs, _| {
         [1, 2].iter().all(|&i| {
-            evs[mark..]
-                .iter()
-                .any(|e| e.node == i && e.kind() == "message" && e.str("text") == "back again")
+            evs[mark..].iter().any(|e| {
+                e.node == i
+                    && matches!(&e.event, Event::Message { text, .. } if text == "back again")
+            })
         })
     })
     .await;
     run.lab.shutdown().await;
     assert!(!any_of_mine_left(&run), "namespaces left behind");
+}
+
+/// For the kill tests: TCP only (a killed peer's kernel resets TCP connections at once,
+/// so in-flight messages fail on the connection, not on a timeout: QUIC has no reset, and
+/// the partition test covers loss noticed by timeouts), and a request timeout long enough
+/// that a frozen peer is not declared gone before it is killed.
+const KILL: &[&str] = &[
+    "--keepalive",
+    "1s",
+    "--request-timeout",
+    "20s",
+    "--listen",
+    "/ip4/0.0.0.0/tcp/4001",
+];
+
+/// Whether a delivery failure's reason says the connection to the peer went away (its
+/// close reason carried through), as opposed to a refusal or a protocol error.
+fn connection_reason(reason: &str) -> bool {
+    use noctua_chat::{CloseReason, DeliveryError};
+    let lost = [
+        DeliveryError::ConnectionClosed.to_string(),
+        DeliveryError::SessionClosed(CloseReason::ConnectionLost.to_string()).to_string(),
+    ];
+    // A stream reset by the peer's kernel is reported as a stream error.
+    let stream = DeliveryError::Io(String::new()).to_string();
+    lost.iter().any(|l| l == reason) || reason.starts_with(&stream)
+}
+
+/// The outcome of each command line node `i` was given after `mark`, in input order:
+/// headless mode carries out one line before it reads the next, so the k-th `sent` or
+/// `error` answers the k-th line. For a sent message, its text and its deliveries.
+#[derive(Debug)]
+enum Outcome {
+    Refused(String),
+    Sent {
+        text: String,
+        delivered: usize,
+        failed: Vec<String>,
+    },
+}
+
+impl Outcome {
+    /// The text and outcomes of line `k`'s message; a refused line fails the test, since
+    /// every line here is sent while the session is up.
+    fn sent(&self, k: usize) -> (&String, usize, &Vec<String>) {
+        match self {
+            Outcome::Sent {
+                text,
+                delivered,
+                failed,
+            } => (text, *delivered, failed),
+            Outcome::Refused(why) => panic!("line {k} refused, the session being up: {why}"),
+        }
+    }
+}
+
+fn outcomes(events: &[LabEvent], i: usize) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    let mut index: HashMap<u64, usize> = HashMap::new();
+    for e in events.iter().filter(|e| e.node == i) {
+        match &e.event {
+            Event::Error { message } => out.push(Outcome::Refused(message.clone())),
+            Event::Sent { id, text, .. } => {
+                index.insert(*id, out.len());
+                out.push(Outcome::Sent {
+                    text: text.clone(),
+                    delivered: 0,
+                    failed: Vec::new(),
+                });
+            }
+            Event::Delivered { id, .. } | Event::DeliveryFailed { id, .. } => {
+                let Some(Outcome::Sent {
+                    delivered, failed, ..
+                }) = index.get(id).and_then(|&k| out.get_mut(k))
+                else {
+                    continue;
+                };
+                match &e.event {
+                    Event::DeliveryFailed { reason, .. } => failed.push(reason.clone()),
+                    _ => *delivered += 1,
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether every one of `n` lines has its answer, and every sent message its outcome.
+fn all_settled(events: &[LabEvent], i: usize, n: usize) -> bool {
+    let o = outcomes(events, i);
+    o.len() >= n
+        && o.iter().all(|o| match o {
+            Outcome::Refused(_) => true,
+            Outcome::Sent {
+                delivered, failed, ..
+            } => delivered + failed.len() >= 1,
+        })
+}
+
+/// Node 1 sends `burst <k>` to node 0 for each k in `lines`.
+async fn burst(lab: &mut Lab, lines: std::ops::Range<usize>) {
+    for k in lines {
+        lab.send(1, &format!("msg node0 burst {k}")).await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,95 +590,114 @@ async fn a_peer_killed_mid_burst_and_mid_rotation_leaves_every_message_accounted
         return;
     }
     let all = [0, 1];
-    let mut run = Run::with_args(test, &["lab"; 2], true, FAST);
+    let mut run = Run::with_args(test, &["lab"; 2], true, KILL);
     run.all_ready(&all).await;
     run.full_mesh(&all).await;
     let victim = run.peer(0);
 
-    // A burst of messages from node 1, and node 0 killed while they are in flight.
+    // A burst of 100 messages from node 1. The first half is delivered; then node 0 is
+    // frozen, so that the second half is certainly in flight (sent, unconfirmed) when it
+    // is killed. Without the freeze, a fast LAN can confirm all 100 before the kill lands,
+    // and the test would prove nothing about messages in flight.
     let mark = run.events.len();
-    for k in 0..100 {
+    burst(&mut run.lab, 0..50).await;
+    run.until("the first half delivered", |evs, _| {
+        all_settled(&evs[mark..], 1, 50)
+    })
+    .await;
+    run.lab.freeze(0).unwrap();
+    burst(&mut run.lab, 50..100).await;
+    run.until("the second half sent", |evs, _| {
+        outcomes(&evs[mark..], 1).len() >= 100
+    })
+    .await;
+    run.lab.kill(0).await;
+    // Every line gets exactly one answer, and every message exactly one outcome.
+    run.until("an outcome for each of the 100 messages", |evs, _| {
+        all_settled(&evs[mark..], 1, 100)
+    })
+    .await;
+    let got = outcomes(&run.events[mark..], 1);
+    assert_eq!(got.len(), 100, "one answer per line: {got:?}");
+    for (k, o) in got.iter().enumerate() {
+        let (text, delivered, failed) = o.sent(k);
+        assert_eq!(*text, format!("burst {k}"), "line {k}");
+        if k < 50 {
+            assert_eq!((delivered, failed.len()), (1, 0), "line {k}: {o:?}");
+        } else {
+            // In flight at the kill: failed, on the connection.
+            assert_eq!(
+                delivered, 0,
+                "line {k} was delivered to a frozen peer: {o:?}"
+            );
+            assert_eq!(failed.len(), 1, "line {k}: {o:?}");
+            assert!(connection_reason(&failed[0]), "line {k}: {o:?}");
+        }
+    }
+    run.closed("node 1 noticing", 1, &victim, mark).await;
+
+    // Restarted, it rejoins; then it is killed in the middle of a rotation.
+    run.restart(0, KILL, &victim, &all).await;
+    let victim = run.peer(0);
+    let mark = run.events.len();
+    // Frozen first, the peer cannot finish the rotation: it is still under way when the
+    // messages below are sent and when the peer dies.
+    run.lab.freeze(0).unwrap();
+    run.lab.send(1, "rotate node0").await.unwrap();
+    run.until("the rotation starting", |evs, _| {
+        evs[mark..].iter().any(|e| {
+            e.node == 1
+                && matches!(&e.event, Event::Notice { message } if message.starts_with("rotating keys with node0"))
+        })
+    })
+    .await;
+    let sends = run.events.len();
+    for k in 0..5 {
         run.lab
-            .send(1, &format!("msg node0 burst {k}"))
+            .send(1, &format!("msg node0 during rotation {k}"))
             .await
             .unwrap();
     }
-    run.lab.kill(0).await;
-    // Every message gets exactly one outcome: delivered, or failed with a reason.
-    run.until("an outcome for each of the 100 messages", |evs, _| {
-        let sent: HashSet<u64> = evs[mark..]
+    run.lab.send(1, "sessions").await.unwrap();
+    run.until("the session listing", |evs, _| {
+        evs[sends..]
             .iter()
-            .filter(|e| e.node == 1 && e.kind() == "sent")
-            .filter_map(|e| e.event["id"].as_u64())
-            .collect();
-        let done = evs[mark..]
-            .iter()
-            .filter(|e| e.node == 1 && matches!(e.kind(), "delivered" | "delivery_failed"))
-            .count();
-        let refused = evs[mark..]
-            .iter()
-            .filter(|e| e.node == 1 && e.kind() == "error")
-            .count();
-        sent.len() + refused == 100 && done == sent.len()
+            .any(|e| e.node == 1 && matches!(e.event, Event::Sessions { .. }))
     })
     .await;
-    let mut outcomes: HashMap<u64, usize> = HashMap::new();
-    for e in run.events[mark..]
+    let state = run.events[sends..]
         .iter()
-        .filter(|e| e.node == 1 && matches!(e.kind(), "delivered" | "delivery_failed"))
-    {
-        *outcomes.entry(e.event["id"].as_u64().unwrap()).or_default() += 1;
-        if e.kind() == "delivery_failed" {
-            assert!(!e.str("reason").is_empty(), "{}", e.event);
-        }
-    }
-    assert!(
-        outcomes.values().all(|n| *n == 1),
-        "one outcome each: {outcomes:?}"
+        .filter(|e| e.node == 1)
+        .find_map(|e| match &e.event {
+            Event::Sessions { sessions } => sessions
+                .iter()
+                .find(|s| s.peer_id == victim)
+                .map(|s| s.state.clone()),
+            _ => None,
+        });
+    assert_eq!(
+        state.as_deref(),
+        Some("rotating"),
+        "the messages were sent during the rotation"
     );
-    run.until("node 1 noticing", |evs, _| {
-        evs[mark..]
-            .iter()
-            .any(|e| e.node == 1 && e.kind() == "session_closed" && e.str("peer_id") == victim)
-    })
-    .await;
-
-    // Restarted, it rejoins; then it is killed in the middle of a rotation.
-    run.lab
-        .start(
-            0,
-            "lab",
-            &FAST.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
-    run.until("the restart", |_, lab| {
-        lab.peer_id(0).is_some_and(|p| p != victim)
-    })
-    .await;
-    run.full_mesh(&all).await;
-    let victim = run.peer(0);
-    let mark = run.events.len();
-    run.lab.send(1, "rotate node0").await.unwrap();
     run.lab.kill(0).await;
-    run.until("node 1 closing the session cleanly", |evs, _| {
-        evs[mark..]
-            .iter()
-            .any(|e| e.node == 1 && e.kind() == "session_closed" && e.str("peer_id") == victim)
-    })
+    run.closed("node 1 closing the session cleanly", 1, &victim, mark)
+        .await;
+    run.until(
+        "an outcome for each message sent during the rotation",
+        |evs, _| all_settled(&evs[sends..], 1, 5),
+    )
     .await;
+    let got = outcomes(&run.events[sends..], 1);
+    assert_eq!(got.len(), 5, "one answer per line: {got:?}");
+    for (k, o) in got.iter().enumerate() {
+        let (text, delivered, failed) = o.sent(k);
+        assert_eq!(*text, format!("during rotation {k}"));
+        assert_eq!((delivered, failed.len()), (0, 1), "line {k}: {o:?}");
+        assert!(connection_reason(&failed[0]), "line {k}: {o:?}");
+    }
     // Node 1 is still healthy: a fresh node 0 joins it again.
-    run.lab
-        .start(
-            0,
-            "lab",
-            &FAST.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
-    run.until("the second restart", |_, lab| {
-        lab.peer_id(0).is_some_and(|p| p != victim)
-    })
-    .await;
-    run.full_mesh(&all).await;
+    run.restart(0, KILL, &victim, &all).await;
     run.lab.shutdown().await;
     assert!(!any_of_mine_left(&run), "namespaces left behind");
 }

@@ -1,5 +1,5 @@
-//! Fuzz target `connstr`: the node's connection-string parser (`src/connstr.rs`, compiled
-//! in here as is; it depends only on libp2p and std).
+//! Fuzz target `connstr`: the node's connection-string parser, `noctua::connstr`, from the
+//! `noctua` library.
 //!
 //! Invariants: parsing never panics; an accepted string's `Display` parses back to an equal
 //! value and displays the same (it is canonical); its secret satisfies the protocol's
@@ -10,11 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-#[allow(dead_code)]
-#[path = "../../src/connstr.rs"]
-mod connstr;
-
-use connstr::{ConnString, Target};
+use noctua::connstr::{ConnString, Target};
 
 fn one_line(msg: &str) -> bool {
     !msg.is_empty()

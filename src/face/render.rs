@@ -3,24 +3,24 @@
 //! timestamps. No color when `NO_COLOR` is set or the output is not a terminal.
 
 use std::collections::HashMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use libp2p::PeerId;
 use owo_colors::OwoColorize;
 
-use crate::commands::HELP;
-use crate::node::{Output, PeerRow, SessionRow, human};
+use crate::face::commands::HELP;
+use crate::node::{Output, PeerRow, SessionRow, short_peer};
+use crate::sanitize;
 
 /// Color on or off.
 #[derive(Debug, Clone, Copy)]
-pub struct Palette {
+pub(crate) struct Palette {
     color: bool,
 }
 
 impl Palette {
     /// Color if `stdout_is_tty` and `NO_COLOR` is unset (https://no-color.org) and the
     /// terminal is not `dumb`.
-    pub fn detect(stdout_is_tty: bool) -> Self {
+    pub(crate) fn detect(stdout_is_tty: bool) -> Self {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
         Palette {
@@ -29,47 +29,51 @@ impl Palette {
     }
 
     /// A palette without color.
-    pub fn plain() -> Self {
+    pub(crate) fn plain() -> Self {
         Palette { color: false }
     }
 
     /// Whether colors are on.
-    pub fn is_color(&self) -> bool {
+    pub(crate) fn is_color(&self) -> bool {
         self.color
     }
 
     fn paint(&self, s: &str, f: impl Fn(&str) -> String) -> String {
         if self.color { f(s) } else { s.to_string() }
     }
-
-    /// Headers and information.
-    pub fn cyan(&self, s: &str) -> String {
-        self.paint(s, |s| s.cyan().to_string())
-    }
-    /// Ids and success.
-    pub fn green(&self, s: &str) -> String {
-        self.paint(s, |s| s.green().to_string())
-    }
-    /// Notices.
-    pub fn yellow(&self, s: &str) -> String {
-        self.paint(s, |s| s.yellow().to_string())
-    }
-    /// Errors.
-    pub fn red(&self, s: &str) -> String {
-        self.paint(s, |s| s.red().to_string())
-    }
-    /// Timestamps.
-    pub fn blue(&self, s: &str) -> String {
-        self.paint(s, |s| s.blue().to_string())
-    }
-    /// Emphasis.
-    pub fn bold(&self, s: &str) -> String {
-        self.paint(s, |s| s.bold().to_string())
-    }
 }
 
+/// One method per color, each painting only when colors are on.
+macro_rules! colors {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        impl Palette {
+            $(
+                $(#[$doc])*
+                pub(crate) fn $name(&self, s: &str) -> String {
+                    self.paint(s, |s| s.$name().to_string())
+                }
+            )*
+        }
+    };
+}
+
+colors!(
+    /// Headers and information.
+    cyan,
+    /// Ids and success.
+    green,
+    /// Notices.
+    yellow,
+    /// Errors.
+    red,
+    /// Timestamps.
+    blue,
+    /// Emphasis.
+    bold,
+);
+
 /// `HH:MM:SS` in local time.
-pub fn clock(t: SystemTime) -> String {
+pub(crate) fn clock(t: SystemTime) -> String {
     let dt: chrono::DateTime<chrono::Local> = t.into();
     dt.format("%H:%M:%S").to_string()
 }
@@ -87,14 +91,14 @@ struct SentMessage {
 
 /// Renders outputs; remembers sent messages until every recipient answered, so each gets
 /// one line saying where it arrived.
-pub struct Renderer {
+pub(crate) struct Renderer {
     p: Palette,
     sent: HashMap<u64, SentMessage>,
 }
 
 impl Renderer {
     /// A renderer with this palette.
-    pub fn new(p: Palette) -> Self {
+    pub(crate) fn new(p: Palette) -> Self {
         Renderer {
             p,
             sent: HashMap::new(),
@@ -102,12 +106,12 @@ impl Renderer {
     }
 
     /// The palette.
-    pub fn palette(&self) -> Palette {
+    pub(crate) fn palette(&self) -> Palette {
         self.p
     }
 
     /// The help screen.
-    pub fn help(&self) -> String {
+    pub(crate) fn help(&self) -> String {
         let p = &self.p;
         let mut s = p.cyan("Commands:");
         for (cmd, what) in HELP {
@@ -123,9 +127,8 @@ impl Renderer {
     }
 
     /// The lines to print for `o` (possibly none).
-    pub fn render(&mut self, o: &Output) -> Vec<String> {
+    pub(crate) fn render(&mut self, o: &Output) -> Vec<String> {
         let p = self.p;
-        let now = SystemTime::now();
         match o {
             Output::Ready {
                 name,
@@ -133,116 +136,25 @@ impl Renderer {
                 secret,
                 conn_strings,
                 listen,
-            } => {
-                let mut v = vec![p.cyan(OWL), String::new()];
-                v.push(p.cyan(
-                    "==================== Connection Information ====================",
-                ));
-                v.push(format!("ID: {}", p.green(name)));
-                v.push(format!("Peer ID: {}", p.green(&peer.to_base58())));
-                let addrs: Vec<&str> = conn_strings
-                    .iter()
-                    .map(|c| c.rsplit_once(':').map_or(c.as_str(), |(a, _)| a))
-                    .collect();
-                if addrs.is_empty() {
-                    for l in listen {
-                        v.push(format!("Address: {l}"));
-                    }
-                } else {
-                    for a in &addrs {
-                        v.push(format!("Address: {a}"));
-                    }
-                }
-                v.push(format!("Secret: {secret}"));
-                v.push(String::new());
-                if conn_strings.len() > 1 {
-                    v.push("Connection strings (copy one line; the first is your LAN address):".into());
-                } else {
-                    v.push("Connection string (copy this line):".into());
-                }
-                for c in conn_strings {
-                    v.push(p.green(c));
-                }
-                v.push(String::new());
-                v.push("Type 'help' to see available commands".into());
-                v.push(p.cyan(
-                    "=================================================================",
-                ));
-                v
-            }
+            } => banner(p, name, &peer.to_base58(), secret, conn_strings, listen),
             Output::Listening(addr) => vec![p.cyan(&format!("[i] also listening on {addr}"))],
-            Output::KeyReady { bits, generation } => {
-                if *generation == 0 {
-                    vec![p.cyan(&format!("[i] RSA-{bits} key ready"))]
-                } else {
-                    // Regenerations are routine; no need to interrupt the conversation.
-                    vec![]
-                }
+            // Regenerations are routine; no need to interrupt the conversation.
+            Output::KeyReady { bits, generation } if *generation == 0 => {
+                vec![p.cyan(&format!("[i] RSA-{bits} key ready"))]
             }
+            Output::KeyReady { .. } => vec![],
             Output::Notice(s) => vec![p.yellow(&format!("[*] {s}"))],
-            Output::Error(s) => vec![p.red(&format!("[!] {s}"))],
+            Output::Error(e) => vec![p.red(&format!("[!] {e}"))],
             Output::Connecting { target } => {
                 vec![p.cyan(&format!("[i] connecting to {target}..."))]
             }
             Output::ConnectFailed { target, error } => {
                 vec![p.red(&format!("[!] could not connect to {target}: {error}"))]
             }
-            Output::SessionEstablished {
-                name,
-                session,
-                safety_number,
-                inbound,
-                ..
+            Output::Message { name, at, text, .. } => self.message(name, *at, text),
+            Output::Sent {
+                local, text, to, ..
             } => {
-                let how = if *inbound { "connected to you" } else { "connected" };
-                vec![
-                    format!(
-                        "{} {} {} {}",
-                        self.stamp(now),
-                        p.green(&format!("[+] {name}")),
-                        p.green(how),
-                        p.cyan(&format!("(session {session}, end-to-end encrypted)"))
-                    ),
-                    p.cyan(&format!(
-                        "    safety number: {safety_number}  (compare with 'verify {name}')"
-                    )),
-                ]
-            }
-            Output::SessionRotated { name, epoch, .. } => vec![format!(
-                "{} {}",
-                self.stamp(now),
-                p.cyan(&format!("[i] new session keys with {name} (epoch {epoch})"))
-            )],
-            Output::SessionClosed { name, reason, .. } => vec![format!(
-                "{} {}",
-                self.stamp(now),
-                p.yellow(&format!("[-] {name} disconnected: {reason}"))
-            )],
-            Output::AuthFailed {
-                peer,
-                address,
-                banned,
-            } => {
-                let from = address.map(|a| format!(" from {a}")).unwrap_or_default();
-                let mut s = format!(
-                    "[!] {}{from} tried to connect with a wrong secret",
-                    crate::node::short_peer(peer)
-                );
-                if *banned {
-                    s.push_str(" (too many attempts: ignored for a while)");
-                }
-                vec![p.yellow(&s)]
-            }
-            Output::Message { name, at, text, .. } => {
-                let mut lines = text.split('\n');
-                let first = lines.next().unwrap_or_default();
-                let mut v = vec![format!("{} {}: {first}", self.stamp(*at), p.green(name))];
-                for l in lines {
-                    v.push(format!("    {l}"));
-                }
-                v
-            }
-            Output::Sent { local, text, to, .. } => {
                 self.sent.insert(
                     *local,
                     SentMessage {
@@ -259,9 +171,62 @@ impl Renderer {
                 name,
                 reason,
                 ..
-            } => self.outcome(*local, name, Some(reason)),
+            } => self.outcome(*local, name, Some(&reason.to_string())),
             Output::Sessions(rows) => self.sessions(rows),
             Output::Peers(rows) => self.peers(rows),
+            Output::Stopped => vec![p.cyan("[i] bye")],
+            other => self.peer_event(other),
+        }
+    }
+
+    /// Lines about one peer: sessions coming and going, verification, discovery.
+    fn peer_event(&self, o: &Output) -> Vec<String> {
+        let p = self.p;
+        let now = self.stamp(SystemTime::now());
+        match o {
+            Output::SessionEstablished {
+                name,
+                session,
+                safety_number,
+                inbound,
+                ..
+            } => {
+                let how = if *inbound { "connected to you" } else { "connected" };
+                vec![
+                    format!(
+                        "{now} {} {} {}",
+                        p.green(&format!("[+] {name}")),
+                        p.green(how),
+                        p.cyan(&format!("(session {session}, end-to-end encrypted)"))
+                    ),
+                    p.cyan(&format!(
+                        "    safety number: {safety_number}  (compare with 'verify {name}')"
+                    )),
+                ]
+            }
+            Output::SessionRotated { name, epoch, .. } => vec![format!(
+                "{now} {}",
+                p.cyan(&format!("[i] new session keys with {name} (epoch {epoch})"))
+            )],
+            Output::SessionClosed { name, reason, .. } => vec![format!(
+                "{now} {}",
+                p.yellow(&format!("[-] {name} disconnected: {reason}"))
+            )],
+            Output::AuthFailed {
+                peer,
+                address,
+                banned,
+            } => {
+                let from = address.map(|a| format!(" from {a}")).unwrap_or_default();
+                let mut s = format!(
+                    "[!] {}{from} tried to connect with a wrong secret",
+                    short_peer(peer)
+                );
+                if *banned {
+                    s.push_str(" (too many attempts: ignored for a while)");
+                }
+                vec![p.yellow(&s)]
+            }
             Output::Verify {
                 name,
                 safety_number,
@@ -273,18 +238,35 @@ impl Renderer {
             ],
             Output::Discovered { peer, addrs } => vec![p.cyan(&format!(
                 "[i] discovered {} on the LAN ({})",
-                crate::node::short_peer(peer),
+                short_peer(peer),
                 addrs.first().map(|a| a.to_string()).unwrap_or_default()
             ))],
             Output::Expired { peer } => vec![p.cyan(&format!(
                 "[i] {} is no longer seen on the LAN",
-                crate::node::short_peer(peer)
+                short_peer(peer)
             ))],
-            Output::Stopped => vec![p.cyan("[i] bye")],
+            _ => vec![],
         }
     }
 
-    fn outcome(&mut self, local: u64, name: &str, failure: Option<&String>) -> Vec<String> {
+    /// A message: the first line stamped, the others indented under it. The text is the
+    /// peer's: cleaned here, before it reaches the terminal.
+    fn message(&self, name: &str, at: SystemTime, text: &str) -> Vec<String> {
+        let text = sanitize::message(text);
+        let mut lines = text.split('\n');
+        let first = lines.next().unwrap_or_default();
+        let mut v = vec![format!(
+            "{} {}: {first}",
+            self.stamp(at),
+            self.p.green(name)
+        )];
+        for l in lines {
+            v.push(format!("    {l}"));
+        }
+        v
+    }
+
+    fn outcome(&mut self, local: u64, name: &str, failure: Option<&str>) -> Vec<String> {
         let p = self.p;
         let Some(m) = self.sent.get_mut(&local) else {
             return vec![];
@@ -369,6 +351,60 @@ impl Renderer {
     }
 }
 
+/// The banner: who we are and how others reach us.
+fn banner(
+    p: Palette,
+    name: &str,
+    peer: &str,
+    secret: &str,
+    conn_strings: &[String],
+    listen: &[libp2p::Multiaddr],
+) -> Vec<String> {
+    let mut v = vec![p.cyan(OWL), String::new()];
+    v.push(p.cyan("==================== Connection Information ===================="));
+    v.push(format!("ID: {}", p.green(name)));
+    v.push(format!("Peer ID: {}", p.green(peer)));
+    let addrs: Vec<&str> = conn_strings
+        .iter()
+        .map(|c| c.rsplit_once(':').map_or(c.as_str(), |(a, _)| a))
+        .collect();
+    if addrs.is_empty() {
+        for l in listen {
+            v.push(format!("Address: {l}"));
+        }
+    } else {
+        for a in &addrs {
+            v.push(format!("Address: {a}"));
+        }
+    }
+    v.push(format!("Secret: {secret}"));
+    v.push(String::new());
+    if conn_strings.len() > 1 {
+        v.push("Connection strings (copy one line; the first is your LAN address):".into());
+    } else {
+        v.push("Connection string (copy this line):".into());
+    }
+    for c in conn_strings {
+        v.push(p.green(c));
+    }
+    v.push(String::new());
+    v.push("Type 'help' to see available commands".into());
+    v.push(p.cyan("================================================================="));
+    v
+}
+
+/// A duration in a short human form (`5s`, `3m 02s`, `1h 04m`).
+pub(crate) fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m {:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
 fn short_quote(text: &str) -> String {
     let one_line: String = text
         .chars()
@@ -389,15 +425,11 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-/// For tests and logs: does a peer id appear in a line?
-#[allow(dead_code)]
-pub fn mentions(line: &str, peer: &PeerId) -> bool {
-    line.contains(&peer.to_base58())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::DeliveryFailure;
+    use libp2p::PeerId;
 
     #[test]
     fn plain_palette_has_no_escapes() {
@@ -434,10 +466,10 @@ mod tests {
             local: 1,
             peer: b,
             name: "B".into(),
-            reason: "timeout".into(),
+            reason: DeliveryFailure::Failed(noctua_chat::DeliveryError::Timeout),
         });
         assert_eq!(l2.len(), 2);
-        assert!(l2[0].contains("not delivered to B: timeout"));
+        assert!(l2[0].contains("not delivered to B: no receipt in time"));
         assert!(l2[1].contains("delivered to A"));
     }
 

@@ -9,9 +9,10 @@ use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
 use tokio::sync::mpsc;
 
-use crate::commands::{self, Line, Unhandled};
+use crate::face::commands::{self, Line};
+use crate::face::render::{Palette, Renderer};
+use crate::face::script::{self, Unhandled};
 use crate::node::{Command, Output, Request};
-use crate::render::{Palette, Renderer};
 
 /// Runs the terminal face until the node stops.
 pub async fn run(
@@ -55,7 +56,7 @@ async fn piped_face(
         }
     });
     let help = Renderer::new(Palette::plain()).help();
-    commands::drive_from_stdin(&requests, |u| match u {
+    script::drive_from_stdin(&requests, |u| match u {
         Unhandled::Hint(_, hint) => print_lines(&[format!("[!] {hint}")]),
         Unhandled::Help => print_lines(std::slice::from_ref(&help)),
         Unhandled::ReadError(e) => print_lines(&[format!("[!] cannot read input: {e}")]),
@@ -63,25 +64,6 @@ async fn piped_face(
     .await;
     let _ = printer.await;
     Ok(())
-}
-
-pub(crate) async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 async fn interactive_face(
@@ -120,12 +102,8 @@ async fn interactive_face(
                             }
                             Ok(Line::Help) => println!("{help}"),
                             Ok(Line::Exit) => break,
-                            Ok(l) => {
-                                let req = Request {
-                                    command: Command::Line(l),
-                                    done: None,
-                                };
-                                if requests.blocking_send(req).is_err() {
+                            Ok(Line::Command(command)) => {
+                                if requests.blocking_send(Request::new(command)).is_err() {
                                     return;
                                 }
                             }
@@ -140,10 +118,7 @@ async fn interactive_face(
                     }
                 }
             }
-            let _ = requests.blocking_send(Request {
-                command,
-                done: None,
-            });
+            let _ = requests.blocking_send(Request::new(command));
         })?;
     while let Some(o) = outputs.recv().await {
         let stopped = matches!(o, Output::Stopped);

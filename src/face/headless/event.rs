@@ -1,0 +1,312 @@
+//! The headless event schema (version [`SCHEMA_VERSION`]), as types: what `--headless`
+//! writes, one [`EventLine`] per line, and what readers (the lab, the tests, any script
+//! in Rust) parse back. `HEADLESS.md` documents the same schema for other languages.
+//!
+//! On the wire every line is one JSON object: the event's fields, `event` (its kind, in
+//! snake case) and `ts`, with the keys in alphabetical order (what schema 1 always wrote).
+
+use serde::{Deserialize, Serialize};
+
+/// The schema version written in the `ready` event.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One line of the event stream: an event and when it was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLine {
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
+    /// When it was written: Unix time in milliseconds.
+    pub ts: u64,
+}
+
+impl EventLine {
+    /// The line as written: a JSON object with its keys sorted, without a newline.
+    pub fn to_json(&self) -> String {
+        // Through `Value`, whose maps keep their keys sorted: the order schema 1 always had.
+        match serde_json::to_value(self) {
+            Ok(v) => v.to_string(),
+            // Only maps with non-string keys fail to serialize; the schema has none.
+            Err(e) => format!(
+                r#"{{"event":"error","message":{},"ts":{}}}"#,
+                serde_json::Value::String(e.to_string()),
+                self.ts
+            ),
+        }
+    }
+
+    /// Parses one line of the event stream.
+    pub fn parse(line: &str) -> Result<EventLine, serde_json::Error> {
+        serde_json::from_str(line)
+    }
+}
+
+/// A headless event. Peers are identified by `peer_id` (the libp2p id, base58); a `name`
+/// is the display name shown in the terminal (cleaned and unique among current peers; it
+/// is chosen by the peer and is not an authenticated identity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// First line; the node is listening.
+    Ready {
+        /// [`SCHEMA_VERSION`].
+        schema: u32,
+        /// Our name.
+        name: String,
+        /// Our peer id.
+        peer_id: String,
+        /// `host:port:secret` strings others can connect with.
+        conn_strings: Vec<String>,
+        /// Every listen address (multiaddrs).
+        listen: Vec<String>,
+    },
+    /// A listen address appeared later.
+    Listening {
+        /// The multiaddr.
+        address: String,
+    },
+    /// The RSA key pair exists (generation 0), or was regenerated.
+    KeyReady {
+        /// Modulus size.
+        bits: usize,
+        /// Generation.
+        generation: u64,
+    },
+    /// mDNS found a peer.
+    Discovered {
+        /// The peer.
+        peer_id: String,
+        /// Its addresses (multiaddrs).
+        addrs: Vec<String>,
+    },
+    /// mDNS no longer sees the peer.
+    Expired {
+        /// The peer.
+        peer_id: String,
+    },
+    /// A `connect` started.
+    Connecting {
+        /// What is dialed (secret left out).
+        target: String,
+    },
+    /// A `connect` failed.
+    ConnectFailed {
+        /// What was dialed.
+        target: String,
+        /// Why, one sentence.
+        error: String,
+    },
+    /// A session is active.
+    SessionEstablished {
+        /// The peer.
+        peer_id: String,
+        /// Its display name.
+        name: String,
+        /// Short session id (8 hex digits).
+        session: String,
+        /// The safety number to compare.
+        safety_number: String,
+        /// Whether the peer opened it.
+        inbound: bool,
+    },
+    /// The session moved to new keys.
+    SessionRotated {
+        /// The peer.
+        peer_id: String,
+        /// Its display name.
+        name: String,
+        /// The new epoch.
+        epoch: u32,
+    },
+    /// The session ended.
+    SessionClosed {
+        /// The peer.
+        peer_id: String,
+        /// Its display name.
+        name: String,
+        /// Why (`connection lost`, `the peer left`, ...).
+        reason: String,
+    },
+    /// A peer tried to connect with a wrong secret.
+    AuthFailed {
+        /// The peer.
+        peer_id: String,
+        /// Its IP address, if known.
+        address: Option<String>,
+        /// Whether it is now ignored for a while.
+        banned: bool,
+    },
+    /// A message arrived.
+    Message {
+        /// From.
+        peer_id: String,
+        /// Display name.
+        name: String,
+        /// Arrival, Unix time in milliseconds.
+        received_ms: u64,
+        /// The text (cleaned: no escape sequences or invisible characters).
+        text: String,
+    },
+    /// We sent a message; `id` groups its deliveries.
+    Sent {
+        /// Local id.
+        id: u64,
+        /// The text.
+        text: String,
+        /// When, Unix time in milliseconds.
+        sent_ms: u64,
+        /// Recipients.
+        to: Vec<Recipient>,
+    },
+    /// A peer confirmed message `id`.
+    Delivered {
+        /// Local id.
+        id: u64,
+        /// The peer.
+        peer_id: String,
+        /// Display name.
+        name: String,
+    },
+    /// Message `id` did not reach that peer.
+    DeliveryFailed {
+        /// Local id.
+        id: u64,
+        /// The peer.
+        peer_id: String,
+        /// Display name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// Answer to `sessions`.
+    Sessions {
+        /// One entry per session.
+        sessions: Vec<SessionEntry>,
+    },
+    /// Answer to `peers`.
+    Peers {
+        /// One entry per known peer.
+        peers: Vec<PeerEntry>,
+    },
+    /// Answer to `verify`.
+    Verify {
+        /// The peer.
+        peer_id: String,
+        /// Display name.
+        name: String,
+        /// The number to compare.
+        safety_number: String,
+    },
+    /// Something worth knowing (e.g. nobody to send to).
+    Notice {
+        /// One sentence.
+        message: String,
+    },
+    /// A command failed.
+    Error {
+        /// One sentence.
+        message: String,
+    },
+    /// A line was not a valid command.
+    CommandError {
+        /// The line.
+        input: String,
+        /// What is wrong, one sentence.
+        message: String,
+    },
+    /// Answer to `help`.
+    Help {
+        /// The commands.
+        commands: Vec<HelpEntry>,
+    },
+    /// Last line.
+    Stopped,
+}
+
+impl Event {
+    /// The peer the event is about, for the events that name one.
+    pub fn peer_id(&self) -> Option<&str> {
+        match self {
+            Event::Ready { peer_id, .. }
+            | Event::Discovered { peer_id, .. }
+            | Event::Expired { peer_id }
+            | Event::SessionEstablished { peer_id, .. }
+            | Event::SessionRotated { peer_id, .. }
+            | Event::SessionClosed { peer_id, .. }
+            | Event::AuthFailed { peer_id, .. }
+            | Event::Message { peer_id, .. }
+            | Event::Delivered { peer_id, .. }
+            | Event::DeliveryFailed { peer_id, .. }
+            | Event::Verify { peer_id, .. } => Some(peer_id),
+            _ => None,
+        }
+    }
+}
+
+/// A recipient of a sent message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The peer.
+    pub peer_id: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// One row of `sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEntry {
+    /// The peer.
+    pub peer_id: String,
+    /// Display name.
+    pub name: String,
+    /// Short session id.
+    pub session: String,
+    /// `handshaking`, `active`, `rotating` or `closing`.
+    pub state: String,
+    /// Who opened it.
+    pub role: String,
+    /// Key epoch.
+    pub epoch: u32,
+    /// Age in seconds.
+    pub age_s: u64,
+    /// Age, for people (`3m 02s`).
+    pub age: String,
+    /// Seconds until the next scheduled rotation.
+    pub next_rotation_s: u64,
+    /// Messages sent.
+    pub sent: u64,
+    /// Messages received.
+    pub received: u64,
+    /// Messages waiting to be sent.
+    pub queued: usize,
+    /// Records refused.
+    pub refused: u64,
+}
+
+/// One row of `peers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerEntry {
+    /// Number usable as `connect <n> <secret>`.
+    pub index: usize,
+    /// The peer.
+    pub peer_id: String,
+    /// Display name, if a session told us one.
+    pub name: Option<String>,
+    /// Whether a connection is open.
+    pub connected: bool,
+    /// Whether mDNS lists it.
+    pub discovered: bool,
+    /// Session state, if any.
+    pub session: Option<String>,
+    /// Addresses (multiaddrs).
+    pub addrs: Vec<String>,
+}
+
+/// One command of `help`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelpEntry {
+    /// The command's syntax.
+    pub command: String,
+    /// What it does.
+    pub description: String,
+}

@@ -1,0 +1,381 @@
+//! The headless face, for scripts and labs: commands are read line by line from stdin (the
+//! same command language as the terminal), and every event is written to stdout as one
+//! JSON object per line. [`Event`] is the schema; `HEADLESS.md` documents it.
+
+mod event;
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+pub use event::{Event, EventLine, HelpEntry, PeerEntry, Recipient, SCHEMA_VERSION, SessionEntry};
+
+use crate::face::commands::HELP;
+use crate::face::render::human;
+use crate::face::script::{self, Unhandled};
+use crate::node::{Output, PeerRow, Request, SessionRow};
+use crate::sanitize;
+
+/// Runs the headless face until the node stops.
+pub async fn run(
+    ready: Output,
+    requests: mpsc::Sender<Request>,
+    mut outputs: mpsc::Receiver<Output>,
+) -> std::io::Result<()> {
+    emit(Event::from(&ready));
+    let printer = tokio::spawn(async move {
+        while let Some(o) = outputs.recv().await {
+            let stopped = matches!(o, Output::Stopped);
+            emit(Event::from(&o));
+            if stopped {
+                break;
+            }
+        }
+    });
+    script::drive_from_stdin(&requests, |u| {
+        emit(match u {
+            Unhandled::Hint(input, hint) => Event::CommandError {
+                input: input.to_string(),
+                message: hint.to_string(),
+            },
+            Unhandled::Help => Event::Help {
+                commands: HELP
+                    .iter()
+                    .map(|(c, w)| HelpEntry {
+                        command: c.to_string(),
+                        description: w.to_string(),
+                    })
+                    .collect(),
+            },
+            Unhandled::ReadError(e) => Event::Error {
+                message: format!("cannot read input: {e}"),
+            },
+        })
+    })
+    .await;
+    let _ = printer.await;
+    Ok(())
+}
+
+fn emit(event: Event) {
+    let line = EventLine {
+        event,
+        ts: ms(SystemTime::now()),
+    };
+    let mut out = std::io::stdout().lock();
+    // One object per line; a reader that went away is not our problem to crash over.
+    let _ = writeln!(out, "{}", line.to_json());
+    let _ = out.flush();
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn strings<T: ToString>(items: &[T]) -> Vec<String> {
+    items.iter().map(ToString::to_string).collect()
+}
+
+/// One arm per [`Output`] variant, in one exhaustive `match` on purpose (it runs a little
+/// over 100 lines): a new output cannot be added without the compiler asking for its
+/// event, and each arm reads as the schema row it writes.
+impl From<&Output> for Event {
+    fn from(o: &Output) -> Event {
+        let id = |p: &libp2p::PeerId| p.to_base58();
+        match o {
+            Output::Ready {
+                name,
+                peer,
+                secret: _,
+                conn_strings,
+                listen,
+            } => Event::Ready {
+                schema: SCHEMA_VERSION,
+                name: name.clone(),
+                peer_id: id(peer),
+                conn_strings: conn_strings.clone(),
+                listen: strings(listen),
+            },
+            Output::Listening(a) => Event::Listening {
+                address: a.to_string(),
+            },
+            &Output::KeyReady { bits, generation } => Event::KeyReady { bits, generation },
+            Output::Notice(m) => Event::Notice { message: m.clone() },
+            Output::Error(e) => Event::Error {
+                message: e.to_string(),
+            },
+            Output::Connecting { target } => Event::Connecting {
+                target: target.clone(),
+            },
+            Output::ConnectFailed { target, error } => Event::ConnectFailed {
+                target: target.clone(),
+                error: error.to_string(),
+            },
+            Output::SessionEstablished {
+                peer,
+                name,
+                session,
+                safety_number,
+                inbound,
+            } => Event::SessionEstablished {
+                peer_id: id(peer),
+                name: name.clone(),
+                session: session.clone(),
+                safety_number: safety_number.clone(),
+                inbound: *inbound,
+            },
+            Output::SessionRotated { peer, name, epoch } => Event::SessionRotated {
+                peer_id: id(peer),
+                name: name.clone(),
+                epoch: *epoch,
+            },
+            Output::SessionClosed { peer, name, reason } => Event::SessionClosed {
+                peer_id: id(peer),
+                name: name.clone(),
+                reason: reason.to_string(),
+            },
+            Output::AuthFailed {
+                peer,
+                address,
+                banned,
+            } => Event::AuthFailed {
+                peer_id: id(peer),
+                address: address.map(|a| a.to_string()),
+                banned: *banned,
+            },
+            Output::Message {
+                peer,
+                name,
+                at,
+                text,
+            } => Event::Message {
+                peer_id: id(peer),
+                name: name.clone(),
+                received_ms: ms(*at),
+                // The peer's text, cleaned for whoever displays it.
+                text: sanitize::message(text),
+            },
+            Output::Sent {
+                local,
+                text,
+                to,
+                at,
+            } => Event::Sent {
+                id: *local,
+                text: text.clone(),
+                sent_ms: ms(*at),
+                to: to
+                    .iter()
+                    .map(|(p, n)| Recipient {
+                        peer_id: id(p),
+                        name: n.clone(),
+                    })
+                    .collect(),
+            },
+            Output::Delivered { local, peer, name } => Event::Delivered {
+                id: *local,
+                peer_id: id(peer),
+                name: name.clone(),
+            },
+            Output::DeliveryFailed {
+                local,
+                peer,
+                name,
+                reason,
+            } => Event::DeliveryFailed {
+                id: *local,
+                peer_id: id(peer),
+                name: name.clone(),
+                reason: reason.to_string(),
+            },
+            Output::Sessions(rows) => Event::Sessions {
+                sessions: rows.iter().map(session_entry).collect(),
+            },
+            Output::Peers(rows) => Event::Peers {
+                peers: rows.iter().map(peer_entry).collect(),
+            },
+            Output::Verify {
+                peer,
+                name,
+                safety_number,
+            } => Event::Verify {
+                peer_id: id(peer),
+                name: name.clone(),
+                safety_number: safety_number.clone(),
+            },
+            Output::Discovered { peer, addrs } => Event::Discovered {
+                peer_id: id(peer),
+                addrs: strings(addrs),
+            },
+            Output::Expired { peer } => Event::Expired { peer_id: id(peer) },
+            Output::Stopped => Event::Stopped,
+        }
+    }
+}
+
+fn session_entry(r: &SessionRow) -> SessionEntry {
+    let i = &r.info;
+    SessionEntry {
+        peer_id: r.peer.to_base58(),
+        name: r.name.clone(),
+        session: i.id.short(),
+        state: i.state.to_string(),
+        role: i.role.to_string(),
+        epoch: i.epoch,
+        age_s: i.age.as_secs(),
+        age: human(i.age),
+        next_rotation_s: i.next_rotation_in.as_secs(),
+        sent: i.messages_sent,
+        received: i.messages_received,
+        queued: i.queued,
+        refused: i.rejections.total(),
+    }
+}
+
+fn peer_entry(r: &PeerRow) -> PeerEntry {
+    PeerEntry {
+        index: r.index,
+        peer_id: r.peer.to_base58(),
+        name: r.name.clone(),
+        connected: r.connected,
+        discovered: r.discovered,
+        session: r.session.map(|s| s.to_string()),
+        addrs: strings(&r.addrs),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::time::Duration;
+
+    use libp2p::PeerId;
+    use noctua_chat::{CloseReason, DeliveryError};
+
+    use super::*;
+    use crate::node::DeliveryFailure;
+
+    /// Lines as schema 1 has always written them (keys in alphabetical order, `null` for
+    /// absent values): the typed events must reproduce them byte for byte.
+    #[test]
+    fn lines_are_byte_for_byte_those_of_schema_1() {
+        let peer: PeerId = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
+            .parse()
+            .expect("peer id");
+        let at = UNIX_EPOCH + Duration::from_millis(1_795_640_000_102);
+        let line = |o: Output| {
+            EventLine {
+                event: Event::from(&o),
+                ts: 1_795_640_000_104,
+            }
+            .to_json()
+        };
+        let id = peer.to_base58();
+        assert_eq!(
+            line(Output::KeyReady {
+                bits: 2048,
+                generation: 0
+            }),
+            r#"{"bits":2048,"event":"key_ready","generation":0,"ts":1795640000104}"#
+        );
+        assert_eq!(
+            line(Output::Sent {
+                local: 1,
+                text: "hello".into(),
+                to: vec![(peer, "Alice".into())],
+                at,
+            }),
+            format!(
+                r#"{{"event":"sent","id":1,"sent_ms":1795640000102,"text":"hello","to":[{{"name":"Alice","peer_id":"{id}"}}],"ts":1795640000104}}"#
+            )
+        );
+        assert_eq!(
+            line(Output::DeliveryFailed {
+                local: 7,
+                peer,
+                name: "Alice".into(),
+                reason: DeliveryFailure::Failed(DeliveryError::SessionClosed(
+                    CloseReason::ConnectionLost.to_string()
+                )),
+            }),
+            format!(
+                r#"{{"event":"delivery_failed","id":7,"name":"Alice","peer_id":"{id}","reason":"session closed: connection lost","ts":1795640000104}}"#
+            )
+        );
+        assert_eq!(
+            line(Output::AuthFailed {
+                peer,
+                address: None,
+                banned: false,
+            }),
+            format!(
+                r#"{{"address":null,"banned":false,"event":"auth_failed","peer_id":"{id}","ts":1795640000104}}"#
+            )
+        );
+        assert_eq!(
+            line(Output::AuthFailed {
+                peer,
+                address: Some(IpAddr::from([10, 77, 0, 2])),
+                banned: true,
+            }),
+            format!(
+                r#"{{"address":"10.77.0.2","banned":true,"event":"auth_failed","peer_id":"{id}","ts":1795640000104}}"#
+            )
+        );
+        assert_eq!(
+            line(Output::Peers(vec![PeerRow {
+                index: 1,
+                peer,
+                name: None,
+                addrs: vec!["/ip4/10.77.0.2/tcp/4001".parse().expect("multiaddr")],
+                connected: false,
+                discovered: true,
+                session: None,
+            }])),
+            format!(
+                r#"{{"event":"peers","peers":[{{"addrs":["/ip4/10.77.0.2/tcp/4001"],"connected":false,"discovered":true,"index":1,"name":null,"peer_id":"{id}","session":null}}],"ts":1795640000104}}"#
+            )
+        );
+        assert_eq!(
+            line(Output::Stopped),
+            r#"{"event":"stopped","ts":1795640000104}"#
+        );
+    }
+
+    #[test]
+    fn every_line_parses_back_to_its_event() {
+        let lines = [
+            r#"{"event":"stopped","ts":5}"#,
+            r#"{"event":"notice","message":"hi","ts":6}"#,
+            r#"{"commands":[{"command":"help, h","description":"this help"}],"event":"help","ts":7}"#,
+            r#"{"event":"command_error","input":"/x","message":"unknown","ts":8}"#,
+        ];
+        for l in lines {
+            let parsed = EventLine::parse(l).expect("parses");
+            assert_eq!(parsed.to_json(), l);
+        }
+        assert_eq!(
+            EventLine::parse(lines[1]).expect("parses").event,
+            Event::Notice {
+                message: "hi".into()
+            }
+        );
+    }
+
+    #[test]
+    fn message_text_is_cleaned_for_display() {
+        let e = Event::from(&Output::Message {
+            peer: PeerId::random(),
+            name: "Bob".into(),
+            at: UNIX_EPOCH,
+            text: "red\u{1b}[31m text\u{202e}".into(),
+        });
+        let Event::Message { text, .. } = e else {
+            panic!("not a message: {e:?}")
+        };
+        assert_eq!(text, "red text");
+    }
+}

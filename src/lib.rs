@@ -1,0 +1,31 @@
+//! `noctua`: a peer-to-peer, end-to-end encrypted chat node, as a library.
+//!
+//! The binary is a thin `main` over [`main`]. The pieces are usable on their own:
+//!
+//! - [`node`]: one libp2p swarm with the `noctua-chat` protocol and its event loop. It
+//!   takes [`node::Command`]s down one bounded channel and reports [`node::Output`]s up
+//!   another; it prints nothing and knows no face.
+//! - [`face`]: what people and scripts see: the terminal, and headless JSON whose schema
+//!   is [`face::headless::Event`].
+//! - [`connstr`]: connection strings (`host:port:secret`).
+//! - [`lab`]: many nodes on one machine, each in its own network namespace, driven
+//!   headless (`noctua lab` and the multi-node tests).
+//! - [`cli`]: the command line.
+//!
+//! Data flows one way: transport -> `noctua-chat` behaviour -> node event loop -> face.
+//! Nothing here touches keys or nonces.
+
+#![warn(missing_docs, unreachable_pub)]
+
+mod app;
+pub mod cli;
+pub mod connstr;
+pub mod face;
+pub mod lab;
+mod labcli;
+mod logging;
+pub mod node;
+pub mod sanitize;
+
+pub use app::{RunError, main};
+pub use logging::LogError;

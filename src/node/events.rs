@@ -1,0 +1,270 @@
+//! Events coming up from the swarm: the chat behaviour's, mDNS's, and the swarm's own
+//! (listen addresses, connections, dial failures), turned into [`Output`]s.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, mdns};
+use noctua_chat::{Event as ChatEvent, OpenError, OpenId};
+
+use crate::node::swarm::NodeBehaviourEvent;
+use crate::node::{CommandError, ConnectError, DeliveryFailure, DialFailure, Node, Output, signal};
+
+impl Node {
+    pub(super) async fn on_swarm_event(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
+        match ev {
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Chat(ev)) => self.on_chat(ev).await,
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Mdns(ev)) => self.on_mdns(ev).await,
+            SwarmEvent::Behaviour(NodeBehaviourEvent::Limits(v)) => match v {},
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } if self.listeners.contains(&listener_id) && !self.listen_addrs.contains(&address) => {
+                // More interfaces of a listener the banner already covered are not news.
+                let covered = self.reported.contains(&listener_id);
+                self.listen_addrs.push(address.clone());
+                if !covered {
+                    self.reported.insert(listener_id);
+                    self.emit(Output::Listening(address)).await;
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                self.remote_addrs
+                    .insert(peer_id, endpoint.get_remote_address().clone());
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.remote_addrs.remove(&peer_id);
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs.retain(|a| *a != address);
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                tracing::warn!("listener error: {error}");
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                tracing::debug!("incoming connection failed: {error}");
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                self.on_dial_error(peer_id, &error);
+            }
+            _ => {}
+        }
+    }
+
+    /// Classifies a failed dial once and hands the result to the `connect` that made it
+    /// (matched by address, or by peer for a connect to a known peer). The protocol reports
+    /// the same failure afterwards as [`OpenError::Dial`], with text only.
+    fn on_dial_error(&mut self, peer: Option<PeerId>, error: &DialError) {
+        let failure = DialFailure::classify(error);
+        tracing::debug!(?peer, ?failure, "dial failed: {error}");
+        let addrs: Vec<&Multiaddr> = match error {
+            DialError::Transport(list) => list.iter().map(|(a, _)| a).collect(),
+            _ => Vec::new(),
+        };
+        for c in self.connects.values_mut() {
+            let ours = match &c.dialing {
+                Some(addr) => addrs.contains(&addr),
+                None => peer.is_some() && c.peer == peer,
+            };
+            if ours {
+                c.dial_failure = Some(failure);
+            }
+        }
+    }
+
+    async fn on_chat(&mut self, ev: ChatEvent) {
+        match ev {
+            ChatEvent::KeyReady {
+                bits, generation, ..
+            } => self.emit(Output::KeyReady { bits, generation }).await,
+            ChatEvent::KeyGenerationFailed { error } => {
+                self.emit(Output::Error(CommandError::KeyGeneration(error)))
+                    .await
+            }
+            ChatEvent::SessionEstablished {
+                peer,
+                session_id,
+                remote_name,
+                safety_number,
+                opens,
+                ..
+            } => {
+                let name = self.names.assign(peer, &remote_name);
+                let inbound = opens.is_empty();
+                self.auto.established(peer, &opens);
+                for open in opens {
+                    if let Some(c) = self.connects.remove(&open) {
+                        signal(c.done);
+                    }
+                }
+                self.emit(Output::SessionEstablished {
+                    peer,
+                    name,
+                    session: session_id.short(),
+                    safety_number: safety_number.to_string(),
+                    inbound,
+                })
+                .await;
+            }
+            ChatEvent::OpenFailed { open, error, .. } => self.on_open_failed(open, error).await,
+            ChatEvent::InboundAuthFailed {
+                peer,
+                address,
+                banned,
+            } => {
+                self.emit(Output::AuthFailed {
+                    peer,
+                    address,
+                    banned,
+                })
+                .await
+            }
+            ChatEvent::SessionRotated { peer, epoch, .. } => {
+                let name = self.names.display(&peer);
+                self.emit(Output::SessionRotated { peer, name, epoch })
+                    .await
+            }
+            ChatEvent::SessionClosed { peer, reason, .. } => {
+                let name = self.names.display(&peer);
+                self.names.forget(&peer);
+                self.auto.closed(peer, &reason);
+                self.emit(Output::SessionClosed { peer, name, reason })
+                    .await
+            }
+            other => self.on_message_event(other).await,
+        }
+    }
+
+    /// Messages in, and the fate of messages out.
+    async fn on_message_event(&mut self, ev: ChatEvent) {
+        match ev {
+            ChatEvent::MessageReceived {
+                peer,
+                remote_name,
+                message,
+                ..
+            } => {
+                let name = self.names.get_or_assign(peer, &remote_name);
+                self.emit(Output::Message {
+                    peer,
+                    name,
+                    at: SystemTime::now(),
+                    text: message.text,
+                })
+                .await
+            }
+            ChatEvent::MessageDelivered { peer, message } => {
+                if let Some(local) = self.outstanding.remove(&message) {
+                    let name = self.names.display(&peer);
+                    self.emit(Output::Delivered { local, peer, name }).await;
+                }
+            }
+            ChatEvent::DeliveryFailed {
+                peer,
+                message,
+                error,
+            } => {
+                if let Some(local) = self.outstanding.remove(&message) {
+                    self.delivery_failed(local, peer, DeliveryFailure::Failed(error))
+                        .await;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_open_failed(&mut self, open: OpenId, error: OpenError) {
+        if let Some(peer) = self.auto.open_failed(open, &error) {
+            tracing::debug!(%peer, "automatic connection failed: {error}");
+            return;
+        }
+        let Some(mut c) = self.connects.remove(&open) else {
+            return;
+        };
+        let OpenError::Dial(detail) = error else {
+            self.emit(Output::ConnectFailed {
+                target: c.label,
+                error: ConnectError::Open(error),
+            })
+            .await;
+            return signal(c.done);
+        };
+        let failure = c
+            .dial_failure
+            .take()
+            .unwrap_or(DialFailure::Other)
+            .or_timed_out(c.started.elapsed());
+        c.errors.push(ConnectError::Dial {
+            failure,
+            target: c.label.clone(),
+            detail,
+        });
+        // An unreachable first address (TCP) gets a second chance over the next one
+        // (QUIC), unless the host actively refused it (wrong port: no point waiting for
+        // QUIC to time out); anything the peer itself said is final.
+        if failure != DialFailure::Refused
+            && let Some(next) = c.addrs.pop_front()
+        {
+            let secret = c.secret.clone();
+            let open = self.chat().connect(next.clone(), secret);
+            c.dialing = Some(next);
+            c.started = tokio::time::Instant::now();
+            self.connects.insert(open, c);
+            return;
+        }
+        // The first address's failure says most (TCP's answer is clearer than QUIC's).
+        let mut errors = c.errors.into_iter();
+        if let Some(error) = errors.next() {
+            self.emit(Output::ConnectFailed {
+                target: c.label,
+                error,
+            })
+            .await;
+        }
+        signal(c.done);
+    }
+
+    async fn on_mdns(&mut self, ev: mdns::Event) {
+        match ev {
+            mdns::Event::Discovered(list) => {
+                let mut fresh: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
+                for (peer, addr) in list {
+                    let known = self.discovered.entry(peer).or_default();
+                    if !known.contains(&addr) {
+                        known.push(addr.clone());
+                        fresh.entry(peer).or_default().push(addr);
+                    }
+                }
+                for (peer, addrs) in fresh {
+                    self.emit(Output::Discovered { peer, addrs }).await;
+                    if self.auto.wants(&peer) && !self.has_session(&peer) {
+                        self.auto_open(peer);
+                    }
+                }
+            }
+            mdns::Event::Expired(list) => {
+                let mut gone = Vec::new();
+                for (peer, addr) in list {
+                    if let Some(addrs) = self.discovered.get_mut(&peer) {
+                        addrs.retain(|a| *a != addr);
+                        if addrs.is_empty() {
+                            self.discovered.remove(&peer);
+                            gone.push(peer);
+                        }
+                    }
+                }
+                for peer in gone {
+                    self.auto.forget(&peer);
+                    self.emit(Output::Expired { peer }).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! Commands from a face: each is carried out (or refused with a [`CommandError`]) and
+//! answered with [`Output`]s.
+
+use std::collections::VecDeque;
+use std::time::SystemTime;
+
+use libp2p::{Multiaddr, PeerId};
+use noctua_chat::{Secret, SessionState};
+use tokio::sync::oneshot;
+
+use crate::connstr::ConnString;
+use crate::node::{
+    Command, CommandError, Connecting, DeliveryFailure, Node, Output, PeerRow, SessionRow, signal,
+};
+
+impl Node {
+    /// Carries out one command; `done` is signalled when it is finished (for `connect`:
+    /// when the session is up or has failed).
+    pub(super) async fn on_command(&mut self, command: Command, done: Option<oneshot::Sender<()>>) {
+        let result = match command {
+            Command::Connect(cs) => return self.connect_string(*cs, done).await,
+            Command::ConnectDiscovered { who, secret } => {
+                return self.connect_discovered(&who, &secret, done).await;
+            }
+            Command::Sessions => {
+                let rows = self.session_rows();
+                self.emit(Output::Sessions(rows)).await;
+                Ok(())
+            }
+            Command::Peers => {
+                let rows = self.peer_rows();
+                self.emit(Output::Peers(rows)).await;
+                Ok(())
+            }
+            Command::Broadcast(text) => {
+                self.broadcast(text).await;
+                Ok(())
+            }
+            Command::Msg { to, text } => self.msg(&to, text).await,
+            Command::Verify(who) => self.verify(&who).await,
+            Command::Rotate(who) => self.rotate(who.as_deref()).await,
+            Command::Disconnect(who) => self.disconnect(&who),
+            // The event loop handles these itself.
+            Command::Exit | Command::Finish => Ok(()),
+        };
+        if let Err(e) = result {
+            self.emit(Output::Error(e)).await;
+        }
+        signal(done);
+    }
+
+    async fn broadcast(&mut self, text: String) {
+        let to: Vec<PeerId> = self
+            .sessions()
+            .filter(|s| matches!(s.state, SessionState::Active | SessionState::Rotating))
+            .map(|s| s.peer)
+            .collect();
+        if to.is_empty() {
+            self.emit(Output::Notice(
+                "nobody to send to yet: connect to a peer first (see 'help')".into(),
+            ))
+            .await;
+        } else {
+            self.send(text, to).await;
+        }
+    }
+
+    /// The peer `who` names, if it has a session.
+    fn with_session(&self, who: &str) -> Result<PeerId, CommandError> {
+        let peer = self.resolve(who)?;
+        if self.has_session(&peer) {
+            Ok(peer)
+        } else {
+            Err(CommandError::NoSession(self.names.display(&peer)))
+        }
+    }
+
+    async fn msg(&mut self, to: &str, text: String) -> Result<(), CommandError> {
+        let peer = self.with_session(to)?;
+        self.send(text, vec![peer]).await;
+        Ok(())
+    }
+
+    async fn verify(&mut self, who: &str) -> Result<(), CommandError> {
+        let peer = self.resolve(who)?;
+        let name = self.names.display(&peer);
+        let Some(s) = self.swarm.behaviour().chat.session(&peer) else {
+            return Err(CommandError::NoSession(name));
+        };
+        self.emit(Output::Verify {
+            peer,
+            name,
+            safety_number: s.safety_number.to_string(),
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn rotate(&mut self, who: Option<&str>) -> Result<(), CommandError> {
+        let peers: Vec<PeerId> = match who {
+            Some(w) => vec![self.resolve(w)?],
+            None => self.sessions().map(|s| s.peer).collect(),
+        };
+        if peers.is_empty() {
+            self.emit(Output::Notice("no sessions to rotate".into()))
+                .await;
+        }
+        for peer in peers {
+            let name = self.names.display(&peer);
+            match self.chat().rotate(&peer) {
+                Ok(()) => {
+                    self.emit(Output::Notice(format!("rotating keys with {name}...")))
+                        .await
+                }
+                Err(source) => {
+                    self.emit(Output::Error(CommandError::Rotate { name, source }))
+                        .await
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn disconnect(&mut self, who: &str) -> Result<(), CommandError> {
+        let peer = self.resolve(who)?;
+        let name = self.names.display(&peer);
+        self.chat()
+            .close_session(&peer)
+            .map_err(|source| CommandError::Disconnect { name, source })
+    }
+
+    /// Sends `text` to each of `to`: one `Sent`, then one outcome per recipient (a refusal
+    /// at once, the rest when the receipt or the failure comes).
+    async fn send(&mut self, text: String, to: Vec<PeerId>) {
+        let local = self.next_local;
+        self.next_local += 1;
+        let mut recipients = Vec::new();
+        let mut refused = Vec::new();
+        for peer in to {
+            let name = self.names.display(&peer);
+            match self.chat().send_message(&peer, text.clone()) {
+                Ok(id) => {
+                    self.outstanding.insert(id, local);
+                    recipients.push((peer, name));
+                }
+                Err(e) => refused.push((peer, name, e)),
+            }
+        }
+        if recipients.is_empty() && refused.is_empty() {
+            return;
+        }
+        let mut all = recipients;
+        all.extend(refused.iter().map(|(p, n, _)| (*p, n.clone())));
+        self.emit(Output::Sent {
+            local,
+            text,
+            to: all,
+            at: SystemTime::now(),
+        })
+        .await;
+        for (peer, _, e) in refused {
+            self.delivery_failed(local, peer, DeliveryFailure::NotSent(e))
+                .await;
+        }
+    }
+
+    async fn connect_string(&mut self, cs: ConnString, done: Option<oneshot::Sender<()>>) {
+        // `Target`'s Display brackets IPv6 hosts and leaves the secret out.
+        let label = cs.target.to_string();
+        match Secret::new(cs.secret.clone()) {
+            Ok(secret) => {
+                let addrs: VecDeque<Multiaddr> = cs.dial_addrs().into();
+                self.start_connect(label, secret, None, addrs, done).await;
+            }
+            Err(e) => self.refuse(e.into(), done).await,
+        }
+    }
+
+    async fn connect_discovered(
+        &mut self,
+        who: &str,
+        secret: &str,
+        done: Option<oneshot::Sender<()>>,
+    ) {
+        // The secret first, then the peer: the order of the messages a user sees.
+        let found = Secret::new(secret)
+            .map_err(CommandError::from)
+            .and_then(|s| Ok((s, self.resolve(who)?)));
+        match found {
+            Ok((secret, peer)) => {
+                let label = self.names.display(&peer);
+                self.start_connect(label, secret, Some(peer), VecDeque::new(), done)
+                    .await;
+            }
+            Err(e) => self.refuse(e, done).await,
+        }
+    }
+
+    /// A command that cannot be carried out: says why, and is done.
+    async fn refuse(&mut self, e: CommandError, done: Option<oneshot::Sender<()>>) {
+        self.emit(Output::Error(e)).await;
+        signal(done);
+    }
+
+    /// Starts a `connect`: to `peer` if given (a known peer), else to the first of `addrs`.
+    async fn start_connect(
+        &mut self,
+        label: String,
+        secret: Secret,
+        peer: Option<PeerId>,
+        mut addrs: VecDeque<Multiaddr>,
+        done: Option<oneshot::Sender<()>>,
+    ) {
+        let dialing = if peer.is_some() {
+            None
+        } else {
+            match addrs.pop_front() {
+                Some(first) => Some(first),
+                None => return self.refuse(CommandError::NothingToDial, done).await,
+            }
+        };
+        self.emit(Output::Connecting {
+            target: label.clone(),
+        })
+        .await;
+        let open = match (&dialing, peer) {
+            (Some(addr), _) => self.chat().connect(addr.clone(), secret.clone()),
+            (None, Some(peer)) => self.chat().open_session(peer, secret.clone()),
+            (None, None) => return signal(done),
+        };
+        self.connects.insert(
+            open,
+            Connecting {
+                label,
+                dialing,
+                peer,
+                addrs,
+                secret,
+                done,
+                started: tokio::time::Instant::now(),
+                dial_failure: None,
+                errors: Vec::new(),
+            },
+        );
+    }
+
+    fn session_rows(&self) -> Vec<SessionRow> {
+        let mut rows: Vec<SessionRow> = self
+            .sessions()
+            .map(|info| SessionRow {
+                name: self.names.display(&info.peer),
+                peer: info.peer,
+                info,
+            })
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        rows
+    }
+
+    fn peer_rows(&mut self) -> Vec<PeerRow> {
+        let peers = self.known_peers();
+        let chat = &self.swarm.behaviour().chat;
+        let mut rows: Vec<PeerRow> = peers
+            .iter()
+            .map(|p| {
+                let mut addrs: Vec<Multiaddr> =
+                    self.remote_addrs.get(p).cloned().into_iter().collect();
+                for d in self.discovered.get(p).into_iter().flatten() {
+                    if !addrs.contains(d) {
+                        addrs.push(d.clone());
+                    }
+                }
+                PeerRow {
+                    index: 0,
+                    peer: *p,
+                    name: self.names.get(p).cloned(),
+                    addrs,
+                    connected: self.swarm.is_connected(p),
+                    discovered: self.discovered.contains_key(p),
+                    session: chat.session(p).map(|s| s.state),
+                }
+            })
+            .collect();
+        rows.sort_by_key(|r| (r.session.is_none(), !r.connected, r.peer));
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.index = i + 1;
+        }
+        self.names
+            .set_listing(rows.iter().map(|r| r.peer).collect());
+        rows
+    }
+}

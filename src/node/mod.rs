@@ -1,0 +1,312 @@
+//! The node: one libp2p swarm (TCP + QUIC, Noise, Yamux, mDNS, connection limits and the
+//! chat behaviour) and its event loop.
+//!
+//! Data flows one way: transport -> behaviour -> this loop -> a face (terminal, headless,
+//! or any other user of the library) through a bounded channel of [`Output`]s. Faces send
+//! [`Request`]s down one bounded channel. Nothing here prints, nothing here knows about a
+//! face, and nothing here touches keys or nonces.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), noctua::node::StartError> {
+//! use noctua::node::{Command, Node, NodeConfig, Output, Request};
+//! use noctua_chat::Secret;
+//! use tokio::sync::mpsc;
+//!
+//! let secret = Secret::generate();
+//! let cfg = NodeConfig {
+//!     name: "bot".into(),
+//!     secret: secret.clone(),
+//!     listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")],
+//!     mdns: false,
+//!     auto_connect: false,
+//!     chat: noctua_chat::Config::new(secret),
+//! };
+//! let (out_tx, mut out_rx) = mpsc::channel(1024);
+//! let (req_tx, req_rx) = mpsc::channel(64);
+//! let node = Node::start(cfg, out_tx).await?;
+//! tokio::spawn(node.run(req_rx));
+//! let _ = req_tx.send(Request::new(Command::Sessions)).await;
+//! while let Some(output) = out_rx.recv().await {
+//!     if let Output::Sessions(rows) = output {
+//!         println!("{} session(s)", rows.len());
+//!         break;
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod addrs;
+mod auto;
+mod command;
+mod error;
+mod events;
+mod handle;
+mod names;
+mod output;
+mod swarm;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::core::transport::ListenerId;
+use libp2p::{Multiaddr, PeerId, Swarm};
+use noctua_chat::{MessageId, OpenId, Secret, SessionInfo};
+use tokio::sync::{mpsc, oneshot};
+
+pub use addrs::{ListenError, conn_strings, default_listen};
+pub use command::{Command, Request};
+pub use error::{
+    BoxError, CommandError, ConnectError, DeliveryFailure, DialFailure, ResolveError, StartError,
+};
+pub use names::short_peer;
+pub use output::{Output, PeerRow, SessionRow};
+pub use swarm::DIAL_TIMEOUT;
+
+use auto::AutoConnect;
+use names::Names;
+use swarm::NodeBehaviour;
+
+/// Everything the node needs to start.
+pub struct NodeConfig {
+    /// Display name.
+    pub name: String,
+    /// Our connection secret.
+    pub secret: Secret,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Announce and discover with mDNS.
+    pub mdns: bool,
+    /// Open sessions to every discovered peer with our own secret.
+    pub auto_connect: bool,
+    /// The chat protocol's configuration.
+    pub chat: noctua_chat::Config,
+}
+
+/// How long `Finish` waits for receipts, and exit waits for goodbyes to be acknowledged.
+const FINISH_WAIT: Duration = Duration::from_secs(12);
+const GOODBYE_WAIT: Duration = Duration::from_secs(3);
+
+/// A `connect` in progress.
+struct Connecting {
+    /// What the user asked for (secret left out).
+    label: String,
+    /// The address being dialed (`None` when opening to a known peer).
+    dialing: Option<Multiaddr>,
+    /// The known peer opened to (`None` when dialing an address).
+    peer: Option<PeerId>,
+    /// Addresses still to try if this one cannot be reached.
+    addrs: VecDeque<Multiaddr>,
+    secret: Secret,
+    done: Option<oneshot::Sender<()>>,
+    /// When the current dial started.
+    started: tokio::time::Instant,
+    /// How the current dial failed, from the swarm's report (which comes before the
+    /// protocol's `OpenFailed`).
+    dial_failure: Option<DialFailure>,
+    /// What went wrong with earlier addresses.
+    errors: Vec<ConnectError>,
+}
+
+/// The running node.
+pub struct Node {
+    swarm: Swarm<NodeBehaviour>,
+    out: mpsc::Sender<Output>,
+    name: String,
+    secret: Secret,
+    names: Names,
+    discovered: BTreeMap<PeerId, Vec<Multiaddr>>,
+    auto: AutoConnect,
+    connects: HashMap<OpenId, Connecting>,
+    /// Messages sent and not yet confirmed: the local id grouping a message's deliveries.
+    outstanding: HashMap<MessageId, u64>,
+    next_local: u64,
+    /// Remote address of a connection to each connected peer (for `peers`).
+    remote_addrs: HashMap<PeerId, Multiaddr>,
+    listeners: HashSet<ListenerId>,
+    /// Listeners whose addresses were already shown (banner or a later line).
+    reported: HashSet<ListenerId>,
+    listen_addrs: Vec<Multiaddr>,
+}
+
+impl Node {
+    /// Builds the swarm and starts listening. Returns once the listen addresses are known
+    /// (a few milliseconds), so that the banner can be printed at once; RSA key generation
+    /// continues in the background.
+    pub async fn start(cfg: NodeConfig, out: mpsc::Sender<Output>) -> Result<Self, StartError> {
+        let mut swarm = swarm::build(cfg.mdns, cfg.chat)?;
+        let listening = swarm::listen(&mut swarm, &cfg.listen).await?;
+        let mut node = Node {
+            swarm,
+            out,
+            name: cfg.name,
+            secret: cfg.secret,
+            names: Names::default(),
+            discovered: BTreeMap::new(),
+            auto: AutoConnect::new(cfg.auto_connect),
+            connects: HashMap::new(),
+            outstanding: HashMap::new(),
+            next_local: 1,
+            remote_addrs: HashMap::new(),
+            listeners: listening.listeners,
+            reported: listening.reported,
+            listen_addrs: listening.addrs,
+        };
+        for ev in listening.early {
+            node.on_swarm_event(ev).await;
+        }
+        Ok(node)
+    }
+
+    /// Our libp2p id.
+    pub fn peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// The banner's information.
+    pub fn ready_output(&self) -> Output {
+        Output::Ready {
+            name: self.name.clone(),
+            peer: self.peer_id(),
+            secret: self.secret.expose().to_string(),
+            conn_strings: conn_strings(&self.listen_addrs, self.secret.expose()),
+            listen: self.listen_addrs.clone(),
+        }
+    }
+
+    /// Reports that message `local` did not reach `peer`.
+    async fn delivery_failed(&mut self, local: u64, peer: PeerId, reason: DeliveryFailure) {
+        let name = self.names.display(&peer);
+        self.emit(Output::DeliveryFailed {
+            local,
+            peer,
+            name,
+            reason,
+        })
+        .await;
+    }
+
+    async fn emit(&mut self, o: Output) {
+        // A face that went away is not an error for the node: it keeps running until told
+        // to stop (or its command channel closes).
+        let _ = self.out.send(o).await;
+    }
+
+    fn chat(&mut self) -> &mut noctua_chat::Behaviour {
+        &mut self.swarm.behaviour_mut().chat
+    }
+
+    /// Runs until `exit`, the end of input, or the face going away.
+    pub async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        let mut finish = false;
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let auto = self.auto.enabled();
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev).await,
+                _ = tick.tick(), if auto => self.auto_retry(),
+                req = requests.recv() => match req {
+                    Some(Request { command: Command::Exit, done }) => {
+                        signal(done);
+                        break;
+                    }
+                    Some(Request { command: Command::Finish, done }) => {
+                        signal(done);
+                        finish = true;
+                        break;
+                    }
+                    Some(Request { command, done }) => self.on_command(command, done).await,
+                    None => break,
+                },
+            }
+        }
+        if finish {
+            self.wait_for_receipts().await;
+        }
+        self.goodbye().await;
+        self.emit(Output::Stopped).await;
+    }
+
+    async fn wait_for_receipts(&mut self) {
+        let deadline = tokio::time::Instant::now() + FINISH_WAIT;
+        while !self.outstanding.is_empty() || !self.connects.is_empty() {
+            match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
+                Ok(ev) => self.on_swarm_event(ev).await,
+                Err(_) => {
+                    let n = self.outstanding.len();
+                    self.emit(Output::Notice(format!(
+                        "gave up waiting for {n} receipt(s) after {} s",
+                        FINISH_WAIT.as_secs()
+                    )))
+                    .await;
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn goodbye(&mut self) {
+        self.chat().shutdown();
+        let deadline = tokio::time::Instant::now() + GOODBYE_WAIT;
+        while self.swarm.behaviour().chat.closing_sessions() > 0 {
+            match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
+                Ok(ev) => self.on_swarm_event(ev).await,
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn has_session(&self, peer: &PeerId) -> bool {
+        self.swarm.behaviour().chat.session(peer).is_some()
+    }
+
+    /// The protocol's sessions, whatever their state.
+    fn sessions(&self) -> impl Iterator<Item = SessionInfo> + '_ {
+        self.swarm.behaviour().chat.sessions()
+    }
+
+    /// Every peer we know of: with a session, connected, or discovered.
+    fn known_peers(&self) -> Vec<PeerId> {
+        let mut set: Vec<PeerId> = self.sessions().map(|s| s.peer).collect();
+        set.extend(self.swarm.connected_peers().copied());
+        set.extend(self.discovered.keys().copied());
+        set.sort();
+        set.dedup();
+        set
+    }
+
+    /// Finds a peer as the user typed it.
+    fn resolve(&self, who: &str) -> Result<PeerId, ResolveError> {
+        self.names.resolve(who, &self.known_peers())
+    }
+
+    /// Opens a session to a discovered peer with our own secret.
+    fn auto_open(&mut self, peer: PeerId) {
+        let secret = self.secret.clone();
+        let open = self.chat().open_session(peer, secret);
+        self.auto.opened(peer, open);
+    }
+
+    /// Retries automatic connections whose time has come, for peers still discovered.
+    fn auto_retry(&mut self) {
+        let due = self.auto.due(tokio::time::Instant::now(), |p| {
+            self.discovered.contains_key(p)
+        });
+        for peer in due {
+            if self.has_session(&peer) {
+                self.auto.busy(peer);
+                continue;
+            }
+            tracing::debug!(%peer, "reconnecting automatically");
+            self.auto_open(peer);
+        }
+    }
+}
+
+fn signal(done: Option<oneshot::Sender<()>>) {
+    if let Some(d) = done {
+        let _ = d.send(());
+    }
+}

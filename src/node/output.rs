@@ -1,0 +1,193 @@
+//! What the node reports to its face: events come up one bounded channel as [`Output`]s.
+//! Everything a peer chose (names, message text) is carried as the peer sent it, except
+//! display names, which the node cleans and makes unique because it resolves them.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use libp2p::{Multiaddr, PeerId};
+use noctua_chat::{CloseReason, SessionInfo, SessionState};
+
+use crate::node::error::{CommandError, ConnectError, DeliveryFailure};
+
+/// One row of `sessions`.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    /// Display name.
+    pub name: String,
+    /// The peer.
+    pub peer: PeerId,
+    /// The snapshot.
+    pub info: SessionInfo,
+}
+
+/// One row of `peers`.
+#[derive(Debug, Clone)]
+pub struct PeerRow {
+    /// 1-based index, usable as `connect <n> <secret>`.
+    pub index: usize,
+    /// The peer.
+    pub peer: PeerId,
+    /// Display name if a session told us one.
+    pub name: Option<String>,
+    /// Addresses (discovered or connected).
+    pub addrs: Vec<Multiaddr>,
+    /// Whether a libp2p connection is open.
+    pub connected: bool,
+    /// Whether mDNS currently lists it.
+    pub discovered: bool,
+    /// Session state, if any.
+    pub session: Option<SessionState>,
+}
+
+/// What the node reports to its face.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Listening; the node is ready to be shown to the user.
+    Ready {
+        /// Our name.
+        name: String,
+        /// Our libp2p id.
+        peer: PeerId,
+        /// The secret (for the banner only).
+        secret: String,
+        /// Connection strings, one per usable address (LAN addresses first).
+        conn_strings: Vec<String>,
+        /// Every listen address.
+        listen: Vec<Multiaddr>,
+    },
+    /// A new listen address appeared after start.
+    Listening(Multiaddr),
+    /// The RSA key pair is ready (or regenerated).
+    KeyReady {
+        /// Modulus size.
+        bits: usize,
+        /// Generation (0 first).
+        generation: u64,
+    },
+    /// Something worth a line (yellow).
+    Notice(String),
+    /// A command failed (a line in red).
+    Error(CommandError),
+    /// A connect attempt started.
+    Connecting {
+        /// What we dial, as the user typed it (secret left out).
+        target: String,
+    },
+    /// A connect attempt failed.
+    ConnectFailed {
+        /// What we dialed (secret left out).
+        target: String,
+        /// Why.
+        error: ConnectError,
+    },
+    /// A session is active.
+    SessionEstablished {
+        /// The peer.
+        peer: PeerId,
+        /// Its display name (sanitized, unique among current peers).
+        name: String,
+        /// Short session id.
+        session: String,
+        /// The safety number.
+        safety_number: String,
+        /// Whether the peer opened it.
+        inbound: bool,
+    },
+    /// A session moved to a new epoch.
+    SessionRotated {
+        /// The peer.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+        /// New epoch.
+        epoch: u32,
+    },
+    /// A session ended.
+    SessionClosed {
+        /// The peer.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// Someone failed to authenticate to us.
+    AuthFailed {
+        /// The peer.
+        peer: PeerId,
+        /// Its address, if known.
+        address: Option<IpAddr>,
+        /// Whether it is now banned for a while.
+        banned: bool,
+    },
+    /// A chat message arrived.
+    Message {
+        /// From.
+        peer: PeerId,
+        /// Display name (sanitized).
+        name: String,
+        /// Arrival time.
+        at: SystemTime,
+        /// Text, as the peer sent it: a face cleans it for display.
+        text: String,
+    },
+    /// We sent a message (to one or several peers).
+    Sent {
+        /// Local id grouping the per-peer deliveries.
+        local: u64,
+        /// The text.
+        text: String,
+        /// Recipients.
+        to: Vec<(PeerId, String)>,
+        /// Time sent.
+        at: SystemTime,
+    },
+    /// A sent message reached a peer.
+    Delivered {
+        /// Local id.
+        local: u64,
+        /// The peer.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+    },
+    /// A sent message did not reach a peer.
+    DeliveryFailed {
+        /// Local id.
+        local: u64,
+        /// The peer.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+        /// Why.
+        reason: DeliveryFailure,
+    },
+    /// Answer to `sessions`.
+    Sessions(Vec<SessionRow>),
+    /// Answer to `peers`.
+    Peers(Vec<PeerRow>),
+    /// Answer to `verify`.
+    Verify {
+        /// The peer.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+        /// The number to compare.
+        safety_number: String,
+    },
+    /// mDNS found a peer.
+    Discovered {
+        /// The peer.
+        peer: PeerId,
+        /// Its addresses.
+        addrs: Vec<Multiaddr>,
+    },
+    /// mDNS stopped seeing a peer.
+    Expired {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// The node stopped; nothing follows.
+    Stopped,
+}
