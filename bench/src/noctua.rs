@@ -32,7 +32,7 @@ pub fn config(i: usize, key: Arc<RsaKeyPair>) -> Config {
 }
 
 /// A swarm running the chat behaviour, negotiating its streams with `V1Lazy` as the node
-/// does (`src/node.rs`), whatever `--lazy` says: that flag is for the stock baseline.
+/// does (`src/node/swarm.rs`), whatever `--lazy` says: that flag is for the stock baseline.
 pub fn swarm(cfg: Config, _lazy: bool) -> Swarm<Behaviour> {
     net::build_swarm(true, |kp| Behaviour::new(kp.public().to_peer_id(), cfg))
 }
