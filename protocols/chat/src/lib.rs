@@ -58,20 +58,22 @@ mod handler;
 mod handshake;
 mod keys;
 mod limits;
+mod peer;
+mod peers;
 mod session;
 #[cfg(test)]
 mod test_keys;
+mod types;
 pub mod wire;
 
-pub use behaviour::{
-    Behaviour, Event, MessageId, OpenId, SessionId, SessionInfo, StateCounts, protocol,
-};
+pub use behaviour::Behaviour;
 pub use codec::{Codec, PROTOCOL};
 pub use config::{Config, MAX_FRAME_CEILING};
 pub use crypto::{ACCEPTED_RSA_BITS, KeyError, RsaKeyPair, SafetyNumber, Secret, SecretError};
 pub use error::{CloseReason, DeliveryError, OpenError, RejectCode, SendError, SessionError};
 pub use handler::{Handler, HandlerIn};
 pub use session::{Rejections, SessionState};
+pub use types::{Event, MessageId, OpenId, SessionId, SessionInfo, StateCounts, protocol};
 pub use wire::{ChatMessage, Role};
 
 #[doc(no_inline)]
