@@ -20,7 +20,7 @@ use libp2p::PeerId;
 use libp2p::core::transport::PortUse;
 use libp2p::core::{Endpoint, Multiaddr};
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::behaviour::{ConnectionClosed, ConnectionEstablished, DialFailure, FromSwarm};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{
@@ -31,10 +31,10 @@ use libp2p::swarm::{
 use crate::codec::{Codec, PROTOCOL};
 use crate::config::Config;
 use crate::crypto::{RsaKeyPair, Secret};
-use crate::error::{OpenError, SendError, SessionError};
+use crate::error::{OpenError, SendError, SessionError, describe_dial_error, failure};
 use crate::handler::{Handler, HandlerIn};
 use crate::keys::{KeyRing, KeyRingEvent};
-use crate::peer::{Action, ChannelToken, Failure, FailureKind, ReqToken, secs};
+use crate::peer::{Action, ChannelToken, ReqToken, secs};
 use crate::peers::{MAX_TICK, Peers};
 use crate::types::{Event, MessageId, OpenId, SessionInfo, StateCounts};
 use crate::wire::{self, RECORD_OVERHEAD, Request, Response};
@@ -451,34 +451,6 @@ impl Behaviour {
     }
 }
 
-/// libp2p's outbound failure, reduced to what the core decides on.
-fn failure(error: &OutboundFailure) -> Failure {
-    use OutboundFailure as F;
-    let kind = match error {
-        F::DialFailure => FailureKind::DialFailure,
-        F::Timeout => FailureKind::Timeout,
-        F::ConnectionClosed => FailureKind::ConnectionClosed,
-        F::UnsupportedProtocols => FailureKind::UnsupportedProtocols,
-        F::Io(e) if refused_protocol(e) => FailureKind::RefusedProtocol,
-        F::Io(e) => FailureKind::Io(e.to_string()),
-    };
-    Failure {
-        kind,
-        text: error.to_string(),
-    }
-}
-
-/// Whether a request failed because the peer refused our protocol. With multistream-select
-/// `V1Lazy` (which the node uses) the request is written together with the protocol
-/// proposal, so the refusal only shows when the answer is read, as an I/O error that
-/// carries the negotiation error.
-fn refused_protocol(e: &std::io::Error) -> bool {
-    use libp2p::core::upgrade::NegotiationError;
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<NegotiationError>())
-        .is_some_and(|n| matches!(n, NegotiationError::Failed))
-}
-
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -492,38 +464,6 @@ fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
         Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
         _ => None,
     })
-}
-
-/// One line a user can read, from libp2p's nested dial errors.
-fn describe_dial_error(e: &DialError) -> String {
-    match e {
-        DialError::LocalPeerId { .. } => "that address is this node".into(),
-        DialError::NoAddresses => "no known address for that peer".into(),
-        DialError::DialPeerConditionFalse(_) => "already dialing that peer".into(),
-        DialError::Aborted => "dial aborted".into(),
-        DialError::WrongPeerId { .. } => "a different peer answered at that address".into(),
-        DialError::Denied { cause } => format!("connection refused locally: {cause}"),
-        DialError::Transport(errors) => {
-            let mut parts: Vec<String> = errors
-                .iter()
-                .map(|(_, err)| {
-                    let mut msg = err.to_string();
-                    let mut src = std::error::Error::source(err);
-                    while let Some(s) = src {
-                        msg = s.to_string();
-                        src = s.source();
-                    }
-                    msg
-                })
-                .collect();
-            parts.dedup();
-            if parts.is_empty() {
-                "transport error".into()
-            } else {
-                parts.join("; ")
-            }
-        }
-    }
 }
 
 impl NetworkBehaviour for Behaviour {

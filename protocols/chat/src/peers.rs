@@ -402,8 +402,8 @@ impl Peers {
         }
     }
 
-    /// Installs an active session made without a handshake (fuzzing and tests only).
-    #[cfg(any(test, feature = "fuzzing"))]
+    /// Installs an active session made without a handshake (fuzzing only).
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn install_synthetic(
         &mut self,
         peer: PeerId,
