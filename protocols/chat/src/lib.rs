@@ -41,6 +41,17 @@
 //! AES-256-GCM keys; replay, reordering, reflection and tampering refused and counted;
 //! rotation with forward secrecy across epochs once the RSA key pair has been regenerated;
 //! every queue, frame, session and handshake bounded.
+//!
+//! # Structure
+//!
+//! A hierarchy of state machines, I/O only at the top (rust-libp2p's coding guidelines):
+//! `handshake` (secret proof, key transport) and `session` (one session's epochs, rotation,
+//! records) are pure; `peer` is everything about one remote peer (opens, handshakes in both
+//! roles, records, rekeys, timers) as *input + now -> actions*; `peers` routes every input
+//! to the right peer machine and holds the budgets they share; `behaviour` is the
+//! [`NetworkBehaviour`] plumbing that turns libp2p's events into inputs and actions back
+//! into libp2p calls; `handler`, `codec` and `wire` are the connection handler, the framing
+//! and the message types; `types` holds the public ids and [`Event`]s.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]

@@ -74,7 +74,8 @@ impl Peers {
             Peer::new(peer)
         });
         let out = f(p, &mut self.cx);
-        let forget = (created || std::mem::take(&mut p.gc)) && p.is_empty();
+        let asked = std::mem::take(&mut p.gc);
+        let forget = (created || asked) && p.is_empty();
         if forget {
             self.peers.remove(&peer);
         }

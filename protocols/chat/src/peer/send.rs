@@ -198,7 +198,14 @@ impl Peer {
         self.ping_in_flight = false;
         let announced = std::mem::replace(&mut self.announced, false);
         cx.remember_closed(peer, session_id.0);
-        let opens = std::mem::take(&mut self.opens);
+        // The opens of an announced session were answered when it was announced: any left
+        // wait for a handshake under way (one made while this session was closing) and
+        // belong to the session it makes.
+        let opens = if announced {
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.opens)
+        };
         for m in self.queue.drain(..) {
             cx.emit(Event::DeliveryFailed {
                 peer,

@@ -42,6 +42,7 @@ struct Net {
     /// (receiver, channel) -> (requester, its token).
     channels: HashMap<(usize, u64), (usize, ReqToken)>,
     next_channel: u64,
+    next_open: u64,
 }
 
 impl Net {
@@ -66,6 +67,7 @@ impl Net {
             events: [Vec::new(), Vec::new()],
             channels: HashMap::new(),
             next_channel: 1,
+            next_open: 100,
         }
     }
 
@@ -147,7 +149,8 @@ impl Net {
     }
 
     fn open(&mut self, side: usize) -> crate::types::OpenId {
-        let open = crate::types::OpenId(100 + side as u64);
+        self.next_open += 1;
+        let open = crate::types::OpenId(self.next_open);
         let (peer, secret) = (self.ids[1 - side], self.secrets[1 - side].clone());
         self.nodes[side].open(peer, open, secret, self.now);
         open
@@ -337,4 +340,28 @@ fn an_open_with_a_wrong_secret_fails_and_the_peer_reports_it() {
             .any(|e| matches!(e, Event::InboundAuthFailed { .. }))
     );
     assert!(net.session_id(A).is_none() && net.session_id(B).is_none());
+}
+
+#[test]
+fn an_open_made_while_the_old_session_closes_is_answered_by_the_new_one() {
+    // Found by the session fuzzer ("no open waits forever"): the old session's goodbye
+    // completing used to take the new handshake's opens with it, unreported.
+    let mut net = Net::new();
+    net.establish();
+    net.nodes[A]
+        .close_session(net.ids[B], net.now)
+        .expect("open");
+    net.pump();
+    let open = net.open(A);
+    net.run();
+    let outcomes: Vec<_> = net.events[A]
+        .iter()
+        .filter_map(|e| match e {
+            Event::SessionEstablished { opens, .. } if opens.contains(&open) => Some("established"),
+            Event::OpenFailed { open: o, .. } if *o == open => Some("failed"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outcomes, vec!["established"]);
+    assert_eq!(net.session_id(A), net.session_id(B));
 }
