@@ -494,6 +494,26 @@ impl Msg {
         }
     }
 
+    /// Whether this message is a `RECORD` request from `side`.
+    fn is_record_from(&self, side: usize) -> bool {
+        match self {
+            Msg::Req { from, request, .. } => {
+                *from == side && matches!(request, Request::Record(_))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether this message is `side`'s request `token`, or its answer or failure.
+    fn concerns(&self, side: usize, token: u64) -> bool {
+        match self {
+            Msg::Req { from, token: t, .. } => *from == side && *t == Some(token),
+            Msg::Resp { to, token: t, .. } | Msg::Fail { to, token: t, .. } => {
+                *to == side && *t == token
+            }
+        }
+    }
+
     /// The failure its requester sees if this message never arrives.
     fn failed(&self, cause: FailureCause) -> Option<Msg> {
         match self {
@@ -1008,9 +1028,8 @@ impl Sim {
                 return;
             }
             // The first record `from` sent is the chat: deliver it now, alone.
-            let Some(i) = (first_new..self.net.len()).find(|&i| {
-                matches!(&self.net[i], Msg::Req { from: f, request: Request::Record(_), .. } if *f == from)
-            }) else {
+            let Some(i) = (first_new..self.net.len()).find(|&i| self.net[i].is_record_from(from))
+            else {
                 return; // in-flight limit reached: nothing was sent
             };
             let msg = self.net.remove(i);
@@ -1496,10 +1515,7 @@ impl Sim {
             // Requests whose message was lost: request-response reports a timeout.
             for side in [I, R] {
                 for token in std::mem::take(&mut self.outstanding[side]) {
-                    let on_net = self.net.iter().any(|m| {
-                        matches!(m, Msg::Req { from, token: Some(t), .. } if *from == side && *t == token)
-                            || matches!(m, Msg::Resp { to, token: t, .. } | Msg::Fail { to, token: t, .. } if *to == side && *t == token)
-                    });
+                    let on_net = self.net.iter().any(|m| m.concerns(side, token));
                     let held = self
                         .held
                         .values()
