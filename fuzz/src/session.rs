@@ -1291,6 +1291,11 @@ impl Sim {
         let Some(hello) = self.hellos[init].get(&auth.hs_id).cloned() else {
             return;
         };
+        // The initiator's transcript holds the AUTH it sent, whatever the network made of
+        // the copy in flight.
+        let Some(auth) = self.auths[init].get(&auth.hs_id).cloned() else {
+            return;
+        };
         let Some((_, _, challenge)) = self
             .last_transcript
             .clone()
