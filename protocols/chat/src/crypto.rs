@@ -122,23 +122,10 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// Unpadded URL-safe base64 (RFC 4648 §5), constant-time: secrets pass through it.
 fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            let idx = (n >> (18 - 6 * i)) & 0x3f;
-            out.push(char::from(ALPHABET[idx as usize]));
-        }
-    }
-    out
+    use base64ct::Encoding;
+    base64ct::Base64UrlUnpadded::encode_string(bytes)
 }
 
 /// `K_auth`: the HMAC key derived from a connection secret.
@@ -498,15 +485,9 @@ impl fmt::Debug for SafetyNumber {
     }
 }
 
-/// Lower-case hex of a byte string.
+/// Lower-case hex of a byte string, constant-time (session ids, fingerprints).
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
+    base16ct::lower::encode_string(bytes)
 }
 
 #[cfg(test)]
@@ -535,6 +516,22 @@ mod tests {
         assert_eq!(base64url(b"foo"), "Zm9v");
         assert_eq!(base64url(b"foob"), "Zm9vYg");
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn hex_matches_rfc4648_base16_vectors_in_lower_case() {
+        for (input, expected) in [
+            (&b""[..], ""),
+            (b"f", "66"),
+            (b"fo", "666f"),
+            (b"foo", "666f6f"),
+            (b"foob", "666f6f62"),
+            (b"fooba", "666f6f6261"),
+            (b"foobar", "666f6f626172"),
+            (&[0x00, 0xab, 0xff], "00abff"),
+        ] {
+            assert_eq!(hex(input), expected);
+        }
     }
 
     #[test]

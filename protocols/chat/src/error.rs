@@ -2,6 +2,11 @@
 
 use std::fmt;
 
+use libp2p::request_response::OutboundFailure;
+use libp2p::swarm::DialError;
+
+use crate::peer::{Failure, FailureKind};
+
 /// The reject codes of SPEC.md §9, also used as `ABORT` and `CLOSE` codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -288,4 +293,68 @@ pub enum SessionError {
     /// The session is not active (still handshaking, already rotating or closing).
     #[error("the session is {0}")]
     NotActive(crate::SessionState),
+}
+
+// ---------------------------------------------------------------------------------------
+// libp2p's errors, turned into ours
+// ---------------------------------------------------------------------------------------
+
+/// libp2p's outbound failure, reduced to what the core decides on.
+pub(crate) fn failure(error: &OutboundFailure) -> Failure {
+    use OutboundFailure as F;
+    let kind = match error {
+        F::DialFailure => FailureKind::DialFailure,
+        F::Timeout => FailureKind::Timeout,
+        F::ConnectionClosed => FailureKind::ConnectionClosed,
+        F::UnsupportedProtocols => FailureKind::UnsupportedProtocols,
+        F::Io(e) if refused_protocol(e) => FailureKind::RefusedProtocol,
+        F::Io(e) => FailureKind::Io(e.to_string()),
+    };
+    Failure {
+        kind,
+        text: error.to_string(),
+    }
+}
+
+/// Whether a request failed because the peer refused our protocol. With multistream-select
+/// `V1Lazy` (which the node uses) the request is written together with the protocol
+/// proposal, so the refusal only shows when the answer is read, as an I/O error that
+/// carries the negotiation error.
+fn refused_protocol(e: &std::io::Error) -> bool {
+    use libp2p::core::upgrade::NegotiationError;
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<NegotiationError>())
+        .is_some_and(|n| matches!(n, NegotiationError::Failed))
+}
+
+/// One line a user can read, from libp2p's nested dial errors.
+pub(crate) fn describe_dial_error(e: &DialError) -> String {
+    match e {
+        DialError::LocalPeerId { .. } => "that address is this node".into(),
+        DialError::NoAddresses => "no known address for that peer".into(),
+        DialError::DialPeerConditionFalse(_) => "already dialing that peer".into(),
+        DialError::Aborted => "dial aborted".into(),
+        DialError::WrongPeerId { .. } => "a different peer answered at that address".into(),
+        DialError::Denied { cause } => format!("connection refused locally: {cause}"),
+        DialError::Transport(errors) => {
+            let mut parts: Vec<String> = errors
+                .iter()
+                .map(|(_, err)| {
+                    let mut msg = err.to_string();
+                    let mut src = std::error::Error::source(err);
+                    while let Some(s) = src {
+                        msg = s.to_string();
+                        src = s.source();
+                    }
+                    msg
+                })
+                .collect();
+            parts.dedup();
+            if parts.is_empty() {
+                "transport error".into()
+            } else {
+                parts.join("; ")
+            }
+        }
+    }
 }

@@ -1,24 +1,30 @@
-//! Thin public wrappers around the crate's internal state machines, for the fuzz targets in
-//! `fuzz/` only (feature `fuzzing`). Nothing here changes behaviour: every method forwards
-//! to the `pub(crate)` item of the same name, and the few types are plain mirrors of
-//! internal ones. Not a stable API.
+//! The crate's I/O-free protocol core, exposed for the fuzz targets in `fuzz/` only (feature
+//! `fuzzing`). Not a stable API.
+//!
+//! A [`Node`] is what a [`crate::Behaviour`] drives: every per-peer state machine of one
+//! node with the budgets they share. The fuzzer wires two of them back to back through a
+//! simulated network and a virtual clock; tokens stand for libp2p's request ids and
+//! response channels exactly as in the behaviour, so the same code runs in both.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libp2p::PeerId;
+use libp2p::swarm::ConnectionId;
 
+use crate::config::Config;
 use crate::crypto::{self, EpochSecrets};
-use crate::error::RejectCode;
+use crate::error::{SendError, SessionError};
 use crate::handshake;
-use crate::session::{self, Rejections, SessionState};
-use crate::wire::{
-    Ack, Auth, AuthOk, Challenge, Content, Hello, MAC_LEN, NONCE_LEN, Record, Role, SESSION_ID_LEN,
-};
+use crate::peer::{Action, ChannelToken, Failure, FailureKind, ReqToken};
+use crate::peers::Peers;
+use crate::types::{Event, MessageId, OpenId, SessionInfo, StateCounts};
+use crate::wire::{Record, Request, Response, Role, SESSION_ID_LEN};
 
 pub use crate::crypto::{RsaKeyPair, SafetyNumber, Secret};
 
-/// `K_auth` derived from a connection secret (SPEC.md §4).
+/// `K_auth` derived from a connection secret (SPEC.md §4), to compute proofs as a hostile
+/// peer that knows the secret would.
 #[derive(Clone)]
 pub struct AuthKey(crypto::AuthKey);
 
@@ -28,403 +34,266 @@ impl AuthKey {
         AuthKey(secret.auth_key())
     }
 
-    /// The key bytes (to compute proofs as a hostile peer that knows the secret would).
+    /// The key bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         self.0.as_bytes()
     }
 }
 
-/// Mirror of the internal handshake error.
+/// Why an outbound request failed (the kinds of libp2p's `OutboundFailure`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HandshakeError {
-    /// What to tell the peer.
-    pub code: RejectCode,
-    /// What failed.
-    pub what: &'static str,
+pub enum FailureCause {
+    /// The peer could not be dialed.
+    DialFailure,
+    /// No answer in time.
+    Timeout,
+    /// The connection closed before the answer.
+    ConnectionClosed,
+    /// The peer does not speak the protocol.
+    UnsupportedProtocols,
 }
 
-impl From<handshake::HandshakeError> for HandshakeError {
-    fn from(e: handshake::HandshakeError) -> Self {
-        HandshakeError {
-            code: e.code,
-            what: e.what,
+/// What a [`Node`] asks its driver to do (see `crate::peer::Action`).
+#[derive(Debug)]
+pub enum NodeAction {
+    /// Send `request` to `peer`; answer with [`Node::on_response`] under `token`.
+    Send {
+        /// To whom.
+        peer: PeerId,
+        /// The request's name.
+        token: u64,
+        /// The request.
+        request: Request,
+    },
+    /// Answer the request received under `channel`.
+    Respond {
+        /// The channel's name.
+        channel: u64,
+        /// The answer.
+        response: Response,
+    },
+    /// Drop the request held under `channel` unanswered.
+    Forget {
+        /// The channel's name.
+        channel: u64,
+    },
+    /// An event for the application.
+    Event(Event),
+    /// Dial `peer`.
+    Dial {
+        /// Whom.
+        peer: PeerId,
+    },
+    /// Keep the connections to `peer` open, or not.
+    KeepAlive {
+        /// Whom.
+        peer: PeerId,
+        /// Keep them or not.
+        keep: bool,
+    },
+    /// Close every connection to `peer`.
+    CloseConnections {
+        /// Whom.
+        peer: PeerId,
+    },
+    /// Tick no later than this.
+    WakeAt(Instant),
+}
+
+impl From<Action> for NodeAction {
+    fn from(a: Action) -> Self {
+        match a {
+            Action::Send {
+                peer,
+                token,
+                request,
+            } => NodeAction::Send {
+                peer,
+                token: token.0,
+                request,
+            },
+            Action::Respond { channel, response } => NodeAction::Respond {
+                channel: channel.0,
+                response,
+            },
+            Action::Forget { channel } => NodeAction::Forget { channel: channel.0 },
+            Action::Event(e) => NodeAction::Event(e),
+            Action::Dial { peer } => NodeAction::Dial { peer },
+            Action::KeepAlive { peer, keep, .. } => NodeAction::KeepAlive { peer, keep },
+            Action::CloseConnections { peer } => NodeAction::CloseConnections { peer },
+            Action::WakeAt(at) => NodeAction::WakeAt(at),
         }
     }
 }
 
-/// What a completed handshake yields.
-pub struct Established(handshake::Established);
+/// One node's protocol core. The configuration must carry the RSA key
+/// ([`Config::with_rsa_key`]): nothing here generates keys.
+pub struct Node {
+    core: Peers,
+    next_open: u64,
+}
 
-impl Established {
-    /// Epoch-0 keys made without a handshake (no RSA), from fixed inputs, the way the
-    /// crate's own session tests do. Both roles built from the same `seed` and
-    /// `session_id` share keys.
-    pub fn synthetic(role: Role, seed: [u8; 32], session_id: [u8; SESSION_ID_LEN]) -> Self {
+impl Node {
+    /// A node with identity `local` at virtual time `now`.
+    pub fn new(local: PeerId, config: Config, now: Instant) -> Self {
+        let key = config.rsa_key.clone();
+        Node {
+            core: Peers::new(local, config, key, now),
+            next_open: 1,
+        }
+    }
+
+    /// What the node asked for since the last call, in order.
+    pub fn take_actions(&mut self) -> Vec<NodeAction> {
+        self.core
+            .take_actions()
+            .into_iter()
+            .map(NodeAction::from)
+            .collect()
+    }
+
+    /// `Behaviour::open_session`.
+    pub fn open(&mut self, peer: PeerId, secret: Secret, now: Instant) -> OpenId {
+        let open = OpenId(self.next_open);
+        self.next_open += 1;
+        self.core.open(peer, open, secret, now);
+        open
+    }
+
+    /// `Behaviour::send_message` (without the length check, which is the behaviour's).
+    pub fn send_message(
+        &mut self,
+        peer: PeerId,
+        text: String,
+        now: Instant,
+    ) -> Result<MessageId, SendError> {
+        self.core.send_message(peer, text, 0, now)
+    }
+
+    /// `Behaviour::rotate`.
+    pub fn rotate(&mut self, peer: PeerId, now: Instant) -> Result<(), SessionError> {
+        self.core.rotate(peer, now)
+    }
+
+    /// `Behaviour::close_session`.
+    pub fn close_session(&mut self, peer: PeerId, now: Instant) -> Result<(), SessionError> {
+        self.core.close_session(peer, now)
+    }
+
+    /// `Behaviour::shutdown`.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.core.shutdown(now)
+    }
+
+    /// A request from `peer` on connection number `connection`, to answer under `channel`.
+    pub fn on_request(
+        &mut self,
+        peer: PeerId,
+        connection: usize,
+        request: Request,
+        channel: u64,
+        now: Instant,
+    ) {
+        let connection = ConnectionId::new_unchecked(connection);
+        self.core
+            .on_request(peer, connection, request, ChannelToken(channel), now)
+    }
+
+    /// Whether the request under `channel` is held for later.
+    pub fn holds(&self, channel: u64) -> bool {
+        self.core.holds(ChannelToken(channel))
+    }
+
+    /// The answer to our request `token`.
+    pub fn on_response(&mut self, token: u64, response: Response, now: Instant) {
+        self.core.on_response(ReqToken(token), response, now)
+    }
+
+    /// Our request `token` failed.
+    pub fn on_outbound_failure(&mut self, token: u64, cause: FailureCause, now: Instant) {
+        let (kind, text) = match cause {
+            FailureCause::DialFailure => (FailureKind::DialFailure, "Failed to dial the peer"),
+            FailureCause::Timeout => (FailureKind::Timeout, "Timeout while waiting for a response"),
+            FailureCause::ConnectionClosed => (
+                FailureKind::ConnectionClosed,
+                "Connection was closed before a response was received",
+            ),
+            FailureCause::UnsupportedProtocols => (
+                FailureKind::UnsupportedProtocols,
+                "The remote supports none of the requested protocols",
+            ),
+        };
+        let failure = Failure {
+            kind,
+            text: text.into(),
+        };
+        self.core.on_outbound_failure(ReqToken(token), failure, now)
+    }
+
+    /// A connection to `peer` is up.
+    pub fn connected(&mut self, peer: PeerId, connection: usize, now: Instant) {
+        let connection = ConnectionId::new_unchecked(connection);
+        self.core
+            .on_connection_established(peer, connection, None, None, now)
+    }
+
+    /// A connection to `peer` closed, `remaining` others still open.
+    pub fn disconnected(&mut self, peer: PeerId, connection: usize, remaining: u32, now: Instant) {
+        let connection = ConnectionId::new_unchecked(connection);
+        self.core
+            .on_connection_closed(peer, connection, remaining, now)
+    }
+
+    /// Runs the timers; returns when the next tick is due. Every held channel counts as
+    /// open.
+    pub fn tick(&mut self, now: Instant) -> Instant {
+        self.core.on_tick(now, &|_| true)
+    }
+
+    /// Sends what the queues hold (the behaviour does this on every poll).
+    pub fn flush(&mut self, now: Instant) {
+        self.core.flush_dirty(now)
+    }
+
+    /// The session with `peer`.
+    pub fn session(&self, peer: &PeerId, now: Instant) -> Option<SessionInfo> {
+        self.core.session(peer, now)
+    }
+
+    /// Internal state sizes.
+    pub fn state_counts(&self) -> StateCounts {
+        self.core.state_counts()
+    }
+
+    /// Installs an active session with `peer` made without a handshake (no RSA) from fixed
+    /// inputs: two nodes given the same `seed` and `session_id` in opposite roles share
+    /// keys. For inputs that start past the handshake. `peer` must be connected.
+    pub fn install_synthetic_session(
+        &mut self,
+        peer: PeerId,
+        role: Role,
+        seed: [u8; 32],
+        session_id: [u8; SESSION_ID_LEN],
+        now: Instant,
+    ) {
         let auth = Secret::new("fuzz").expect("a valid secret").auth_key();
-        Established(handshake::Established {
+        let est = handshake::Established {
             role,
             session_id,
             secrets: EpochSecrets::initial(&seed, &[1; 32], &[2; 32], &auth, &session_id),
             safety_number: SafetyNumber::from_transcript(&seed),
-        })
-    }
-
-    /// The side of the session.
-    pub fn role(&self) -> Role {
-        self.0.role
-    }
-
-    /// The session id.
-    pub fn session_id(&self) -> [u8; SESSION_ID_LEN] {
-        self.0.session_id
-    }
-
-    /// The safety number.
-    pub fn safety_number(&self) -> &SafetyNumber {
-        &self.0.safety_number
-    }
-}
-
-/// The initiator after sending `HELLO`.
-pub struct Initiator(handshake::Initiator);
-
-impl Initiator {
-    /// See the internal `Initiator::start`.
-    pub fn start(
-        local: PeerId,
-        remote: PeerId,
-        key: Arc<RsaKeyPair>,
-        auth: &AuthKey,
-    ) -> (Self, Hello) {
-        let (i, hello) = handshake::Initiator::start(local, remote, key, auth.0.clone());
-        (Initiator(i), hello)
-    }
-
-    /// The handshake id.
-    pub fn hs_id(&self) -> [u8; 16] {
-        *self.0.hs_id()
-    }
-
-    /// See the internal `Initiator::on_challenge`.
-    pub fn on_challenge(self, ch: &Challenge) -> Result<(AwaitingAuthOk, Auth), HandshakeError> {
-        self.0
-            .on_challenge(ch)
-            .map(|(w, a)| (AwaitingAuthOk(w), a))
-            .map_err(Into::into)
-    }
-}
-
-/// The initiator after sending `AUTH`.
-pub struct AwaitingAuthOk(handshake::AwaitingAuthOk);
-
-impl AwaitingAuthOk {
-    /// The id the session will have.
-    pub fn session_id(&self) -> [u8; SESSION_ID_LEN] {
-        self.0.session_id()
-    }
-
-    /// See the internal `AwaitingAuthOk::on_auth_ok`.
-    pub fn on_auth_ok(self, ok: &AuthOk) -> Result<Established, HandshakeError> {
-        self.0.on_auth_ok(ok).map(Established).map_err(Into::into)
-    }
-}
-
-/// The fields of `AUTH_OK` besides its record.
-pub struct AuthOkParts {
-    /// `wrapped_r`.
-    pub wrapped: Vec<u8>,
-    /// `mac_r`.
-    pub mac: [u8; MAC_LEN],
-}
-
-/// The responder after answering `HELLO`.
-pub struct Responder(handshake::Responder);
-
-impl Responder {
-    /// See the internal `Responder::on_hello`.
-    pub fn on_hello(
-        local: PeerId,
-        remote: PeerId,
-        hello: &Hello,
-        key: Arc<RsaKeyPair>,
-    ) -> Result<(Self, Challenge), HandshakeError> {
-        handshake::Responder::on_hello(local, remote, hello, key)
-            .map(|(r, c)| (Responder(r), c))
-            .map_err(Into::into)
-    }
-
-    /// The handshake id.
-    pub fn hs_id(&self) -> [u8; 16] {
-        *self.0.hs_id()
-    }
-
-    /// See the internal `Responder::on_auth`.
-    pub fn on_auth(
-        self,
-        auth_msg: &Auth,
-        auth: &AuthKey,
-    ) -> Result<(Established, AuthOkParts), HandshakeError> {
-        self.0
-            .on_auth(auth_msg, &auth.0)
-            .map(|(e, p)| {
-                (
-                    Established(e),
-                    AuthOkParts {
-                        wrapped: p.wrapped,
-                        mac: p.mac,
-                    },
-                )
-            })
-            .map_err(Into::into)
-    }
-}
-
-/// Mirror of the internal session parameters.
-#[derive(Debug, Clone)]
-pub struct SessionParams {
-    /// Replay window in records.
-    pub window: usize,
-    /// Grace of the previous epoch.
-    pub grace: Duration,
-    /// Largest chat text.
-    pub max_message: usize,
-    /// Rotation interval.
-    pub rotate_every: Duration,
-    /// Rotation after this many records.
-    pub rotate_after_messages: u64,
-}
-
-/// Mirror of the internal slot (which epoch a record opened under).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
-    /// The current epoch.
-    Current,
-    /// The previous epoch, within its grace.
-    Previous,
-    /// The next epoch of our own rotation.
-    Next,
-}
-
-impl From<session::Slot> for Slot {
-    fn from(s: session::Slot) -> Self {
-        match s {
-            session::Slot::Current => Slot::Current,
-            session::Slot::Previous => Slot::Previous,
-            session::Slot::Next => Slot::Next,
-        }
-    }
-}
-
-impl From<Slot> for session::Slot {
-    fn from(s: Slot) -> Self {
-        match s {
-            Slot::Current => session::Slot::Current,
-            Slot::Previous => session::Slot::Previous,
-            Slot::Next => session::Slot::Next,
-        }
-    }
-}
-
-/// Mirror of the internal record refusal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refusal {
-    /// The reject code.
-    pub code: RejectCode,
-    /// The reject detail.
-    pub detail: u32,
-}
-
-/// Mirror of the internal rotation error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RotationError {
-    /// What to tell the peer.
-    pub code: RejectCode,
-    /// What failed.
-    pub what: &'static str,
-    /// Whether the rotation in progress was lost (the session must close).
-    pub fatal: bool,
-}
-
-impl From<session::RotationError> for RotationError {
-    fn from(e: session::RotationError) -> Self {
-        RotationError {
-            code: e.code,
-            what: e.what,
-            fatal: e.fatal,
-        }
-    }
-}
-
-/// One peer's session.
-pub struct Session(session::Session);
-
-impl Session {
-    /// See the internal `Session::new`.
-    pub fn new(peer: PeerId, est: Established, params: SessionParams, now: Instant) -> Self {
-        let params = session::SessionParams {
-            window: params.window,
-            grace: params.grace,
-            max_message: params.max_message,
-            rotate_every: params.rotate_every,
-            rotate_after_messages: params.rotate_after_messages,
         };
-        Session(session::Session::new(peer, est.0, params, now))
+        self.core.install_synthetic(peer, est, now)
     }
 
-    /// The session id.
-    pub fn id(&self) -> [u8; SESSION_ID_LEN] {
-        self.0.id
+    /// Seals arbitrary plaintext on the session with `peer`, as an authenticated but
+    /// misbehaving node would (the record is not sent: the caller puts it on the network).
+    pub fn seal_raw(&mut self, peer: PeerId, plaintext: Vec<u8>, now: Instant) -> Option<Record> {
+        self.core.seal_raw(peer, plaintext, now)
     }
 
-    /// Our role.
-    pub fn role(&self) -> Role {
-        self.0.role
-    }
-
-    /// The life-cycle state.
-    pub fn state(&self) -> SessionState {
-        self.0.state
-    }
-
-    /// The safety number.
-    pub fn safety_number(&self) -> &SafetyNumber {
-        &self.0.safety_number
-    }
-
-    /// Refusal counters.
-    pub fn rejections(&self) -> Rejections {
-        self.0.rejections
-    }
-
-    /// The current epoch.
-    pub fn epoch(&self) -> u32 {
-        self.0.epoch()
-    }
-
-    /// Active or rotating.
-    pub fn is_open(&self) -> bool {
-        self.0.is_open()
-    }
-
-    /// See the internal `Session::seal`.
-    pub fn seal(&mut self, content: &Content, now: Instant) -> Option<Record> {
-        self.0.seal(content, now)
-    }
-
-    /// See the internal `Session::seal_bytes`.
-    pub fn seal_bytes(&mut self, plaintext: Vec<u8>, now: Instant) -> Option<Record> {
-        self.0.seal_bytes(plaintext, now)
-    }
-
-    /// See the internal `Session::count_extra_messages`.
-    pub fn count_extra_messages(&mut self, n: u64) {
-        self.0.count_extra_messages(n)
-    }
-
-    /// See the internal `Session::open`.
-    pub fn open(&mut self, rec: &Record, now: Instant) -> Result<(Content, Slot), Refusal> {
-        self.0
-            .open(rec, now)
-            .map(|(c, s)| (c, s.into()))
-            .map_err(|r| Refusal {
-                code: r.code,
-                detail: r.detail,
-            })
-    }
-
-    /// See the internal `Session::note_refused`.
-    pub fn note_refused(&mut self, code: RejectCode) {
-        self.0.note_refused(code)
-    }
-
-    /// See the internal `Session::ack`.
-    pub fn ack(&self, slot: Slot, seq: u64) -> Option<Ack> {
-        self.0.ack(slot.into(), seq)
-    }
-
-    /// See the internal `Session::verify_ack`.
-    pub fn verify_ack(&self, epoch: u32, seq: u64, ack: &Ack) -> bool {
-        self.0.verify_ack(epoch, seq, ack)
-    }
-
-    /// See the internal `Session::confirm`.
-    pub fn confirm(&mut self) {
-        self.0.confirm()
-    }
-
-    /// See the internal `Session::set_closing`.
-    pub fn set_closing(&mut self) {
-        self.0.set_closing()
-    }
-
-    /// See the internal `Session::rotation_due`.
-    pub fn rotation_due(&self, now: Instant) -> bool {
-        self.0.rotation_due(now)
-    }
-
-    /// See the internal `Session::rotation_started`.
-    pub fn rotation_started(&self) -> Option<Instant> {
-        self.0.rotation_started()
-    }
-
-    /// See the internal `Session::begin_rotation`.
-    pub fn begin_rotation(&mut self, key: Arc<RsaKeyPair>, now: Instant) -> Option<Content> {
-        self.0.begin_rotation(key, now)
-    }
-
-    /// See the internal `Session::on_rekey_init`.
-    pub fn on_rekey_init(
-        &mut self,
-        new_epoch: u32,
-        nonce_a: [u8; NONCE_LEN],
-        pub_a: &[u8],
-        key: Arc<RsaKeyPair>,
-        now: Instant,
-    ) -> Result<Content, RotationError> {
-        self.0
-            .on_rekey_init(new_epoch, nonce_a, pub_a, key, now)
-            .map_err(Into::into)
-    }
-
-    /// See the internal `Session::on_rekey_reply`.
-    pub fn on_rekey_reply(&mut self, content: &Content) -> Result<Content, RotationError> {
-        self.0.on_rekey_reply(content).map_err(Into::into)
-    }
-
-    /// See the internal `Session::on_rekey_commit`.
-    pub fn on_rekey_commit(
-        &mut self,
-        new_epoch: u32,
-        wrapped_a: &[u8],
-        now: Instant,
-    ) -> Result<(), RotationError> {
-        self.0
-            .on_rekey_commit(new_epoch, wrapped_a, now)
-            .map_err(Into::into)
-    }
-
-    /// See the internal `Session::promote_next`.
-    pub fn promote_next(&mut self, now: Instant) -> bool {
-        self.0.promote_next(now)
-    }
-
-    /// See the internal `Session::abandon_rotation`.
-    pub fn abandon_rotation(&mut self, new_epoch: u32, now: Instant, hold_off: Duration) {
-        self.0.abandon_rotation(new_epoch, now, hold_off)
-    }
-
-    /// See the internal `Session::is_initiating`.
-    pub fn is_initiating(&self, new_epoch: u32) -> bool {
-        self.0.is_initiating(new_epoch)
-    }
-
-    /// See the internal `Session::abort_rotation`.
-    pub fn abort_rotation(&mut self) {
-        self.0.abort_rotation()
-    }
-
-    /// See the internal `Session::expire_previous`.
-    pub fn expire_previous(&mut self, now: Instant) -> Option<Instant> {
-        self.0.expire_previous(now)
+    /// The node's RSA key.
+    pub fn key(&self) -> Option<Arc<RsaKeyPair>> {
+        self.core.config().rsa_key.clone()
     }
 }

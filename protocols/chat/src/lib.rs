@@ -41,6 +41,17 @@
 //! AES-256-GCM keys; replay, reordering, reflection and tampering refused and counted;
 //! rotation with forward secrecy across epochs once the RSA key pair has been regenerated;
 //! every queue, frame, session and handshake bounded.
+//!
+//! # Structure
+//!
+//! A hierarchy of state machines, I/O only at the top (rust-libp2p's coding guidelines):
+//! `handshake` (secret proof, key transport) and `session` (one session's epochs, rotation,
+//! records) are pure; `peer` is everything about one remote peer (opens, handshakes in both
+//! roles, records, rekeys, timers) as *input + now -> actions*; `peers` routes every input
+//! to the right peer machine and holds the budgets they share; `behaviour` is the
+//! [`NetworkBehaviour`] plumbing that turns libp2p's events into inputs and actions back
+//! into libp2p calls; `handler`, `codec` and `wire` are the connection handler, the framing
+//! and the message types; `types` holds the public ids and [`Event`]s.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -58,20 +69,22 @@ mod handler;
 mod handshake;
 mod keys;
 mod limits;
+mod peer;
+mod peers;
 mod session;
 #[cfg(test)]
 mod test_keys;
+mod types;
 pub mod wire;
 
-pub use behaviour::{
-    Behaviour, Event, MessageId, OpenId, SessionId, SessionInfo, StateCounts, protocol,
-};
+pub use behaviour::Behaviour;
 pub use codec::{Codec, PROTOCOL};
 pub use config::{Config, MAX_FRAME_CEILING};
 pub use crypto::{ACCEPTED_RSA_BITS, KeyError, RsaKeyPair, SafetyNumber, Secret, SecretError};
 pub use error::{CloseReason, DeliveryError, OpenError, RejectCode, SendError, SessionError};
 pub use handler::{Handler, HandlerIn};
 pub use session::{Rejections, SessionState};
+pub use types::{Event, MessageId, OpenId, SessionId, SessionInfo, StateCounts, protocol};
 pub use wire::{ChatMessage, Role};
 
 #[doc(no_inline)]

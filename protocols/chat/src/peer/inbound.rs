@@ -1,0 +1,443 @@
+//! Requests from the peer: its handshake (`HELLO`, `AUTH`, `ABORT`) and its records
+//! (confirmation, chat, keep-alive, close, rekeys).
+
+use libp2p::swarm::ConnectionId;
+
+use crate::error::{CloseReason, DeliveryError, OpenError, RejectCode};
+use crate::handshake::{AuthOkParts, Established, Responder};
+use crate::session::{Session, SessionState, Slot};
+use crate::types::{Event, SessionId};
+use crate::wire::{self, AuthOk, Content, HS_ID_LEN, Hello, Record, Response, Role};
+
+use super::context::secs;
+use super::{Budget, ChannelToken, Context, DeferredHello, Peer, ResponderHs};
+
+impl Peer {
+    pub(crate) fn on_hello(
+        &mut self,
+        cx: &mut Context,
+        connection: ConnectionId,
+        hello: Hello,
+        channel: ChannelToken,
+        others: Budget,
+    ) {
+        let now = cx.now;
+        let peer = self.id;
+        if cx.shutting_down {
+            return cx.reject(channel, RejectCode::Busy, 0);
+        }
+        if let Some(left) = cx.ban_remaining(&peer, cx.connection_ip(connection)) {
+            cx.note_misbehaviour(peer, "kept trying while rate-limited");
+            return cx.reject(channel, RejectCode::RateLimited, secs(left));
+        }
+        // Simultaneous handshakes (SPEC.md §5.7): the smaller PeerId's goes ahead.
+        if self.initiator.is_some() {
+            if cx.local_peer.to_bytes() < peer.to_bytes() {
+                return cx.reject(channel, RejectCode::HandshakeConflict, 0);
+            }
+            tracing::debug!(%peer, "simultaneous handshake: yielding to the peer's");
+            self.initiator = None;
+        }
+        let has_session = self.session.is_some();
+        let held = cx.deferred_hellos.iter().any(|d| d.peer == peer);
+        let replacing = self.responder.is_some() || held;
+        let pending = others.handshakes + self.handshakes() + cx.deferred_hellos.len();
+        if !replacing && pending >= cx.config.max_pending_handshakes {
+            cx.note_misbehaviour(peer, "hit the handshake limit");
+            return cx.reject(channel, RejectCode::Busy, 0);
+        }
+        let sessions = others.sessions + usize::from(has_session);
+        if !has_session && sessions >= cx.config.max_sessions {
+            return cx.reject(channel, RejectCode::Busy, 0);
+        }
+        let Some(key) = cx.key.clone() else {
+            // Our key is still being generated: answer as soon as it exists. One held HELLO
+            // per peer, like one pending handshake per peer (SPEC.md §8): a newer one
+            // replaces it, and the older is answered UNKNOWN_HANDSHAKE.
+            if let Some(i) = cx.deferred_hellos.iter().position(|d| d.peer == peer)
+                && let Some(old) = cx.deferred_hellos.remove(i)
+            {
+                cx.reject(old.channel, RejectCode::UnknownHandshake, 0);
+            }
+            cx.deferred_hellos.push_back(DeferredHello {
+                peer,
+                connection,
+                hello,
+                channel,
+                received: now,
+            });
+            return;
+        };
+        match Responder::on_hello(cx.local_peer, peer, &hello, key) {
+            Ok((state, challenge)) => {
+                self.responder = Some(ResponderHs {
+                    state,
+                    started: now,
+                });
+                self.idle_since = None;
+                cx.respond(channel, Response::Challenge(challenge));
+                cx.schedule(now + cx.config.handshake_timeout);
+            }
+            Err(e) => {
+                cx.note_misbehaviour(peer, "sent an unacceptable HELLO");
+                tracing::debug!(%peer, "refused HELLO: {}", e.what);
+                cx.reject(channel, e.code, 0);
+            }
+        }
+    }
+
+    pub(crate) fn on_auth(
+        &mut self,
+        cx: &mut Context,
+        connection: ConnectionId,
+        auth: wire::Auth,
+        channel: ChannelToken,
+    ) {
+        let now = cx.now;
+        let peer = self.id;
+        let ip = cx.connection_ip(connection);
+        if let Some(left) = cx.ban_remaining(&peer, ip) {
+            return cx.reject(channel, RejectCode::RateLimited, secs(left));
+        }
+        let Some(hs) = self.responder.take_if(|r| *r.state.hs_id() == auth.hs_id) else {
+            cx.note_misbehaviour(peer, "sent AUTH for an unknown handshake");
+            return cx.reject(channel, RejectCode::UnknownHandshake, 0);
+        };
+        let e = match hs.state.on_auth(&auth, &cx.local_auth) {
+            Ok((est, parts)) => {
+                return self.complete_responder(cx, est, parts, auth.hs_id, channel);
+            }
+            Err(e) => e,
+        };
+        if e.code == RejectCode::AuthFailed {
+            let banned_peer = cx.peer_failures.record_failure(&peer, now);
+            let banned_ip = ip.is_some_and(|ip| cx.ip_failures.record_failure(&ip, now));
+            let banned = banned_peer || banned_ip;
+            if banned {
+                tracing::warn!(%peer, address = ?ip, "too many failed authentications: banned for a while");
+            } else if let Some(n) = cx.log_throttle.hit((peer, "failed to authenticate"), now) {
+                // Logged once, then summarised (the events still count every one).
+                if n == 1 {
+                    tracing::info!(%peer, "a peer failed to authenticate (wrong secret)");
+                } else {
+                    tracing::info!(%peer, count = n, "a peer failed to authenticate (wrong secret; {n} times since last report)");
+                }
+            }
+            cx.emit(Event::InboundAuthFailed {
+                peer,
+                address: ip,
+                banned,
+            });
+        } else {
+            cx.note_misbehaviour(peer, "sent an invalid AUTH");
+        }
+        cx.reject(channel, e.code, 0);
+        self.gc = true;
+    }
+
+    fn complete_responder(
+        &mut self,
+        cx: &mut Context,
+        est: Established,
+        parts: AuthOkParts,
+        hs_id: [u8; HS_ID_LEN],
+        channel: ChannelToken,
+    ) {
+        let now = cx.now;
+        let peer = self.id;
+        let mut session = Session::new(peer, est, cx.params(), now);
+        let profile = Content::Profile {
+            name: cx.config.name.clone(),
+        };
+        let Some(record) = session.seal(&profile, now) else {
+            return cx.reject(channel, RejectCode::BadState, 0);
+        };
+        // The peer proved our own secret, not one of our opens'.
+        self.install_session(cx, session, None);
+        tracing::debug!(%peer, "handshake: peer authenticated, awaiting confirmation");
+        let ok = AuthOk {
+            hs_id,
+            wrapped: parts.wrapped,
+            mac: parts.mac,
+            record,
+        };
+        cx.respond(channel, Response::AuthOk(ok));
+        cx.schedule(now + cx.config.handshake_timeout);
+    }
+
+    pub(crate) fn on_abort(&mut self, cx: &mut Context, hs_id: [u8; HS_ID_LEN], code: u16) {
+        let peer = self.id;
+        tracing::debug!(%peer, code = %RejectCode::from_u16(code), "peer aborted a handshake");
+        if self
+            .responder
+            .as_ref()
+            .is_some_and(|r| *r.state.hs_id() == hs_id)
+        {
+            self.responder = None;
+        }
+        // An unconfirmed session produced by that handshake is discarded too.
+        if !self.announced
+            && self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.state == SessionState::Handshaking)
+        {
+            self.drop_unconfirmed(cx, OpenError::Refused(RejectCode::from_u16(code)));
+        }
+        self.gc = true;
+    }
+
+    /// Whether our session is `session_id` and still awaits confirmation (an initiator's
+    /// may be confirmed by the responder's first record before the `ACK`).
+    pub(crate) fn is_unconfirmed(&self, session_id: &[u8; wire::SESSION_ID_LEN]) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|s| s.id == *session_id && s.state == SessionState::Handshaking)
+    }
+
+    /// Discards a session that never became active (no `SessionClosed`: it was never
+    /// announced), failing the opens that waited for it.
+    pub(crate) fn drop_unconfirmed(&mut self, cx: &mut Context, error: OpenError) {
+        let peer = self.id;
+        self.session = None;
+        self.session_proves = None;
+        let opens = std::mem::take(&mut self.opens);
+        cx.fail_open(Some(peer), opens.into_iter().map(|o| o.id), error.clone());
+        for m in self.queue.drain(..) {
+            cx.emit(Event::DeliveryFailed {
+                peer,
+                message: m.id,
+                error: DeliveryError::SessionClosed(error.to_string()),
+            });
+        }
+        self.set_keep_alive(cx, false);
+        self.gc = true;
+    }
+
+    /// A `RECORD` request: opened under the session's keys, then acted on by content.
+    pub(crate) fn on_record(&mut self, cx: &mut Context, rec: Record, channel: ChannelToken) {
+        let Some((content, slot)) = self.open_record(cx, &rec, channel) else {
+            return;
+        };
+        let Some(s) = self.session.as_ref() else {
+            return;
+        };
+        if s.state == SessionState::Handshaking && s.role == Role::Initiator {
+            // R sends records only once our PROFILE has made its session ACTIVE, so one that
+            // opens under the session's keys confirms it as its ACK would (SPEC.md §5.4),
+            // which may still be on its way.
+            self.activate(cx);
+        }
+        self.on_content(cx, content, slot, rec.seq, channel);
+    }
+
+    /// Opens `rec` on our session, answering and logging a refusal; a record of the epoch
+    /// our rotation created confirms that rotation.
+    fn open_record(
+        &mut self,
+        cx: &mut Context,
+        rec: &Record,
+        channel: ChannelToken,
+    ) -> Option<(Content, Slot)> {
+        let now = cx.now;
+        let peer = self.id;
+        let Some(s) = self.session.as_mut().filter(|s| s.id == rec.session_id) else {
+            if cx.was_recently_closed(&peer, &rec.session_id) {
+                tracing::debug!(%peer, "record for a session we just closed");
+            } else {
+                cx.note_misbehaviour(peer, "sent a record for an unknown session");
+            }
+            cx.reject(channel, RejectCode::UnknownSession, 0);
+            return None;
+        };
+        let (content, mut slot) = match s.open(rec, now) {
+            Ok(ok) => ok,
+            Err(refusal) => {
+                let code = refusal.code;
+                // A stale epoch or a session we are closing is what an honest peer's
+                // in-flight records meet; the rest is misbehaviour.
+                if !matches!(code, RejectCode::StaleEpoch | RejectCode::SessionClosed) {
+                    cx.note_misbehaviour(peer, refusal_what(code));
+                }
+                cx.reject(channel, code, refusal.detail);
+                return None;
+            }
+        };
+        if slot == Slot::Next && s.promote_next(now) {
+            // The peer already uses the epoch our rotation created: it is confirmed.
+            slot = Slot::Current;
+            let (session_id, epoch) = (SessionId(s.id), s.epoch());
+            cx.emit(Event::SessionRotated {
+                peer,
+                session_id,
+                epoch,
+            });
+        }
+        Some((content, slot))
+    }
+
+    /// Acts on the content of a record that opened.
+    fn on_content(
+        &mut self,
+        cx: &mut Context,
+        content: Content,
+        slot: Slot,
+        seq: u64,
+        channel: ChannelToken,
+    ) {
+        let now = cx.now;
+        let peer = self.id;
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let state = s.state;
+        let ack = s.ack(slot, seq);
+        match content {
+            Content::Profile { name }
+                if state == SessionState::Handshaking && s.role == Role::Responder =>
+            {
+                s.remote_name = Some(name);
+                respond_ack(cx, channel, ack);
+                self.activate(cx);
+            }
+            _ if state == SessionState::Handshaking => {
+                s.note_refused(RejectCode::BadState);
+                cx.note_misbehaviour(peer, "sent a record before confirming the session");
+                cx.reject(channel, RejectCode::BadState, 0);
+            }
+            Content::Chat(messages) => {
+                s.messages_received += messages.len() as u64;
+                s.count_extra_messages((messages.len() as u64).saturating_sub(1));
+                let session_id = SessionId(s.id);
+                let remote_name = s.remote_name.clone().unwrap_or_default();
+                respond_ack(cx, channel, ack);
+                for message in messages {
+                    cx.emit(Event::MessageReceived {
+                        peer,
+                        session_id,
+                        remote_name: remote_name.clone(),
+                        message,
+                    });
+                }
+                self.maybe_rotate(cx);
+            }
+            Content::Ping => respond_ack(cx, channel, ack),
+            Content::Close { code } => {
+                respond_ack(cx, channel, ack);
+                let code = RejectCode::from_u16(code);
+                tracing::info!(%peer, "the peer closed the session: {code}");
+                self.close(cx, CloseReason::RemoteClosed(code), None);
+            }
+            Content::RekeyInit {
+                new_epoch,
+                nonce,
+                public_key,
+            } => self.on_rekey_init(cx, new_epoch, nonce, public_key, channel),
+            Content::RekeyCommit { new_epoch, wrapped } => {
+                self.on_rekey_commit(cx, new_epoch, wrapped, channel)
+            }
+            Content::Profile { .. } | Content::RekeyReply { .. } | Content::RekeyDone { .. } => {
+                s.note_refused(RejectCode::BadState);
+                cx.note_misbehaviour(peer, "sent a record kind not allowed in a request");
+                cx.reject(channel, RejectCode::BadState, 0);
+            }
+        }
+        let _ = now;
+    }
+
+    fn on_rekey_init(
+        &mut self,
+        cx: &mut Context,
+        new_epoch: u32,
+        nonce: [u8; wire::NONCE_LEN],
+        public_key: Vec<u8>,
+        channel: ChannelToken,
+    ) {
+        let now = cx.now;
+        let peer = self.id;
+        let Some(key) = cx.key.clone() else {
+            return cx.reject(channel, RejectCode::Busy, 0);
+        };
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        match s.on_rekey_init(new_epoch, nonce, &public_key, key, now) {
+            Ok(reply) => match s.seal(&reply, now) {
+                Some(rec) => {
+                    tracing::debug!(%peer, new_epoch, "rotation: answering the peer's");
+                    cx.respond(channel, Response::Reply(rec));
+                    cx.schedule(now + cx.config.handshake_timeout);
+                }
+                None => self.close(cx, CloseReason::Exhausted, None),
+            },
+            Err(e) => {
+                tracing::debug!(%peer, "refused REKEY_INIT: {}", e.what);
+                if e.code != RejectCode::RotationConflict {
+                    s.note_refused(e.code);
+                }
+                cx.reject(channel, e.code, 0);
+            }
+        }
+    }
+
+    fn on_rekey_commit(
+        &mut self,
+        cx: &mut Context,
+        new_epoch: u32,
+        wrapped: Vec<u8>,
+        channel: ChannelToken,
+    ) {
+        let now = cx.now;
+        let peer = self.id;
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        match s.on_rekey_commit(new_epoch, &wrapped, now) {
+            Ok(()) => {
+                let session_id = SessionId(s.id);
+                match s.seal(&Content::RekeyDone { new_epoch }, now) {
+                    Some(rec) => {
+                        cx.respond(channel, Response::Reply(rec));
+                        tracing::debug!(%peer, epoch = new_epoch, "session rotated");
+                        cx.emit(Event::SessionRotated {
+                            peer,
+                            session_id,
+                            epoch: new_epoch,
+                        });
+                        cx.dirty.insert(peer);
+                        cx.schedule(now + cx.config.rotation_grace);
+                    }
+                    None => self.close(cx, CloseReason::Exhausted, None),
+                }
+            }
+            Err(e) => {
+                s.note_refused(e.code);
+                cx.reject(channel, e.code, 0);
+                if e.fatal {
+                    let reason = CloseReason::RotationFailed(e.what.into());
+                    self.close(cx, reason, Some(e.code));
+                }
+            }
+        }
+    }
+}
+
+/// `ACK`, or `STALE_EPOCH` when the record's epoch is gone.
+fn respond_ack(cx: &mut Context, channel: ChannelToken, ack: Option<wire::Ack>) {
+    match ack {
+        Some(ack) => cx.respond(channel, Response::Ack(ack)),
+        None => cx.reject(channel, RejectCode::StaleEpoch, 0),
+    }
+}
+
+/// How a refused record is logged.
+fn refusal_what(code: RejectCode) -> &'static str {
+    match code {
+        RejectCode::DecryptFailed => "sent a record that failed authentication",
+        RejectCode::Replayed => "replayed a record",
+        RejectCode::OutOfWindow => "sent a record outside the replay window",
+        RejectCode::StaleEpoch | RejectCode::UnknownEpoch => "sent a record for a wrong epoch",
+        RejectCode::Reflected => "reflected our own record",
+        _ => "sent an invalid record",
+    }
+}

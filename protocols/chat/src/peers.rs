@@ -1,0 +1,439 @@
+//! The node's protocol core without I/O: one [`Peer`] machine per remote peer, the
+//! [`Context`] they share (keys, limiters, requests in flight), and the routing of every
+//! input to the right machine.
+//!
+//! The behaviour feeds it libp2p's events as inputs (with tokens standing for libp2p's
+//! request ids and response channels) and carries out the [`Action`]s it returns; the
+//! `session` fuzz target and the unit tests feed two of them to each other directly, on a
+//! virtual clock. Cross-peer budgets (pending handshakes, sessions) are counted here, at the
+//! moment an input may need them, and handed to the peer machine that decides.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use libp2p::swarm::ConnectionId;
+
+use crate::config::Config;
+use crate::crypto::{RsaKeyPair, Secret};
+use crate::error::{CloseReason, OpenError, RejectCode, SendError, SessionError};
+use crate::peer::{Action, Budget, ChannelToken, Context, Failure, Peer, ReqToken};
+use crate::session::SessionState;
+use crate::types::{Event, MessageId, OpenId, SessionInfo, StateCounts};
+use crate::wire::{self, Request, Response};
+
+/// Housekeeping runs at least this often.
+pub(crate) const MAX_TICK: Duration = Duration::from_secs(1);
+
+/// See the module documentation.
+pub(crate) struct Peers {
+    peers: HashMap<PeerId, Peer>,
+    cx: Context,
+}
+
+impl Peers {
+    pub(crate) fn new(
+        local_peer: PeerId,
+        config: Config,
+        key: Option<Arc<RsaKeyPair>>,
+        now: Instant,
+    ) -> Self {
+        Peers {
+            peers: HashMap::new(),
+            cx: Context::new(local_peer, config, key, now),
+        }
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.cx.config
+    }
+
+    pub(crate) fn local_peer(&self) -> PeerId {
+        self.cx.local_peer
+    }
+
+    /// The actions produced so far, in order; the driver carries them out.
+    pub(crate) fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.cx.actions)
+    }
+
+    /// Runs `f` on `peer`'s machine (a fresh one if the peer is unknown) at `now`, then
+    /// forgets the machine if it is empty and either asked for it or was made for `f`.
+    fn route<R>(
+        &mut self,
+        peer: PeerId,
+        now: Instant,
+        f: impl FnOnce(&mut Peer, &mut Context) -> R,
+    ) -> R {
+        self.cx.now = now;
+        let mut created = false;
+        let p = self.peers.entry(peer).or_insert_with(|| {
+            created = true;
+            Peer::new(peer)
+        });
+        let out = f(p, &mut self.cx);
+        let asked = std::mem::take(&mut p.gc);
+        let forget = (created || asked) && p.is_empty();
+        if forget {
+            self.peers.remove(&peer);
+        }
+        out
+    }
+
+    /// Every other peer's share of the node-wide budgets.
+    fn budget_without(&self, peer: &PeerId) -> Budget {
+        let others = self.peers.iter().filter(|(id, _)| *id != peer);
+        let mut b = Budget::default();
+        for (_, p) in others {
+            b.handshakes += p.handshakes();
+            b.sessions += usize::from(p.session.is_some());
+        }
+        b
+    }
+
+    // ----- local commands -----
+
+    /// Opens a session with `peer` using `secret`.
+    pub(crate) fn open(&mut self, peer: PeerId, open: OpenId, secret: Secret, now: Instant) {
+        let others = self.budget_without(&peer);
+        self.route(peer, now, |p, cx| p.start_open(cx, open, secret, others));
+    }
+
+    pub(crate) fn send_message(
+        &mut self,
+        peer: PeerId,
+        text: String,
+        sent_at_ms: u64,
+        now: Instant,
+    ) -> Result<MessageId, SendError> {
+        self.route(peer, now, |p, cx| p.queue_message(cx, text, sent_at_ms))
+    }
+
+    fn session_state(&self, peer: &PeerId) -> Result<SessionState, SessionError> {
+        self.peers
+            .get(peer)
+            .and_then(|p| p.session.as_ref())
+            .map(|s| s.state)
+            .ok_or(SessionError::NoSession)
+    }
+
+    pub(crate) fn rotate(&mut self, peer: PeerId, now: Instant) -> Result<(), SessionError> {
+        let state = self.session_state(&peer)?;
+        if state != SessionState::Active {
+            return Err(SessionError::NotActive(state));
+        }
+        self.route(peer, now, |p, cx| p.start_rotation(cx));
+        Ok(())
+    }
+
+    pub(crate) fn close_session(&mut self, peer: PeerId, now: Instant) -> Result<(), SessionError> {
+        let state = self.session_state(&peer)?;
+        if state == SessionState::Closing {
+            return Err(SessionError::NotActive(state));
+        }
+        self.route(peer, now, |p, cx| {
+            p.close(cx, CloseReason::LocalClosed, Some(RejectCode::UserClosed))
+        });
+        Ok(())
+    }
+
+    pub(crate) fn shutdown(&mut self, now: Instant) {
+        self.cx.shutting_down = true;
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for peer in peers {
+            self.route(peer, now, |p, cx| {
+                p.initiator = None;
+                p.responder = None;
+                let error = OpenError::LocalLimit("the node is shutting down");
+                let waiting = std::mem::take(&mut p.waiting)
+                    .into_iter()
+                    .map(|(o, _, _)| o);
+                cx.fail_open(Some(peer), waiting, error);
+                p.close(cx, CloseReason::Shutdown, Some(RejectCode::Shutdown));
+            });
+        }
+    }
+
+    // ----- inputs from the peer -----
+
+    /// A request from `peer` on `connection`, to be answered on `channel`.
+    pub(crate) fn on_request(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        request: Request,
+        channel: ChannelToken,
+        now: Instant,
+    ) {
+        match request {
+            Request::Invalid(e) => {
+                self.cx.now = now;
+                self.cx.note_misbehaviour(peer, "sent an invalid frame");
+                tracing::debug!(%peer, "invalid request: {e}");
+                let detail = match e {
+                    wire::WireError::TooLarge { max, .. } => u32::try_from(max).unwrap_or(u32::MAX),
+                    _ => 0,
+                };
+                self.cx.reject(channel, e.reject_code(), detail);
+            }
+            Request::Hello(hello) => {
+                let others = self.budget_without(&peer);
+                self.route(peer, now, |p, cx| {
+                    p.on_hello(cx, connection, hello, channel, others)
+                });
+            }
+            Request::Auth(auth) => {
+                self.route(peer, now, |p, cx| p.on_auth(cx, connection, auth, channel))
+            }
+            Request::Record(rec) => self.route(peer, now, |p, cx| p.on_record(cx, rec, channel)),
+            Request::Abort { hs_id, code } => {
+                self.route(peer, now, |p, cx| {
+                    p.on_abort(cx, hs_id, code);
+                    cx.respond(channel, Response::Done);
+                });
+            }
+        }
+    }
+
+    /// Whether the request under `channel` is held for later (a `HELLO` waiting for our
+    /// key): the driver keeps its channel until an action answers or forgets it.
+    pub(crate) fn holds(&self, channel: ChannelToken) -> bool {
+        self.cx.deferred_hellos.iter().any(|d| d.channel == channel)
+    }
+
+    /// The answer to our request `token`.
+    pub(crate) fn on_response(&mut self, token: ReqToken, response: Response, now: Instant) {
+        let Some(pending) = self.cx.outbound.remove(&token) else {
+            return;
+        };
+        let peer = pending.peer();
+        self.route(peer, now, |p, cx| p.on_response(cx, pending, response));
+    }
+
+    /// Our request `token` failed.
+    pub(crate) fn on_outbound_failure(&mut self, token: ReqToken, error: Failure, now: Instant) {
+        let Some(pending) = self.cx.outbound.remove(&token) else {
+            return;
+        };
+        let peer = pending.peer();
+        self.route(peer, now, |p, cx| p.on_outbound_failure(cx, pending, error));
+    }
+
+    /// A request from `peer` failed before we answered it.
+    pub(crate) fn note_misbehaviour(&mut self, peer: PeerId, what: &'static str, now: Instant) {
+        self.cx.now = now;
+        self.cx.note_misbehaviour(peer, what);
+    }
+
+    // ----- connections -----
+
+    /// A connection to `peer` is up; `dial` is the open that dialed it, if any.
+    pub(crate) fn on_connection_established(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        ip: Option<IpAddr>,
+        dial: Option<(OpenId, Secret)>,
+        now: Instant,
+    ) {
+        self.cx.connections.insert(connection, (peer, ip));
+        self.route(peer, now, |p, cx| p.on_connected(cx, connection));
+        if let Some((open, secret)) = dial {
+            self.open(peer, open, secret, now);
+        }
+        self.route(peer, now, |p, cx| p.try_start_waiting(cx));
+    }
+
+    pub(crate) fn on_connection_closed(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        remaining: u32,
+        now: Instant,
+    ) {
+        self.cx.connections.remove(&connection);
+        if !self.peers.contains_key(&peer) {
+            return;
+        }
+        self.route(peer, now, |p, cx| {
+            p.on_disconnected(cx, connection, remaining)
+        });
+    }
+
+    /// Dialing `peer` failed; `why` is one readable line.
+    pub(crate) fn on_dial_failure(&mut self, peer: PeerId, why: String, now: Instant) {
+        if !self.peers.contains_key(&peer) {
+            return;
+        }
+        self.route(peer, now, |p, cx| p.on_dial_failure(cx, why));
+    }
+
+    // ----- our key and time -----
+
+    /// A new RSA key is in use: held `HELLO`s are answered and waiting opens start.
+    /// `is_open` tells whether a held request's channel can still be answered.
+    pub(crate) fn on_key_ready(
+        &mut self,
+        key: Arc<RsaKeyPair>,
+        is_open: &dyn Fn(ChannelToken) -> bool,
+        now: Instant,
+    ) {
+        self.cx.now = now;
+        self.cx.key = Some(key);
+        for d in std::mem::take(&mut self.cx.deferred_hellos) {
+            if is_open(d.channel) {
+                let others = self.budget_without(&d.peer);
+                self.route(d.peer, now, |p, cx| {
+                    p.on_hello(cx, d.connection, d.hello, d.channel, others)
+                });
+            } else {
+                self.cx.push(Action::Forget { channel: d.channel });
+            }
+        }
+        let waiting: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.waiting.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in waiting {
+            self.route(peer, now, |p, cx| p.try_start_waiting(cx));
+        }
+    }
+
+    /// Runs every timer due at `now`; returns when the next tick is due.
+    pub(crate) fn on_tick(
+        &mut self,
+        now: Instant,
+        is_open: &dyn Fn(ChannelToken) -> bool,
+    ) -> Instant {
+        let mut next = now + MAX_TICK;
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        let mut close = Vec::new();
+        for peer in peers {
+            if self.route(peer, now, |p, cx| p.on_tick(cx, &mut next)) {
+                close.push(peer);
+            }
+        }
+        for peer in close {
+            tracing::debug!(%peer, "closing a connection that did not authenticate in time");
+            self.cx.push(Action::CloseConnections { peer });
+        }
+        // HELLOs waiting for our key beyond the request timeout have been dropped by
+        // request-response already; forget them.
+        let limit = self.cx.config.request_timeout;
+        let (kept, gone) = std::mem::take(&mut self.cx.deferred_hellos)
+            .into_iter()
+            .partition(|d| is_open(d.channel) && now.saturating_duration_since(d.received) < limit);
+        self.cx.deferred_hellos = kept;
+        for d in gone {
+            self.cx.push(Action::Forget { channel: d.channel });
+        }
+        self.cx.peer_failures.prune(now);
+        self.cx.ip_failures.prune(now);
+        next.max(now + Duration::from_millis(1))
+    }
+
+    /// Sends what the queues of peers with news hold.
+    pub(crate) fn flush_dirty(&mut self, now: Instant) {
+        for peer in std::mem::take(&mut self.cx.dirty) {
+            if self.peers.contains_key(&peer) {
+                self.route(peer, now, |p, cx| p.flush(cx));
+            }
+        }
+    }
+
+    pub(crate) fn has_dirty(&self) -> bool {
+        !self.cx.dirty.is_empty()
+    }
+
+    // ----- queries -----
+
+    /// Remaining ban of an address (for refusing its connections early).
+    pub(crate) fn ip_banned(&self, ip: &IpAddr, now: Instant) -> Option<Duration> {
+        self.cx.ip_failures.banned(ip, now)
+    }
+
+    pub(crate) fn sessions(&self, now: Instant) -> impl Iterator<Item = SessionInfo> + '_ {
+        self.peers.values().filter_map(move |p| p.info(now))
+    }
+
+    pub(crate) fn session(&self, peer: &PeerId, now: Instant) -> Option<SessionInfo> {
+        self.peers.get(peer)?.info(now)
+    }
+
+    pub(crate) fn has_session(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.session.is_some())
+    }
+
+    pub(crate) fn connected_peers(&self) -> impl Iterator<Item = &PeerId> + '_ {
+        self.peers
+            .iter()
+            .filter(|(_, p)| !p.connections.is_empty())
+            .map(|(id, _)| id)
+    }
+
+    pub(crate) fn closing_sessions(&self) -> usize {
+        self.peers
+            .values()
+            .filter(|p| {
+                p.session
+                    .as_ref()
+                    .is_some_and(|s| s.state == SessionState::Closing)
+            })
+            .count()
+    }
+
+    pub(crate) fn state_counts(&self) -> StateCounts {
+        StateCounts {
+            peers: self.peers.len(),
+            connections: self.cx.connections.len(),
+            sessions: self.peers.values().filter(|p| p.session.is_some()).count(),
+            handshakes: self
+                .peers
+                .values()
+                .map(|p| usize::from(p.initiator.is_some()) + usize::from(p.responder.is_some()))
+                .sum(),
+            outbound_requests: self.cx.outbound.len(),
+            queued_messages: self.peers.values().map(|p| p.queue.len()).sum(),
+            deferred_hellos: self.cx.deferred_hellos.len(),
+            waiting_opens: self.peers.values().map(|p| p.waiting.len()).sum(),
+        }
+    }
+
+    /// Installs an active session made without a handshake (fuzzing only).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn install_synthetic(
+        &mut self,
+        peer: PeerId,
+        est: crate::handshake::Established,
+        now: Instant,
+    ) {
+        self.route(peer, now, |p, cx| {
+            let session = crate::session::Session::new(peer, est, cx.params(), now);
+            p.install_session(cx, session, None);
+            p.activate(cx);
+        });
+    }
+
+    /// Seals arbitrary plaintext on the session with `peer` (fuzzing only: a misbehaving
+    /// but authenticated node).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn seal_raw(
+        &mut self,
+        peer: PeerId,
+        plaintext: Vec<u8>,
+        now: Instant,
+    ) -> Option<wire::Record> {
+        self.cx.now = now;
+        let session = self.peers.get_mut(&peer)?.session.as_mut()?;
+        session.seal_bytes(plaintext, now)
+    }
+
+    /// Reports an event in order with the core's own (the key ring's events).
+    pub(crate) fn emit(&mut self, event: Event) {
+        self.cx.emit(event);
+    }
+}
