@@ -413,32 +413,7 @@ async fn growth(
     )
     .map_err(|e| e.to_string())?;
     let timeout = Duration::from_secs(30);
-    let addr = tokio::task::block_in_place(|| -> Result<String, String> {
-        let addr = match sys {
-            System::Noctua => {
-                let (line, _) = child
-                    .wait_line(timeout, |l| l.contains("\"event\":\"ready\""))
-                    .ok_or("no ready event")?;
-                let v: serde_json::Value =
-                    serde_json::from_str(&line).map_err(|e| e.to_string())?;
-                let listen = v["listen"][0].as_str().ok_or("no listen address")?;
-                let peer = v["peer_id"].as_str().ok_or("no peer id")?;
-                child
-                    .wait_line(timeout, |l| l.contains("\"event\":\"key_ready\""))
-                    .ok_or("no key_ready event")?;
-                format!("{listen}/p2p/{peer}")
-            }
-            _ => {
-                let (line, _) = child
-                    .wait_line(timeout, |l| l.starts_with("banner "))
-                    .ok_or("no banner")?;
-                line["banner ".len()..].to_string()
-            }
-        };
-        std::thread::sleep(p.settle);
-        Ok(addr)
-    });
-    let addr = match addr {
+    let addr = match tokio::task::block_in_place(|| child_address(sys, &child, timeout, p)) {
         Ok(a) => a,
         Err(e) => {
             child.finish();
@@ -447,11 +422,70 @@ async fn growth(
     };
     let mut rss = vec![child.rss_kib().ok_or("no VmRSS")?];
     let mut failed = 0u64;
-    let mut nn = Vec::new();
-    let mut sn = Vec::new();
-    let mut rn = Vec::new();
+    let mut peers = GrowthPeers::default();
     let settle = Duration::from_millis(if opts.quick { 50 } else { 150 });
     for k in 0..p.growth_peers {
+        if !peers.connect(sys, opts, k, keys, &addr, timeout).await? {
+            failed += 1;
+        }
+        tokio::time::sleep(settle).await;
+        rss.push(child.rss_kib().ok_or("no VmRSS")?);
+    }
+    peers.stop().await;
+    tokio::task::block_in_place(|| child.finish());
+    Ok((rss, failed))
+}
+
+/// Waits until the node process `child` is ready and returns the address to dial it at.
+fn child_address(
+    sys: System,
+    child: &process::Child,
+    timeout: Duration,
+    p: &Params,
+) -> Result<String, String> {
+    let addr = match sys {
+        System::Noctua => {
+            let (line, _) = child
+                .wait_line(timeout, |l| l.contains("\"event\":\"ready\""))
+                .ok_or("no ready event")?;
+            let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+            let listen = v["listen"][0].as_str().ok_or("no listen address")?;
+            let peer = v["peer_id"].as_str().ok_or("no peer id")?;
+            child
+                .wait_line(timeout, |l| l.contains("\"event\":\"key_ready\""))
+                .ok_or("no key_ready event")?;
+            format!("{listen}/p2p/{peer}")
+        }
+        _ => {
+            let (line, _) = child
+                .wait_line(timeout, |l| l.starts_with("banner "))
+                .ok_or("no banner")?;
+            line["banner ".len()..].to_string()
+        }
+    };
+    std::thread::sleep(p.settle);
+    Ok(addr)
+}
+
+/// The in-process peers of the growth figure, kept connected until the figure is done.
+#[derive(Default)]
+struct GrowthPeers {
+    noctua: Vec<noctua::Node>,
+    stock: Vec<stock::Node>,
+    raw: Vec<tokio::net::TcpStream>,
+}
+
+impl GrowthPeers {
+    /// Connects peer number `k` of system `sys` to `addr`; whether its session formed.
+    async fn connect(
+        &mut self,
+        sys: System,
+        opts: &Opts,
+        k: usize,
+        keys: &[Arc<RsaKeyPair>],
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<bool, String> {
         let ok = match sys {
             System::Noctua => {
                 let (tx, mut rx) = mpsc::unbounded_channel();
@@ -462,81 +496,79 @@ async fn growth(
                     addr.parse().map_err(|e| format!("{e}"))?,
                     noctua_chat::Secret::new(process::NODE_SECRET).expect("secret"),
                 ));
-                let r = tokio::time::timeout(timeout, async {
-                    loop {
-                        match rx.recv().await {
-                            Some((_, noctua::Ev::Established { .. }, _)) => return true,
-                            Some((_, noctua::Ev::OpenFailed(e), _)) => {
-                                eprintln!("[bench] open failed: {e}");
-                                return false;
-                            }
-                            Some(_) => {}
-                            None => return false,
-                        }
-                    }
+                self.noctua.push(node);
+                first_outcome(timeout, &mut rx, |ev| match ev {
+                    noctua::Ev::Established { .. } => Some(Ok(())),
+                    noctua::Ev::OpenFailed(e) => Some(Err(format!("open failed: {e}"))),
+                    _ => None,
                 })
                 .await
-                .unwrap_or(false);
-                nn.push(node);
-                r
             }
             System::Stock => {
                 let (tx, mut rx) = mpsc::unbounded_channel();
                 let node = stock::Node::spawn(100 + k, Transport::Tcp, opts.lazy, Some(tx)).await;
                 node.send(stock::Cmd::Dial(addr.parse().map_err(|e| format!("{e}"))?));
-                let r = tokio::time::timeout(timeout, async {
-                    loop {
-                        match rx.recv().await {
-                            Some((_, stock::Ev::Session, _)) => return true,
-                            Some((_, stock::Ev::DialFailed(e), _)) => {
-                                eprintln!("[bench] stock dial failed: {e}");
-                                return false;
-                            }
-                            None => return false,
-                            Some(_) => {}
-                        }
-                    }
+                self.stock.push(node);
+                first_outcome(timeout, &mut rx, |ev| match ev {
+                    stock::Ev::Session => Some(Ok(())),
+                    stock::Ev::DialFailed(e) => Some(Err(format!("stock dial failed: {e}"))),
+                    _ => None,
                 })
                 .await
-                .unwrap_or(false);
-                sn.push(node);
-                r
             }
-            System::Raw => {
-                let r = tokio::time::timeout(timeout, async {
-                    let mut s = tokio::net::TcpStream::connect(&addr).await?;
-                    s.set_nodelay(true)?;
-                    tokio::io::AsyncWriteExt::write_all(&mut s, &raw::frame(raw::DATA, 0, SMALL))
-                        .await?;
-                    let mut buf = Vec::new();
-                    raw::read_frame(&mut s, &mut buf).await?;
-                    Ok::<_, std::io::Error>(s)
-                })
-                .await;
-                match r {
-                    Ok(Ok(s)) => {
-                        rn.push(s);
-                        true
-                    }
-                    _ => false,
+            System::Raw => match tokio::time::timeout(timeout, raw_connect(addr)).await {
+                Ok(Ok(s)) => {
+                    self.raw.push(s);
+                    true
                 }
-            }
+                _ => false,
+            },
         };
-        if !ok {
-            failed += 1;
+        Ok(ok)
+    }
+
+    async fn stop(self) {
+        for n in self.noctua {
+            n.stop().await;
         }
-        tokio::time::sleep(settle).await;
-        rss.push(child.rss_kib().ok_or("no VmRSS")?);
+        for n in self.stock {
+            n.stop().await;
+        }
+        drop(self.raw);
     }
-    for n in nn {
-        n.stop().await;
-    }
-    for n in sn {
-        n.stop().await;
-    }
-    drop(rn);
-    tokio::task::block_in_place(|| child.finish());
-    Ok((rss, failed))
+}
+
+/// The first event of `rx` that `outcome` decides (success, or a failure it explains),
+/// within `timeout`; a closed channel or the timeout is a failure.
+async fn first_outcome<P, E, X>(
+    timeout: Duration,
+    rx: &mut mpsc::UnboundedReceiver<(P, E, X)>,
+    outcome: impl Fn(E) -> Option<Result<(), String>>,
+) -> bool {
+    let wait = async {
+        while let Some((_, ev, _)) = rx.recv().await {
+            match outcome(ev) {
+                Some(Ok(())) => return true,
+                Some(Err(e)) => {
+                    eprintln!("[bench] {e}");
+                    return false;
+                }
+                None => {}
+            }
+        }
+        false
+    };
+    tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+}
+
+/// One raw-TCP peer: connects, sends one small frame and reads its answer.
+async fn raw_connect(addr: &str) -> std::io::Result<tokio::net::TcpStream> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    tokio::io::AsyncWriteExt::write_all(&mut s, &raw::frame(raw::DATA, 0, SMALL)).await?;
+    let mut buf = Vec::new();
+    raw::read_frame(&mut s, &mut buf).await?;
+    Ok(s)
 }
 
 async fn handshake(
@@ -903,92 +935,23 @@ async fn rotation(report: &mut Report, opts: &Opts, p: &Params, keys: &[Arc<RsaK
     }
 }
 
+/// The three systems of the scale figures, in the order their results are kept.
+const SCALE_SYSTEMS: [System; 3] = [System::Noctua, System::Stock, System::Raw];
+
 fn scale_group(report: &mut Report, opts: &Opts, p: &Params) {
     for &n in &p.scale_sizes {
-        // Each (system, N) runs `scale_repeats` times, interleaved, each in a fresh process.
-        let mut results: Vec<Vec<serde_json::Value>> = vec![Vec::new(), Vec::new(), Vec::new()];
-        let mut failures = [0u64; 3];
-        for _ in 0..p.scale_repeats {
-            for (i, sys) in [System::Noctua, System::Stock, System::Raw]
-                .into_iter()
-                .enumerate()
-            {
-                let r = tokio::task::block_in_place(|| {
-                    scale::run_child(sys, n, p.broadcasts, opts.lazy, opts.quick)
-                });
-                match r {
-                    Ok(v) => results[i].push(v),
-                    Err(e) => {
-                        eprintln!("[bench] scale {} n={n}: {e}", sys.name());
-                        failures[i] += 1;
-                    }
-                }
-            }
-        }
-        let get = |i: usize, key: &str| -> Vec<f64> {
-            if failures[i] > 0 {
-                return vec![f64::NAN];
-            }
-            results[i]
-                .iter()
-                .flat_map(|v| match &v[key] {
-                    serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_f64()).collect(),
-                    x => x.as_f64().into_iter().collect::<Vec<_>>(),
-                })
-                .collect()
-        };
-        let lost = |i: usize, key: &str| -> u64 {
-            failures[i]
-                + results[i]
-                    .iter()
-                    .map(|v| v[key].as_u64().unwrap_or(u64::MAX))
-                    .sum::<u64>()
-        };
+        let (results, failures) = scale_runs(opts, p, n);
         let pairs = n * (n - 1) / 2;
         let mut mesh = Figure::new(format!("scale.n{n}.mesh"), "scale", "ms");
         let mut rss = Figure::new(format!("scale.n{n}.rss"), "scale", "MiB");
         let mut grow = Figure::new(format!("scale.n{n}.rss_per_node"), "scale", "KiB");
         let mut bcast = Figure::new(format!("scale.n{n}.broadcast"), "scale", "ms");
-        for i in 0..3 {
-            let ml = lost(i, "mesh_missing");
-            let mesh_side = Side::new(&get(i, "mesh_ms"), false, ml).or(Some(Side::failed(ml)));
-            let after = get(i, "rss_after_kib");
-            let before = get(i, "rss_before_kib");
-            let rss_side = Side::new(
-                &after.iter().map(|k| k / 1024.0).collect::<Vec<_>>(),
-                false,
-                0,
-            );
-            let per_node: Vec<f64> = after
-                .iter()
-                .zip(&before)
-                .map(|(a, b)| (a - b) / n as f64)
-                .collect();
-            let grow_side = Side::new(&per_node, false, 0).or(Some(Side::failed(0)));
-            let rss_side = rss_side.or(Some(Side::failed(0)));
-            let b = get(i, "broadcast_ms");
-            let bl = lost(i, "lost");
-            let b_side = Side::new(&b, false, bl).or_else(|| Some(Side::failed(bl)));
-            match i {
-                0 => {
-                    mesh.noctua = mesh_side;
-                    rss.noctua = rss_side;
-                    grow.noctua = grow_side;
-                    bcast.noctua = b_side;
-                }
-                1 => {
-                    mesh.stock = mesh_side;
-                    rss.stock = rss_side;
-                    grow.stock = grow_side;
-                    bcast.stock = b_side;
-                }
-                _ => {
-                    mesh.raw = mesh_side;
-                    rss.raw = rss_side;
-                    grow.raw = grow_side;
-                    bcast.raw = b_side;
-                }
-            }
+        for i in 0..SCALE_SYSTEMS.len() {
+            let [m, r, g, b] = scale_sides(&results[i], failures[i], n);
+            *system_side(&mut mesh, i) = m;
+            *system_side(&mut rss, i) = r;
+            *system_side(&mut grow, i) = g;
+            *system_side(&mut bcast, i) = b;
         }
         mesh.notes = format!(
             "{n} in-process nodes, TCP+Noise+Yamux, all {pairs} pairs opened at once (node j dials every i < j): time until the last session is active; {} fresh processes each; lost = pairs without a session",
@@ -1008,5 +971,79 @@ fn scale_group(report: &mut Report, opts: &Opts, p: &Params) {
             mesh.put(["noctua", "stock", "raw"][i], r.clone());
         }
         report.figures.extend([mesh, rss, grow, bcast]);
+    }
+}
+
+/// Runs each system's `scale-child` for N nodes `scale_repeats` times, interleaved, each in
+/// a fresh process: the result documents and the number of failed runs, per system.
+fn scale_runs(opts: &Opts, p: &Params, n: usize) -> (Vec<Vec<serde_json::Value>>, [u64; 3]) {
+    let mut results: Vec<Vec<serde_json::Value>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    let mut failures = [0u64; 3];
+    for _ in 0..p.scale_repeats {
+        for (i, sys) in SCALE_SYSTEMS.into_iter().enumerate() {
+            let r = tokio::task::block_in_place(|| {
+                scale::run_child(sys, n, p.broadcasts, opts.lazy, opts.quick)
+            });
+            match r {
+                Ok(v) => results[i].push(v),
+                Err(e) => {
+                    eprintln!("[bench] scale {} n={n}: {e}", sys.name());
+                    failures[i] += 1;
+                }
+            }
+        }
+    }
+    (results, failures)
+}
+
+/// One system's sides of the mesh, RSS, RSS-per-node and broadcast figures, from its runs'
+/// results (any failed run makes the figures NaN and counts as lost).
+fn scale_sides(results: &[serde_json::Value], failures: u64, n: usize) -> [Option<Side>; 4] {
+    let get = |key: &str| -> Vec<f64> {
+        if failures > 0 {
+            return vec![f64::NAN];
+        }
+        results
+            .iter()
+            .flat_map(|v| match &v[key] {
+                serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_f64()).collect(),
+                x => x.as_f64().into_iter().collect::<Vec<_>>(),
+            })
+            .collect()
+    };
+    let lost = |key: &str| -> u64 {
+        failures
+            + results
+                .iter()
+                .map(|v| v[key].as_u64().unwrap_or(u64::MAX))
+                .sum::<u64>()
+    };
+    let ml = lost("mesh_missing");
+    let mesh = Side::new(&get("mesh_ms"), false, ml).or(Some(Side::failed(ml)));
+    let after = get("rss_after_kib");
+    let before = get("rss_before_kib");
+    let rss = Side::new(
+        &after.iter().map(|k| k / 1024.0).collect::<Vec<_>>(),
+        false,
+        0,
+    )
+    .or(Some(Side::failed(0)));
+    let per_node: Vec<f64> = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| (a - b) / n as f64)
+        .collect();
+    let grow = Side::new(&per_node, false, 0).or(Some(Side::failed(0)));
+    let bl = lost("lost");
+    let bcast = Side::new(&get("broadcast_ms"), false, bl).or_else(|| Some(Side::failed(bl)));
+    [mesh, rss, grow, bcast]
+}
+
+/// The side of `figure` for the system at index `i` of [`SCALE_SYSTEMS`].
+fn system_side(figure: &mut Figure, i: usize) -> &mut Option<Side> {
+    match i {
+        0 => &mut figure.noctua,
+        1 => &mut figure.stock,
+        _ => &mut figure.raw,
     }
 }
