@@ -53,12 +53,11 @@ const WRAPPED_LEN: usize = 256;
 const DECODE_MAX: usize = 1 << 16;
 
 /// Whether an open completed by a session in which the peer did not prove the open's
-/// secret aborts the run. Today it happens after crossing handshakes: an open rides on the
-/// peer's handshake, in which the peer proved *our* secret, not the one the open used.
-/// That is the bug of issue 10; until it is fixed the harness counts and reports such
-/// completions (first one, then at powers of two) without aborting, so the fuzzer stays
-/// usable. Issue 10's fix must set this to `true`.
-pub const ABORT_ON_UNPROVEN_OPEN: bool = false;
+/// secret aborts the run. Before issue 10's fix it happened after crossing handshakes (an
+/// open rode on the peer's handshake, in which the peer proved *our* secret, not the one
+/// the open used) and the harness only counted it; since the fix (SPEC.md §5.7.1) it is
+/// fatal. Set it to `false` only to survey a regression without stopping the fuzzer.
+pub const ABORT_ON_UNPROVEN_OPEN: bool = true;
 
 const I: usize = 0;
 const R: usize = 1;
