@@ -1638,3 +1638,58 @@ async fn undecryptable_key_material_after_a_valid_proof_counts_towards_the_limit
     })
     .await;
 }
+
+/// Issue 10 item 6 (§5.4): an `ABORT` naming an older handshake, one a newer `HELLO`
+/// replaced, is answered `DONE` and does not discard the unconfirmed session the newer
+/// handshake produced: its confirmation is still `ACK`ed.
+#[tokio::test]
+async fn a_stale_abort_does_not_drop_a_newer_handshakes_session() {
+    within(async {
+        let secret = Secret::generate();
+        let mut hx = Harness::new(node_config(secret.clone())).await;
+        let old = hx.initiator(secret.expose());
+        let ch_old = hx.expect_challenge(old.hello()).await;
+        let new = hx.initiator(secret.expose());
+        let ch_new = hx.expect_challenge(new.hello()).await;
+        let old = old.on_challenge(&ch_old).unwrap();
+        let new = new.on_challenge(&ch_new).unwrap();
+        let ok = hx.expect_auth_ok(new.auth()).await;
+        let mut s = new.on_auth_ok(&ok).expect("valid AUTH_OK");
+        let done = hx.request(old.abort(101)).await;
+        assert!(matches!(done, Ok(Response::Done)), "{done:?}");
+        let confirm = s.confirmation();
+        let ack = hx
+            .expect(Request::Record(confirm.clone()), "ACK", |r| match r {
+                Response::Ack(a) => Some(a),
+                _ => None,
+            })
+            .await;
+        s.verify_ack(&confirm, &ack).expect("ACK verifies");
+        established(&mut hx, &s).await;
+    })
+    .await;
+}
+
+/// Issue 10 item 6 (§6.1, §6.2 step 4): a record with `seq >= 2^32`, sealed under the
+/// right key, is refused `OUT_OF_WINDOW` before decrypting and counted; the session goes on.
+#[tokio::test]
+async fn a_record_with_seq_of_two_to_the_32_is_refused_and_counted() {
+    within(async {
+        let secret = Secret::generate();
+        let mut hx = Harness::new(node_config(secret.clone())).await;
+        let spec_id = hx.spec_id;
+        let mut s = hx.handshake(secret.expose()).await;
+        established(&mut hx, &s).await;
+        for seq in [SEQ_LIMIT, u64::MAX] {
+            let rec = s.seal_at(0, seq, &chat(1, "beyond"));
+            hx.expect_reject(Request::Record(rec), RejectCode::OutOfWindow)
+                .await;
+        }
+        let info = hx.node.behaviour().session(&spec_id).expect("session");
+        assert_eq!(info.rejections.out_of_window, 2);
+        let rec = s.chat(2, &["still here"]);
+        hx.send_acked(&s, rec).await;
+        assert_eq!(received(&mut hx).await.text, "still here");
+    })
+    .await;
+}
