@@ -89,10 +89,10 @@ impl ReplayWindow {
             self.shift(shift);
             self.top = next;
             self.bits[0] |= 1;
-        } else if let Some(back) = self.top.checked_sub(next) {
-            if back < self.size() {
-                self.bits[(back / 64) as usize] |= 1 << (back % 64);
-            }
+        } else if let Some(back) = self.top.checked_sub(next)
+            && back < self.size()
+        {
+            self.bits[(back / 64) as usize] |= 1 << (back % 64);
         }
     }
 

@@ -1047,10 +1047,8 @@ async fn a_crossing_peer_that_knows_only_our_secret_never_completes_our_open() {
                         "node 0's open was reported established"
                     );
                 }
-                Event::SessionEstablished { opens, .. } => {
-                    if opens.contains(&o1) {
-                        outcome[1] = Some(Ok(()));
-                    }
+                Event::SessionEstablished { opens, .. } if opens.contains(&o1) => {
+                    outcome[1] = Some(Ok(()));
                 }
                 Event::OpenFailed { open, error, .. } if i == 0 && *open == o0 => {
                     outcome[0] = Some(Err(error.clone()));

@@ -166,7 +166,8 @@ impl Peer {
         };
         // The peer proved our own secret: it answers our opens only if they use it too.
         let proved = cx.local_auth.clone();
-        self.install_session(cx, session, proved, hs_id);
+        self.install_session(cx, session, Some(proved));
+        self.session_hs = Some(hs_id);
         tracing::debug!(%peer, "handshake: peer authenticated, awaiting confirmation");
         let ok = AuthOk {
             hs_id,

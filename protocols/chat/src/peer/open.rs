@@ -319,7 +319,8 @@ impl Peer {
             return self.fail_initiator(cx, err, Some((hs_id, RejectCode::BadState)));
         };
         let (epoch, seq) = (rec.epoch, rec.seq);
-        self.install_session(cx, session, proved, hs_id);
+        self.install_session(cx, session, Some(proved));
+        self.session_hs = Some(hs_id);
         tracing::debug!(%peer, "handshake: keys agreed, confirming");
         let pending = Pending::Confirm {
             peer,
@@ -332,21 +333,22 @@ impl Peer {
     }
 
     /// Puts a freshly agreed session in place, replacing any older one with the peer.
-    /// `proves` is the secret the peer proved in handshake `hs_id`.
+    /// `proves` is the secret the peer proved in its handshake (`None`: none, a session
+    /// made without a handshake, which answers no open). The caller records the
+    /// handshake's id in `session_hs`.
     pub(crate) fn install_session(
         &mut self,
         cx: &mut Context,
         session: Session,
-        proves: AuthKey,
-        hs_id: [u8; HS_ID_LEN],
+        proves: Option<AuthKey>,
     ) {
         let peer = self.id;
         self.initiator = None;
         self.responder = None;
         self.idle_since = None;
         let old = self.session.replace(session);
-        self.session_proves = Some(proves);
-        self.session_hs = Some(hs_id);
+        self.session_proves = proves;
+        self.session_hs = None;
         let was_announced = std::mem::replace(&mut self.announced, false);
         self.ping_in_flight = false;
         if let Some(old) = &old {
