@@ -39,7 +39,9 @@ impl Peer {
                 .as_ref()
                 .is_some_and(|s| s.state == SessionState::Handshaking)
         {
-            // A handshake with this peer is already under way: this open rides on it.
+            // A handshake with this peer is already under way: this open waits for it. Its
+            // session answers the open only if it proves the open's secret (SPEC.md
+            // §5.7.1); otherwise our own handshake runs after it.
             self.opens.push(Open::new(open, &secret));
             return;
         }
@@ -77,7 +79,8 @@ impl Peer {
                 .is_some_and(|s| s.state == SessionState::Handshaking);
         if peer_is_opening {
             // The peer is already opening a session with us (for instance its HELLO waited
-            // for our key): starting a second handshake would cross it. Ride on it.
+            // for our key): starting a second handshake would cross it. Wait
+            // for it (its session answers only the opens it proves, SPEC.md §5.7.1).
             let riding = self.waiting.drain(..).map(|(o, s, _)| Open::new(o, &s));
             self.opens.extend(riding);
             return;
