@@ -53,12 +53,11 @@ const WRAPPED_LEN: usize = 256;
 const DECODE_MAX: usize = 1 << 16;
 
 /// Whether an open completed by a session in which the peer did not prove the open's
-/// secret aborts the run. Today it happens after crossing handshakes: an open rides on the
-/// peer's handshake, in which the peer proved *our* secret, not the one the open used.
-/// That is the bug of issue 10; until it is fixed the harness counts and reports such
-/// completions (first one, then at powers of two) without aborting, so the fuzzer stays
-/// usable. Issue 10's fix must set this to `true`.
-pub const ABORT_ON_UNPROVEN_OPEN: bool = false;
+/// secret aborts the run. Before issue 10's fix it happened after crossing handshakes (an
+/// open rode on the peer's handshake, in which the peer proved *our* secret, not the one
+/// the open used) and the harness only counted it; since the fix (SPEC.md §5.7.1) it is
+/// fatal. Set it to `false` only to survey a regression without stopping the fuzzer.
+pub const ABORT_ON_UNPROVEN_OPEN: bool = true;
 
 const I: usize = 0;
 const R: usize = 1;
@@ -582,6 +581,10 @@ struct Sim {
     last_transcript: Option<(usize, Hello, Challenge)>,
     /// The `AUTH` each side sent, by handshake id.
     auths: [HashMap<[u8; 16], Auth>; 2],
+    /// The first `CHALLENGE` delivered to each side, by handshake id: the one its
+    /// transcript holds (later ones, such as answers to a duplicated `HELLO` with another
+    /// `nonce_r`, find the handshake past that stage).
+    challenges_taken: [HashMap<[u8; 16], Challenge>; 2],
     /// Chat messages each side queued, by id.
     sent: [HashMap<u64, String>; 2],
     /// Chat messages inside records each side sealed by hand (hostile).
@@ -654,6 +657,7 @@ impl Sim {
             hellos: Default::default(),
             last_transcript: None,
             auths: Default::default(),
+            challenges_taken: Default::default(),
             sent: Default::default(),
             raw_messages: Default::default(),
             received: Default::default(),
@@ -1178,6 +1182,11 @@ impl Sim {
                 response,
             } => {
                 self.outstanding[to].retain(|t| *t != token);
+                if let Response::Challenge(ch) = &response {
+                    self.challenges_taken[to]
+                        .entry(ch.hs_id)
+                        .or_insert_with(|| ch.clone());
+                }
                 self.nodes[to].on_response(token, response, now);
             }
             Msg::Fail { to, token, cause } => {
@@ -1296,11 +1305,9 @@ impl Sim {
         let Some(auth) = self.auths[init].get(&auth.hs_id).cloned() else {
             return;
         };
-        let Some((_, _, challenge)) = self
-            .last_transcript
-            .clone()
-            .filter(|(side, h, _)| *side == init && h.hs_id == auth.hs_id)
-        else {
+        // The CHALLENGE the initiator's transcript holds (not the last one the responder
+        // sent: a duplicated HELLO gets a second CHALLENGE with another nonce).
+        let Some(challenge) = self.challenges_taken[init].get(&auth.hs_id).cloned() else {
             return;
         };
         let wrapped = garbage_wrapped(wrapped);

@@ -57,12 +57,16 @@ impl ReplayWindow {
         self.bits.len() as u64 * 64
     }
 
-    /// Would `seq` be accepted?
+    /// Would `seq` be accepted? A number no sender may use (`>= 2^32`, SPEC.md §6.1) is
+    /// refused here, before any decryption (§6.2 step 4).
     pub(crate) fn check(&self, seq: u64) -> Result<(), RecordError> {
-        if seq >= self.top {
-            return Ok(());
+        if seq >= SEQ_LIMIT {
+            return Err(RecordError::OutOfWindow);
         }
-        let back = self.top - 1 - seq;
+        let Some(back) = self.top.checked_sub(1).and_then(|t| t.checked_sub(seq)) else {
+            // At or above the highest accepted: new.
+            return Ok(());
+        };
         if back >= self.size() {
             return Err(RecordError::OutOfWindow);
         }
@@ -76,16 +80,19 @@ impl ReplayWindow {
 
     /// Marks `seq` as accepted. Call only after [`ReplayWindow::check`] and authentication.
     pub(crate) fn mark(&mut self, seq: u64) {
-        if seq >= self.top {
-            let shift = seq + 1 - self.top;
+        if seq >= SEQ_LIMIT {
+            // `check` refuses it; never mark what no sender may use.
+            return;
+        }
+        let next = seq.saturating_add(1);
+        if let Some(shift) = next.checked_sub(self.top).filter(|s| *s > 0) {
             self.shift(shift);
-            self.top = seq + 1;
+            self.top = next;
             self.bits[0] |= 1;
-        } else {
-            let back = self.top - 1 - seq;
-            if back < self.size() {
-                self.bits[(back / 64) as usize] |= 1 << (back % 64);
-            }
+        } else if let Some(back) = self.top.checked_sub(next)
+            && back < self.size()
+        {
+            self.bits[(back / 64) as usize] |= 1 << (back % 64);
         }
     }
 
@@ -320,6 +327,50 @@ mod tests {
         let mut reflected = rec.clone();
         reflected.sender = Role::Responder;
         assert_eq!(i.open(&reflected), Err(RecordError::DecryptFailed));
+    }
+
+    /// Seals `plain` from `keys`'s side at any `seq`, even one `seal` never uses.
+    fn seal_at(keys: &EpochKeys, seq: u64, plain: &[u8]) -> Record {
+        let mut rec = Record {
+            session_id: keys.session_id,
+            epoch: keys.number,
+            sender: keys.role,
+            seq,
+            sealed: plain.to_vec(),
+        };
+        let cipher = keys.send.as_ref().expect("can send");
+        let tag = cipher
+            .encrypt_inout_detached(
+                &nonce(keys.role, seq),
+                &aad(&rec),
+                rec.sealed.as_mut_slice().into(),
+            )
+            .expect("seals");
+        rec.sealed.extend_from_slice(&tag);
+        rec
+    }
+
+    /// Issue 10 item 6: a record with `seq >= 2^32` (which no sender may use, SPEC.md §6.1)
+    /// is refused before decrypting, even when it is sealed under the right key; the
+    /// window's arithmetic does not overflow at `u64::MAX` and keeps working afterwards.
+    #[test]
+    fn seq_of_two_to_the_32_or_more_is_refused_before_decrypting() {
+        let (mut i, mut r) = pair();
+        for seq in [SEQ_LIMIT, SEQ_LIMIT + 7, u64::MAX - 1, u64::MAX] {
+            let rec = seal_at(&i, seq, b"x");
+            assert_eq!(r.open(&rec), Err(RecordError::OutOfWindow), "seq {seq}");
+        }
+        let rec = i.seal(b"y".to_vec()).unwrap();
+        assert_eq!(r.open(&rec).as_deref(), Ok(&b"y"[..]));
+        let last = seal_at(&i, SEQ_LIMIT - 1, b"z");
+        assert_eq!(r.open(&last).as_deref(), Ok(&b"z"[..]));
+        assert_eq!(r.open(&last), Err(RecordError::Replayed));
+        // Marking never panics, whatever the caller passes.
+        let mut w = ReplayWindow::new(256);
+        w.mark(u64::MAX);
+        w.mark(SEQ_LIMIT - 1);
+        assert_eq!(w.check(SEQ_LIMIT - 1), Err(RecordError::Replayed));
+        assert_eq!(w.check(u64::MAX), Err(RecordError::OutOfWindow));
     }
 
     #[test]

@@ -166,6 +166,11 @@ pub enum OpenError {
     /// The peer's proof did not verify: it does not know the secret (or is an impostor).
     #[error("the peer failed to prove it knows the secret")]
     PeerAuthFailed,
+    /// No session proved the secret this open was given: the peer's handshake crossed ours
+    /// and proved only our own secret, or its claim that its handshake goes ahead
+    /// (`HANDSHAKE_CONFLICT`) did not hold (SPEC.md §5.7.1, §5.7.2).
+    #[error("the peer at that address did not prove the secret you gave")]
+    NotProven,
     /// We sent too many failed attempts; the peer refuses us for a while.
     #[error("the peer is rate-limiting us after failed attempts (retry in {0} s)")]
     RateLimited(u32),

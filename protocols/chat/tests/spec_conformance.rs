@@ -1506,3 +1506,190 @@ async fn probes_of_unspecified_behaviour() {
     })
     .await;
 }
+
+// -------------------------------------------------------------------------------------------
+// Crossing handshakes: an open completes only on proof of its own secret (§5.7.1, §5.7.2).
+// -------------------------------------------------------------------------------------------
+
+/// A harness whose spec peer's `PeerId` is smaller than the node's (`spec_smaller`), or
+/// larger: the tie-break of §5.7 depends on it.
+async fn harness_ordered(secret: &Secret, spec_smaller: bool) -> Harness {
+    loop {
+        let hx = Harness::new(node_config(secret.clone())).await;
+        if (hx.spec_id.to_bytes() < hx.node_id.to_bytes()) == spec_smaller {
+            return hx;
+        }
+    }
+}
+
+/// The node's `OpenFailed` error for `open`; panics if the open is reported established.
+async fn open_failed(hx: &mut Harness, open: noctua_chat::OpenId) -> OpenError {
+    hx.node_event(|e| match e {
+        Event::OpenFailed { open: o, error, .. } if *o == open => Some(error.clone()),
+        Event::SessionEstablished { opens, .. } if opens.contains(&open) => {
+            panic!("the open was reported established: {e:?}")
+        }
+        _ => None,
+    })
+    .await
+}
+
+/// Issue 10 item 1: the node holds `S_N` and opens towards the spec peer with `S_other`.
+/// The spec peer answers `REJECT HANDSHAKE_CONFLICT` and then runs its own handshake with
+/// `S_N`. That session proves only `S_N`, so it must not answer the open: the node
+/// announces it with no opens, then runs its own handshake with `S_other`, which the spec
+/// peer (holding `S_N` only) refuses, and the open fails. From a spec peer whose `PeerId`
+/// is larger, the claim cannot be true (§5.7.2) and the open fails at once.
+#[tokio::test]
+async fn a_crossing_session_proving_only_the_nodes_secret_does_not_answer_its_open() {
+    within(async {
+        let node_secret = Secret::generate();
+        for spec_smaller in [true, false] {
+            let mut hx = harness_ordered(&node_secret, spec_smaller).await;
+            let spec_id = hx.spec_id;
+            let other = Secret::generate();
+            let open = hx.behaviour().open_session(spec_id, other);
+            let (req, ch) = hx.next_inbound().await;
+            assert!(matches!(req, Request::Hello(_)), "{req:?}");
+            let conflict = Response::Reject {
+                code: RejectCode::HandshakeConflict,
+                detail: 0,
+            };
+            hx.respond(ch, conflict);
+            if !spec_smaller {
+                assert_eq!(open_failed(&mut hx, open).await, OpenError::NotProven);
+                continue;
+            }
+            let s = hx.handshake(node_secret.expose()).await;
+            let opens = hx
+                .node_event(|e| match e {
+                    Event::SessionEstablished { peer, opens, .. } if *peer == spec_id => {
+                        Some(opens.clone())
+                    }
+                    _ => None,
+                })
+                .await;
+            assert!(
+                opens.is_empty(),
+                "the spec peer's session answered {opens:?}"
+            );
+            assert_eq!(
+                hx.node
+                    .behaviour()
+                    .session(&spec_id)
+                    .map(|i| i.id.as_bytes().to_owned()),
+                Some(s.session_id)
+            );
+            // The node's own handshake for the open, with S_other: we hold S_N only.
+            let mut responder =
+                SpecResponder::new(spec_id, node_secret.expose().as_bytes(), spec_rsa_key());
+            let (req, ch) = hx.next_inbound().await;
+            let Request::Hello(hello) = req else {
+                panic!("expected the node's HELLO, got {req:?}");
+            };
+            let challenge = responder.on_hello(hx.node_id, &hello);
+            hx.respond(ch, challenge);
+            let (req, ch) = hx.next_inbound().await;
+            let Request::Auth(auth) = req else {
+                panic!("expected the node's AUTH, got {req:?}");
+            };
+            let (refusal, session) = responder.on_auth(hx.node_id, &auth);
+            assert!(session.is_none(), "the node's proof used S_other, not S_N");
+            hx.respond(ch, refusal);
+            assert_eq!(open_failed(&mut hx, open).await, OpenError::WrongSecret);
+        }
+    })
+    .await;
+}
+
+/// Issue 10 item 6 (§5.2, §8): an `AUTH` whose proof verifies but whose `wrapped_i` does
+/// not decrypt is answered `DECRYPT_FAILED` and counts as a failed attempt: the fifth
+/// starts the peer's ban, and its next `HELLO` is `RATE_LIMITED`.
+#[tokio::test]
+async fn undecryptable_key_material_after_a_valid_proof_counts_towards_the_limit() {
+    within(async {
+        let secret = Secret::generate();
+        let mut hx = Harness::new(node_config(secret.clone())).await;
+        for _ in 0..5 {
+            let init = hx.initiator(secret.expose());
+            let ch = hx.expect_challenge(init.hello()).await;
+            let sent = init.on_challenge(&ch).unwrap();
+            let wrapped = random::<256>().to_vec();
+            let mac = hmac(
+                &sent.init.k_auth,
+                &[LABEL_INITIATOR_PROOF, &sent.th, &bytes16(&wrapped)],
+            );
+            let auth = noctua_chat::wire::Auth {
+                hs_id: sent.init.hs_id,
+                wrapped,
+                mac,
+            };
+            hx.expect_reject(Request::Auth(auth), RejectCode::DecryptFailed)
+                .await;
+        }
+        let init = hx.initiator(secret.expose());
+        let detail = hx
+            .expect_reject(init.hello(), RejectCode::RateLimited)
+            .await;
+        assert!(
+            (1..=60).contains(&detail),
+            "seconds until release: {detail}"
+        );
+    })
+    .await;
+}
+
+/// Issue 10 item 6 (§5.4): an `ABORT` naming an older handshake, one a newer `HELLO`
+/// replaced, is answered `DONE` and does not discard the unconfirmed session the newer
+/// handshake produced: its confirmation is still `ACK`ed.
+#[tokio::test]
+async fn a_stale_abort_does_not_drop_a_newer_handshakes_session() {
+    within(async {
+        let secret = Secret::generate();
+        let mut hx = Harness::new(node_config(secret.clone())).await;
+        let old = hx.initiator(secret.expose());
+        let ch_old = hx.expect_challenge(old.hello()).await;
+        let new = hx.initiator(secret.expose());
+        let ch_new = hx.expect_challenge(new.hello()).await;
+        let old = old.on_challenge(&ch_old).unwrap();
+        let new = new.on_challenge(&ch_new).unwrap();
+        let ok = hx.expect_auth_ok(new.auth()).await;
+        let mut s = new.on_auth_ok(&ok).expect("valid AUTH_OK");
+        let done = hx.request(old.abort(101)).await;
+        assert!(matches!(done, Ok(Response::Done)), "{done:?}");
+        let confirm = s.confirmation();
+        let ack = hx
+            .expect(Request::Record(confirm.clone()), "ACK", |r| match r {
+                Response::Ack(a) => Some(a),
+                _ => None,
+            })
+            .await;
+        s.verify_ack(&confirm, &ack).expect("ACK verifies");
+        established(&mut hx, &s).await;
+    })
+    .await;
+}
+
+/// Issue 10 item 6 (§6.1, §6.2 step 4): a record with `seq >= 2^32`, sealed under the
+/// right key, is refused `OUT_OF_WINDOW` before decrypting and counted; the session goes on.
+#[tokio::test]
+async fn a_record_with_seq_of_two_to_the_32_is_refused_and_counted() {
+    within(async {
+        let secret = Secret::generate();
+        let mut hx = Harness::new(node_config(secret.clone())).await;
+        let spec_id = hx.spec_id;
+        let mut s = hx.handshake(secret.expose()).await;
+        established(&mut hx, &s).await;
+        for seq in [SEQ_LIMIT, u64::MAX] {
+            let rec = s.seal_at(0, seq, &chat(1, "beyond"));
+            hx.expect_reject(Request::Record(rec), RejectCode::OutOfWindow)
+                .await;
+        }
+        let info = hx.node.behaviour().session(&spec_id).expect("session");
+        assert_eq!(info.rejections.out_of_window, 2);
+        let rec = s.chat(2, &["still here"]);
+        hx.send_acked(&s, rec).await;
+        assert_eq!(received(&mut hx).await.text, "still here");
+    })
+    .await;
+}

@@ -10,8 +10,8 @@ use common::{Net, config, init_tracing, tcp_noise_node, tcp_noise_swarm};
 use libp2p_swarm_test::SwarmExt;
 use noctua_chat::wire::Content;
 use noctua_chat::{
-    CloseReason, Config, DeliveryError, Event, MessageId, OpenError, RejectCode, Secret, SendError,
-    SessionError, SessionState,
+    CloseReason, Config, DeliveryError, Event, MessageId, OpenError, RejectCode, Role, Secret,
+    SendError, SessionError, SessionState,
 };
 use noctua_spec_peer::{Answered, Harness, node_config as spec_node_config, node_key};
 
@@ -973,4 +973,92 @@ async fn failures_from_one_ip_address_ban_the_address_then_release_it() {
     // Released after the ban.
     tokio::time::sleep(Duration::from_millis(550)).await;
     assert_eq!(outcome(&mut net, &addr, 3, "right").await, Ok(()));
+}
+
+/// Issue 10 item 1: two nodes with different secrets open to each other at once, each with
+/// the other's secret. Whatever the order of their `PeerId`s, each open is answered by a
+/// session the node itself initiated (the only kind in which the peer proved the open's
+/// secret), never by the peer's crossing session; they end in one session. Repeated, with
+/// fresh identities each time.
+#[tokio::test]
+async fn crossing_opens_with_different_secrets_are_each_proved_by_the_peer() {
+    init_tracing();
+    for _ in 0..6 {
+        let cfgs = (0..2).map(|i| config(i, &format!("secret-{i}"))).collect();
+        let mut net = Net::new(cfgs).await;
+        let (p0, p1) = (net.peer(0), net.peer(1));
+        let addr = net.addrs[1].clone();
+        net.swarms[0].dial(addr).unwrap();
+        net.until_state(|s| s[0].is_connected(&p1) && s[1].is_connected(&p0))
+            .await;
+        let o0 = net.b(0).open_session(p1, Secret::new("secret-1").unwrap());
+        let o1 = net.b(1).open_session(p0, Secret::new("secret-0").unwrap());
+        let mut answered = [None, None];
+        net.until(|i, ev| {
+            match ev {
+                Event::SessionEstablished { opens, role, .. } if !opens.is_empty() => {
+                    assert_eq!(opens, &vec![[o0, o1][i]], "side {i}");
+                    assert!(answered[i].is_none(), "side {i}: answered twice");
+                    answered[i] = Some(*role);
+                }
+                Event::OpenFailed { error, .. } => panic!("side {i}: open failed: {error}"),
+                _ => {}
+            }
+            answered.iter().all(Option::is_some).then_some(())
+        })
+        .await;
+        assert_eq!(answered, [Some(Role::Initiator), Some(Role::Initiator)]);
+        net.until_state(|s| {
+            let ids = (s[0].behaviour().session(&p1), s[1].behaviour().session(&p0));
+            matches!(ids, (Some(a), Some(b)) if a.id == b.id
+                && a.state == SessionState::Active && b.state == SessionState::Active)
+        })
+        .await;
+        exchange(&mut net, 0, 1, &["proved both ways".into()]).await;
+    }
+}
+
+/// Issue 10 item 1, the attack with two real nodes: node 1 knows node 0's secret (node 0
+/// gives it to everyone it invites) but not the one node 0 uses to open towards node 1's
+/// address. Both open at once; node 0's open must fail and is never reported established,
+/// whatever the tie-break. Repeated, with fresh identities each time.
+#[tokio::test]
+async fn a_crossing_peer_that_knows_only_our_secret_never_completes_our_open() {
+    init_tracing();
+    for _ in 0..6 {
+        let cfgs = (0..2).map(|i| config(i, &format!("secret-{i}"))).collect();
+        let mut net = Net::new(cfgs).await;
+        let (p0, p1) = (net.peer(0), net.peer(1));
+        let addr = net.addrs[1].clone();
+        net.swarms[0].dial(addr).unwrap();
+        net.until_state(|s| s[0].is_connected(&p1) && s[1].is_connected(&p0))
+            .await;
+        let o0 = net
+            .b(0)
+            .open_session(p1, Secret::new("not-node-1s-secret").unwrap());
+        let o1 = net.b(1).open_session(p0, Secret::new("secret-0").unwrap());
+        let mut outcome = [None, None];
+        net.until(|i, ev| {
+            match ev {
+                // Open ids are per node: o0 is node 0's, o1 node 1's.
+                Event::SessionEstablished { opens, .. } if i == 0 => {
+                    assert!(
+                        !opens.contains(&o0),
+                        "node 0's open was reported established"
+                    );
+                }
+                Event::SessionEstablished { opens, .. } if opens.contains(&o1) => {
+                    outcome[1] = Some(Ok(()));
+                }
+                Event::OpenFailed { open, error, .. } if i == 0 && *open == o0 => {
+                    outcome[0] = Some(Err(error.clone()));
+                }
+                Event::OpenFailed { error, .. } => panic!("side {i}: open failed: {error}"),
+                _ => {}
+            }
+            outcome.iter().all(Option::is_some).then_some(())
+        })
+        .await;
+        assert!(matches!(outcome[0], Some(Err(_))), "{outcome:?}");
+    }
 }

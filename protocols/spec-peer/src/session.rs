@@ -246,6 +246,10 @@ impl SpecSession {
         if !self.keys.contains_key(&rec.epoch) {
             return Self::reject(RejectCode::UnknownEpoch);
         }
+        // §6.2 step 4: no sender uses seq >= 2^32 (§6.1); refused before decrypting.
+        if rec.seq >= SEQ_LIMIT {
+            return Self::reject(RejectCode::OutOfWindow);
+        }
         let window = self.recv.entry(rec.epoch).or_default();
         if let Some(hi) = window.highest
             && rec.seq + (DEFAULT_WINDOW - 1) < hi

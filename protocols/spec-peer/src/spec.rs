@@ -38,6 +38,8 @@ pub const DEFAULT_MAX_FRAME: usize = 262_144;
 pub const DEFAULT_MAX_MESSAGE: usize = 65_536;
 /// §6.2 default replay window.
 pub const DEFAULT_WINDOW: u64 = 256;
+/// §6.1: no record uses a `seq` at or above this; §6.2 step 4 refuses one.
+pub const SEQ_LIMIT: u64 = 1 << 32;
 /// §2 accepted moduli.
 pub const ACCEPTED_BITS: [usize; 3] = [2048, 3072, 4096];
 

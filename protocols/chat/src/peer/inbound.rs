@@ -36,7 +36,7 @@ impl Peer {
                 return cx.reject(channel, RejectCode::HandshakeConflict, 0);
             }
             tracing::debug!(%peer, "simultaneous handshake: yielding to the peer's");
-            self.initiator = None;
+            self.yield_to_peer(cx);
         }
         let has_session = self.session.is_some();
         let held = cx.deferred_hellos.iter().any(|d| d.peer == peer);
@@ -109,7 +109,17 @@ impl Peer {
             }
             Err(e) => e,
         };
-        if e.code == RejectCode::AuthFailed {
+        if e.code == RejectCode::DecryptFailed {
+            // The proof verified but its key material does not decrypt: a private-key
+            // operation the peer can repeat at will, so it counts like a wrong proof
+            // (SPEC.md §5.2), though it is no wrong secret.
+            let banned_peer = cx.peer_failures.record_failure(&peer, now);
+            let banned_ip = ip.is_some_and(|ip| cx.ip_failures.record_failure(&ip, now));
+            if banned_peer || banned_ip {
+                tracing::warn!(%peer, address = ?ip, "too many failed handshakes: banned for a while");
+            }
+            cx.note_misbehaviour(peer, "sent an AUTH whose key material does not decrypt");
+        } else if e.code == RejectCode::AuthFailed {
             let banned_peer = cx.peer_failures.record_failure(&peer, now);
             let banned_ip = ip.is_some_and(|ip| cx.ip_failures.record_failure(&ip, now));
             let banned = banned_peer || banned_ip;
@@ -133,6 +143,8 @@ impl Peer {
         }
         cx.reject(channel, e.code, 0);
         self.gc = true;
+        // Opens that waited for this handshake of the peer now run their own.
+        self.resume_opens(cx, true);
     }
 
     fn complete_responder(
@@ -152,8 +164,10 @@ impl Peer {
         let Some(record) = session.seal(&profile, now) else {
             return cx.reject(channel, RejectCode::BadState, 0);
         };
-        // The peer proved our own secret, not one of our opens'.
-        self.install_session(cx, session, None);
+        // The peer proved our own secret: it answers our opens only if they use it too.
+        let proved = cx.local_auth.clone();
+        self.install_session(cx, session, Some(proved));
+        self.session_hs = Some(hs_id);
         tracing::debug!(%peer, "handshake: peer authenticated, awaiting confirmation");
         let ok = AuthOk {
             hs_id,
@@ -175,8 +189,10 @@ impl Peer {
         {
             self.responder = None;
         }
-        // An unconfirmed session produced by that handshake is discarded too.
+        // An unconfirmed session produced by that very handshake is discarded too; an ABORT
+        // naming an older one changes nothing (SPEC.md §5.4).
         if !self.announced
+            && self.session_hs == Some(hs_id)
             && self
                 .session
                 .as_ref()
@@ -201,6 +217,8 @@ impl Peer {
         let peer = self.id;
         self.session = None;
         self.session_proves = None;
+        self.session_hs = None;
+        self.yielded_at = None;
         let opens = std::mem::take(&mut self.opens);
         cx.fail_open(Some(peer), opens.into_iter().map(|o| o.id), error.clone());
         for m in self.queue.drain(..) {

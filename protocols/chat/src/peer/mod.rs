@@ -95,11 +95,14 @@ pub(crate) enum Action {
 /// An open waiting for a session, with the secret it uses.
 ///
 /// Keeping the secret's key beside the open lets the machine tell whether the session that
-/// answers the open is one in which the peer proved *that* secret (issue 10: today an open
-/// rides on whatever handshake is under way with the peer).
+/// answers the open is one in which the peer proved *that* secret (SPEC.md §5.7.1): a
+/// session only answers the opens it proves.
 pub(crate) struct Open {
     pub(crate) id: OpenId,
     pub(crate) auth: AuthKey,
+    /// Whether this open already yielded to a crossing handshake of the peer (SPEC.md
+    /// §5.7.2: at most once).
+    pub(crate) yielded: bool,
 }
 
 impl Open {
@@ -107,6 +110,7 @@ impl Open {
         Open {
             id,
             auth: secret.auth_key(),
+            yielded: false,
         }
     }
 }
@@ -213,9 +217,15 @@ pub(crate) struct Peer {
     pub(crate) session: Option<Session>,
     /// Whether `SessionEstablished` was emitted for the current session.
     pub(crate) announced: bool,
-    /// For a session we opened as initiator, the secret the peer proved in its handshake;
-    /// `None` for a session the peer opened (it proved our own secret).
+    /// The secret the peer proved in the handshake of the current session: the one our
+    /// `AUTH` used if we opened it, our own if the peer did (SPEC.md §5.7.1).
     pub(crate) session_proves: Option<AuthKey>,
+    /// The handshake that produced the current session, so that an `ABORT` for another
+    /// (older) handshake leaves it alone (SPEC.md §5.4).
+    pub(crate) session_hs: Option<[u8; HS_ID_LEN]>,
+    /// Since when our opens wait for the peer's crossing handshake, having yielded ours
+    /// (SPEC.md §5.7.2): they fail if it has not completed `handshake_timeout` later.
+    pub(crate) yielded_at: Option<Instant>,
     pub(crate) initiator: Option<InitiatorHs>,
     pub(crate) responder: Option<ResponderHs>,
     /// Opens answered by the next session established with this peer.
@@ -239,6 +249,8 @@ impl Peer {
             session: None,
             announced: false,
             session_proves: None,
+            session_hs: None,
+            yielded_at: None,
             initiator: None,
             responder: None,
             opens: Vec::new(),
@@ -282,8 +294,9 @@ impl Peer {
         self.session.as_ref().is_some_and(|s| s.id == *id)
     }
 
-    /// Whether the session that answers our opens proved `open`'s secret: it must be one we
-    /// opened with that very secret.
+    /// Whether the session proved `open`'s secret (constant-time comparison of the derived
+    /// keys): one we opened with that very secret, or one the peer opened if the open's
+    /// secret is our own.
     pub(crate) fn proves(&self, open: &Open) -> bool {
         self.session_proves
             .as_ref()

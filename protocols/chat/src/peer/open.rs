@@ -1,6 +1,8 @@
 //! Our opens and our side of a handshake (initiator), up to the session being announced.
 
-use crate::crypto::Secret;
+use std::time::Instant;
+
+use crate::crypto::{AuthKey, Secret};
 use crate::error::{CloseReason, OpenError, RejectCode};
 use crate::handshake::{AwaitingAuthOk, Initiator};
 use crate::session::{Session, SessionState, Slot};
@@ -37,7 +39,9 @@ impl Peer {
                 .as_ref()
                 .is_some_and(|s| s.state == SessionState::Handshaking)
         {
-            // A handshake with this peer is already under way: this open rides on it.
+            // A handshake with this peer is already under way: this open waits for it. Its
+            // session answers the open only if it proves the open's secret (SPEC.md
+            // §5.7.1); otherwise our own handshake runs after it.
             self.opens.push(Open::new(open, &secret));
             return;
         }
@@ -75,19 +79,30 @@ impl Peer {
                 .is_some_and(|s| s.state == SessionState::Handshaking);
         if peer_is_opening {
             // The peer is already opening a session with us (for instance its HELLO waited
-            // for our key): starting a second handshake would cross it. Ride on it.
+            // for our key): starting a second handshake would cross it. Wait
+            // for it (its session answers only the opens it proves, SPEC.md §5.7.1).
             let riding = self.waiting.drain(..).map(|(o, s, _)| Open::new(o, &s));
             self.opens.extend(riding);
             return;
         }
-        let mut waiting = std::mem::take(&mut self.waiting).into_iter();
-        let Some((first, secret, _)) = waiting.next() else {
+        let waiting = std::mem::take(&mut self.waiting);
+        let Some((_, secret, _)) = waiting.first() else {
             return;
         };
-        self.opens.push(Open::new(first, &secret));
-        self.opens.extend(waiting.map(|(o, s, _)| Open::new(o, &s)));
-        let peer = self.id;
         let auth = secret.auth_key();
+        self.opens
+            .extend(waiting.iter().map(|(o, s, _)| Open::new(*o, s)));
+        self.start_initiator(cx, key, auth);
+    }
+
+    /// Sends our `HELLO` proving `auth` (the secret of the first open it serves).
+    fn start_initiator(
+        &mut self,
+        cx: &mut Context,
+        key: std::sync::Arc<crate::crypto::RsaKeyPair>,
+        auth: AuthKey,
+    ) {
+        let peer = self.id;
         let (init, hello) = Initiator::start(cx.local_peer, peer, key, auth.clone());
         let hs_id = *init.hs_id();
         let now = cx.now;
@@ -97,10 +112,79 @@ impl Peer {
             started: now,
             auth,
         });
+        self.yielded_at = None;
         self.idle_since = None;
         tracing::debug!(%peer, "handshake: sending HELLO");
         cx.send(peer, Request::Hello(hello), Pending::Hello { peer, hs_id });
         cx.schedule(now + cx.config.handshake_timeout);
+    }
+
+    /// Runs our own handshake for opens that no session proved, once nothing else is under
+    /// way with the peer (SPEC.md §5.7.1: after a crossing, or when the peer's handshake
+    /// that they waited for failed). While our opens wait for a crossing handshake of the
+    /// peer (`yielded_at`), only `force` starts it.
+    pub(crate) fn resume_opens(&mut self, cx: &mut Context, force: bool) {
+        if self.opens.is_empty()
+            || (self.yielded_at.is_some() && !force)
+            || self.initiator.is_some()
+            || self.responder.is_some()
+            || self.connections.is_empty()
+            || cx.deferred_hellos.iter().any(|d| d.peer == self.id)
+            || self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.state != SessionState::Active)
+        {
+            return;
+        }
+        let Some(key) = cx.key.clone() else {
+            return;
+        };
+        let auth = self.opens[0].auth.clone();
+        tracing::debug!(peer = %self.id, "running our own handshake for opens the peer has not proved");
+        self.start_initiator(cx, key, auth);
+    }
+
+    /// Our handshake gives way to the peer's crossing one (SPEC.md §5.7): our opens wait for
+    /// it, once each. An open that already yielded fails instead.
+    pub(crate) fn yield_to_peer(&mut self, cx: &mut Context) {
+        let now = cx.now;
+        self.initiator = None;
+        let (again, first): (Vec<Open>, Vec<Open>) = std::mem::take(&mut self.opens)
+            .into_iter()
+            .partition(|o| o.yielded);
+        self.opens = first;
+        for o in &mut self.opens {
+            o.yielded = true;
+        }
+        let peer = self.id;
+        cx.fail_open(
+            Some(peer),
+            again.into_iter().map(|o| o.id),
+            OpenError::NotProven,
+        );
+        if !self.opens.is_empty() {
+            self.yielded_at = Some(now);
+            cx.schedule(now + cx.config.handshake_timeout);
+        }
+    }
+
+    /// Our opens waited for the peer's crossing handshake until `deadline` and no session
+    /// proved them: they fail (SPEC.md §5.7.2).
+    pub(crate) fn yield_expired(&mut self, cx: &mut Context, yielded: Instant) {
+        let deadline = yielded + cx.config.handshake_timeout;
+        if cx.now < deadline {
+            return;
+        }
+        self.yielded_at = None;
+        if self.initiator.is_some() {
+            return;
+        }
+        let peer = self.id;
+        tracing::debug!(%peer, "the peer's crossing handshake never proved our opens' secret");
+        let opens = std::mem::take(&mut self.opens).into_iter().map(|o| o.id);
+        cx.fail_open(Some(peer), opens, OpenError::NotProven);
+        self.gc = true;
     }
 
     /// Ends our initiator handshake with an error. With `abort`, the peer is told to drop
@@ -113,6 +197,7 @@ impl Peer {
     ) {
         let peer = self.id;
         self.initiator = None;
+        self.yielded_at = None;
         let opens = std::mem::take(&mut self.opens);
         let connected = !self.connections.is_empty();
         tracing::debug!(%peer, "handshake failed: {error}");
@@ -159,8 +244,15 @@ impl Peer {
                 code: RejectCode::HandshakeConflict,
                 ..
             } => {
-                // The peer's own handshake towards us goes ahead; our opens ride on it.
+                // A claim to check (SPEC.md §5.7.2): only a smaller PeerId wins the
+                // tie-break, and its own handshake must exist or follow. Our opens wait for
+                // it, once; the session it makes answers only those whose secret it proves.
+                if peer.to_bytes() >= cx.local_peer.to_bytes() {
+                    tracing::debug!(%peer, "HANDSHAKE_CONFLICT from a peer that cannot win the tie-break");
+                    return self.fail_initiator(cx, OpenError::NotProven, None);
+                }
                 tracing::debug!(%peer, "simultaneous handshake: the peer's goes ahead");
+                self.yield_to_peer(cx);
             }
             other => self.fail_initiator(cx, open_error_from_response(other), None),
         }
@@ -231,6 +323,7 @@ impl Peer {
         };
         let (epoch, seq) = (rec.epoch, rec.seq);
         self.install_session(cx, session, Some(proved));
+        self.session_hs = Some(hs_id);
         tracing::debug!(%peer, "handshake: keys agreed, confirming");
         let pending = Pending::Confirm {
             peer,
@@ -243,12 +336,14 @@ impl Peer {
     }
 
     /// Puts a freshly agreed session in place, replacing any older one with the peer.
-    /// `proves` is the secret the peer proved if we opened the session.
+    /// `proves` is the secret the peer proved in its handshake (`None`: none, a session
+    /// made without a handshake, which answers no open). The caller records the
+    /// handshake's id in `session_hs`.
     pub(crate) fn install_session(
         &mut self,
         cx: &mut Context,
         session: Session,
-        proves: Option<crate::crypto::AuthKey>,
+        proves: Option<AuthKey>,
     ) {
         let peer = self.id;
         self.initiator = None;
@@ -256,6 +351,7 @@ impl Peer {
         self.idle_since = None;
         let old = self.session.replace(session);
         self.session_proves = proves;
+        self.session_hs = None;
         let was_announced = std::mem::replace(&mut self.announced, false);
         self.ping_in_flight = false;
         if let Some(old) = &old {
@@ -285,12 +381,15 @@ impl Peer {
             return;
         }
         self.announced = true;
-        let opens = std::mem::take(&mut self.opens);
-        for open in opens.iter().filter(|o| !self.proves(o)) {
-            // Issue 10: the open rides on a session in which the peer never proved the
-            // open's secret (a crossing, or opens with different secrets). Reported here
-            // so that the fix has one place to go; behaviour is unchanged for now.
-            tracing::debug!(%peer, open = %open.id, "open answered by a session that did not prove its secret");
+        // The session answers only the opens whose secret the peer proved in it (SPEC.md
+        // §5.7.1); the others wait for our own handshake, which runs once this one is done.
+        let (opens, unproven): (Vec<Open>, Vec<Open>) = std::mem::take(&mut self.opens)
+            .into_iter()
+            .partition(|o| self.proves(o));
+        self.opens = unproven;
+        self.yielded_at = None;
+        for open in &self.opens {
+            tracing::debug!(%peer, open = %open.id, "the session does not prove this open's secret: it waits for our own handshake");
         }
         let Some(s) = self.session.as_ref() else {
             return;
@@ -309,6 +408,7 @@ impl Peer {
         cx.emit(ev);
         cx.dirty.insert(peer);
         cx.schedule(due.min(keepalive));
+        self.resume_opens(cx, true);
     }
 }
 

@@ -195,6 +195,7 @@ impl Peer {
         }
         self.session = None;
         self.session_proves = None;
+        self.session_hs = None;
         self.ping_in_flight = false;
         let announced = std::mem::replace(&mut self.announced, false);
         cx.remember_closed(peer, session_id.0);

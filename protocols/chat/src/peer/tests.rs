@@ -47,8 +47,17 @@ struct Net {
 
 impl Net {
     fn new() -> Self {
-        let ids = [PeerId::random(), PeerId::random()];
-        let secrets = [Secret::generate(), Secret::generate()];
+        Self::with([PeerId::random(), PeerId::random()], false)
+    }
+
+    /// Two nodes with these ids; with `same_secret`, both hold one connection secret.
+    fn with(ids: [PeerId; 2], same_secret: bool) -> Self {
+        let shared = Secret::generate();
+        let secrets = if same_secret {
+            [shared.clone(), shared]
+        } else {
+            [Secret::generate(), Secret::generate()]
+        };
         let now = Instant::now();
         let node = |i: usize, name: &str| {
             let config = Config::new(secrets[i].clone())
@@ -273,9 +282,32 @@ fn a_close_ends_the_session_on_both_sides() {
     }
 }
 
+/// Two ids, the smaller first.
+fn ordered_ids() -> [PeerId; 2] {
+    let mut ids = [PeerId::random(), PeerId::random()];
+    ids.sort_by_key(|p| p.to_bytes());
+    ids
+}
+
+/// The outcome of every open of `side`: `(open, Some(role of the session that answered))`,
+/// or `None` for a failed one, with its error.
+fn outcomes(net: &Net, side: usize) -> Vec<(crate::types::OpenId, Result<Role, OpenError>)> {
+    net.events[side]
+        .iter()
+        .flat_map(|e| match e {
+            Event::SessionEstablished { opens, role, .. } => {
+                opens.iter().map(|o| (*o, Ok(*role))).collect()
+            }
+            Event::OpenFailed { open, error, .. } => vec![(*open, Err(error.clone()))],
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
 #[test]
 fn crossing_handshakes_end_in_one_session_that_answers_both_opens() {
-    let mut net = Net::new();
+    // Both nodes hold the same secret: whichever session forms proves both opens' secret.
+    let mut net = Net::with([PeerId::random(), PeerId::random()], true);
     net.connect();
     let open_a = net.open(A);
     let open_b = net.open(B);
@@ -363,5 +395,129 @@ fn an_open_made_while_the_old_session_closes_is_answered_by_the_new_one() {
         })
         .collect();
     assert_eq!(outcomes, vec!["established"]);
+    assert_eq!(net.session_id(A), net.session_id(B));
+}
+
+/// Issue 10 item 1: handshakes cross, each side opening with the *other's* secret (two
+/// users connecting to each other at once). The session the winner of the tie-break opens
+/// proves only the loser's own secret, so it must not answer the loser's open: the loser
+/// runs its own handshake next, and each open is answered by a session it initiated (the
+/// only kind in which the peer proved the open's secret). Both orders of the tie-break.
+#[test]
+fn crossing_opens_with_different_secrets_are_each_proved_by_their_own_handshake() {
+    for ids in [ordered_ids(), {
+        let [a, b] = ordered_ids();
+        [b, a]
+    }] {
+        let mut net = Net::with(ids, false);
+        net.connect();
+        let open_a = net.open(A);
+        let open_b = net.open(B);
+        net.run();
+        assert_eq!(outcomes(&net, A), vec![(open_a, Ok(Role::Initiator))]);
+        assert_eq!(outcomes(&net, B), vec![(open_b, Ok(Role::Initiator))]);
+        assert!(net.session_id(A).is_some());
+        assert_eq!(
+            net.session_id(A),
+            net.session_id(B),
+            "they end in one session"
+        );
+        for side in [A, B] {
+            assert_eq!(net.nodes[side].state_counts().handshakes, 0);
+        }
+    }
+}
+
+/// Issue 10 item 1, the attack: B knows A's secret (A gives it to everyone she invites)
+/// but not the secret A uses to open towards B's address. Whatever the tie-break, A's open
+/// never completes: B's crossing session proves only A's own secret, and A's own
+/// handshake then fails because B cannot prove the secret A gave.
+#[test]
+fn a_crossing_session_that_proves_only_our_secret_never_answers_our_open() {
+    for ids in [ordered_ids(), {
+        let [a, b] = ordered_ids();
+        [b, a]
+    }] {
+        let mut net = Net::with(ids, false);
+        net.connect();
+        let open_a = crate::types::OpenId(1);
+        let unknown_to_b = Secret::generate();
+        net.nodes[A].open(net.ids[B], open_a, unknown_to_b, net.now);
+        let open_b = net.open(B);
+        net.run();
+        let a = outcomes(&net, A);
+        assert!(
+            matches!(a.as_slice(), [(o, Err(_))] if *o == open_a),
+            "A's open must fail: {a:?}"
+        );
+        assert_eq!(outcomes(&net, B), vec![(open_b, Ok(Role::Initiator))]);
+    }
+}
+
+/// SPEC.md §5.7.2: a `HANDSHAKE_CONFLICT` claim is checked. From a larger `PeerId` (which
+/// cannot win the tie-break) the open fails at once; from a smaller one whose own
+/// handshake never follows, the open fails at the deadline instead of waiting forever.
+#[test]
+fn a_handshake_conflict_claim_without_a_crossing_handshake_fails_the_open() {
+    for b_is_smaller in [false, true] {
+        let [small, large] = ordered_ids();
+        let ids = if b_is_smaller {
+            [large, small]
+        } else {
+            [small, large]
+        };
+        let mut net = Net::with(ids, false);
+        net.connect();
+        let open = net.open(A);
+        net.pump();
+        let Some(Msg::Request { token, .. }) = net.wire.pop_front() else {
+            panic!("A sent no HELLO");
+        };
+        assert!(net.wire.is_empty());
+        let conflict = Response::Reject {
+            code: crate::error::RejectCode::HandshakeConflict,
+            detail: 0,
+        };
+        net.nodes[A].on_response(token, conflict, net.now);
+        net.pump();
+        let failed = |net: &Net| {
+            outcomes(net, A)
+                .iter()
+                .any(|(o, r)| *o == open && *r == Err(OpenError::NotProven))
+        };
+        if !b_is_smaller {
+            assert!(failed(&net), "a false claim fails the open at once");
+            continue;
+        }
+        assert!(outcomes(&net, A).is_empty(), "waits for B's handshake");
+        let timeout = net.nodes[A].config().handshake_timeout;
+        net.now += timeout;
+        net.nodes[A].on_tick(net.now, &|_| true);
+        net.pump();
+        assert!(failed(&net), "{:?}", outcomes(&net, A));
+        assert_eq!(outcomes(&net, A).len(), 1);
+    }
+}
+
+/// Issue 10 item 6: an `ABORT` naming another (older) handshake must not drop the
+/// unconfirmed session a newer handshake produced (SPEC.md §5.4).
+#[test]
+fn an_abort_for_another_handshake_leaves_the_unconfirmed_session_alone() {
+    let mut net = Net::new();
+    net.connect();
+    let open = net.open(A);
+    net.pump();
+    while net.session_id(B).is_none() {
+        assert!(net.deliver_one(), "B never got to AUTH_OK");
+    }
+    let stale = Request::Abort {
+        hs_id: [0xAB; crate::wire::HS_ID_LEN],
+        code: crate::error::RejectCode::Shutdown.to_u16(),
+    };
+    let conn = ConnectionId::new_unchecked(1 + B);
+    net.nodes[B].on_request(net.ids[A], conn, stale, ChannelToken(u64::MAX), net.now);
+    net.run();
+    assert_eq!(outcomes(&net, A), vec![(open, Ok(Role::Initiator))]);
+    assert_eq!(net.established(B), vec![(Role::Responder, vec![])]);
     assert_eq!(net.session_id(A), net.session_id(B));
 }

@@ -55,6 +55,10 @@ impl Peer {
         if let Some(h) = &self.responder {
             *next = (*next).min(h.started + timeout);
         }
+        let yielded = self.yielded_at;
+        if let Some(t) = yielded {
+            *next = (*next).min(t + timeout);
+        }
         let due = self.session_due(cx, next);
         let close_connections = self.unauthenticated_too_long(cx, next);
         cx.fail_open(Some(peer), expired, OpenError::Timeout);
@@ -65,6 +69,12 @@ impl Peer {
         if due.unconfirmed_late {
             self.drop_unconfirmed(cx, OpenError::Timeout);
         }
+        if let Some(t) = yielded {
+            self.yield_expired(cx, t);
+        }
+        // Opens that no session proved and nothing serves any more (the peer's handshake
+        // they waited for timed out) run their own handshake.
+        self.resume_opens(cx, false);
         if due.rotation_late {
             if let Some(s) = self.session.as_mut() {
                 s.abort_rotation();
