@@ -122,6 +122,10 @@ impl AutoConnect {
             | OpenError::RateLimited(_)
             | OpenError::UnsupportedProtocol
             | OpenError::Refused(_) => false,
+            // The peer's crossing handshake did not prove our secret in time (or claimed a
+            // conflict it could not have): under load an honest peer can be late, so this
+            // is retried with the growing delay rather than given up.
+            OpenError::NotProven => true,
             _ => true,
         };
         self.ended(peer, retry);
