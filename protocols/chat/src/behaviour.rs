@@ -117,6 +117,17 @@ impl Behaviour {
 
     /// Dials `address` (a peer whose `PeerId` we may not know yet) and opens a session with
     /// it using `secret`, the peer's connection secret.
+    ///
+    /// Every dial of this behaviour (this one and the core's re-dials) asks for a new source
+    /// port ([`PortUse::New`]). libp2p's TCP transport dials from the port it listens on by
+    /// default ([`PortUse::Reuse`]); two listening nodes dialing each other at the same
+    /// moment (two people typing `connect` at once, two lab nodes discovering each other)
+    /// then send SYNs with the same two ends, and the kernel joins them into one TCP
+    /// *simultaneous open*: one connection on which both ends believe they dialed, both
+    /// start Noise as the initiator and both fail at once ("input error"), with no session
+    /// on either side and nothing accepted by either listener. A new port per dial gives two
+    /// ordinary connections, and the protocol's crossing rules keep one session. Port reuse
+    /// only serves NAT hole punching, which Noctua does not do.
     pub fn connect(&mut self, address: Multiaddr, secret: Secret) -> OpenId {
         let open = self.next_open();
         let peer_in_addr = address.iter().find_map(|p| match p {
@@ -132,12 +143,17 @@ impl Behaviour {
                 }));
             return open;
         }
+        // A new source port: see above.
         let opts = match peer_in_addr {
             Some(peer) => DialOpts::peer_id(peer)
                 .addresses(vec![address])
                 .condition(PeerCondition::Always)
+                .allocate_new_port()
                 .build(),
-            None => DialOpts::unknown_peer_id().address(address).build(),
+            None => DialOpts::unknown_peer_id()
+                .address(address)
+                .allocate_new_port()
+                .build(),
         };
         self.pending_dials
             .insert(opts.connection_id(), (open, secret));
@@ -287,8 +303,10 @@ impl Behaviour {
                 }
                 Action::Event(ev) => self.events.push_back(ToSwarm::GenerateEvent(ev)),
                 Action::Dial { peer } => {
+                    // A new source port, as in `connect`.
                     let opts = DialOpts::peer_id(peer)
                         .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .allocate_new_port()
                         .build();
                     self.events.push_back(ToSwarm::Dial { opts });
                 }
