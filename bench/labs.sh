@@ -8,8 +8,9 @@
 # in $LABS_DIR (default /tmp/noctua-labs)/labK. Per lab it prints: the time from the first
 # and from the last node's `ready` to the full mesh (every node with a session to every
 # other: NODES*(NODES-1) sessions), the peers each node had a session with (summed), and
-# the sessions that closed before their node had its full mesh; a lab whose mesh never formed within
-# DURATION says so. Exit status 1 if any lab missed the 10 s bound.
+# the sessions that closed before their node had its full mesh; a lab whose mesh never
+# formed within DURATION says so. Exit status 1 if any lab missed the 10 s bound.
+# LABS_ANALYZE_ONLY=1 prints the figures of the labs already in $LABS_DIR, running none.
 set -euo pipefail
 
 runs=${1:-10}
@@ -21,15 +22,18 @@ bound_ms=10000
 want=$((nodes * (nodes - 1)))
 
 command -v jq >/dev/null || { echo "labs.sh: jq is required" >&2; exit 2; }
-[ -x "$bin" ] || { echo "labs.sh: no binary at $bin (cargo build --release -p noctua)" >&2; exit 2; }
+[ -n "${LABS_ANALYZE_ONLY:-}" ] || [ -x "$bin" ] || { echo "labs.sh: no binary at $bin (cargo build --release -p noctua)" >&2; exit 2; }
 
 mkdir -p "$dir"
 missed=0
 printf '%-5s %12s %12s %9s %7s\n' lab first_ready last_ready sessions closed
 for k in $(seq 1 "$runs"); do
     out="$dir/lab$k"
-    rm -rf "$out"
-    "$bin" lab --nodes "$nodes" --dir "$out" --duration "$duration" </dev/null >"$dir/lab$k.out" 2>&1 || true
+    if [ -z "${LABS_ANALYZE_ONLY:-}" ]; then
+        rm -rf "$out"
+        "$bin" lab --nodes "$nodes" --dir "$out" --duration "$duration" </dev/null \
+            >"$dir/lab$k.out" 2>&1 || true
+    fi
     # Per node: its ready time, and the time it had sessions with all NODES-1 others
     # (the first session_established of each peer; the mesh time is the last of these).
     stats=$(for f in "$out"/node*.jsonl; do

@@ -135,6 +135,18 @@ fn unreachable_and_closed_ports_fail_with_their_own_message() {
     bob.expect_contains("[+] Alice connected");
 }
 
+/// The swarm never dials its own listen address: without a check of our own, such a
+/// connect failed with "no known address for that peer" (what two test nodes that happened
+/// to share a port, each dialing "the other", both reported).
+#[test]
+fn connecting_to_our_own_address_says_so() {
+    let mut alice = NodeProc::start("Alice", "alpha-secret", &[]);
+    let cs = alice.conn_string();
+    alice.send(&format!("connect {cs}"));
+    let l = alice.expect_contains("could not connect");
+    assert!(l.contains("that address is this node"), "{l}");
+}
+
 #[test]
 fn exit_closes_sessions_with_a_goodbye_and_ends_the_process() {
     let (mut alice, mut bob, cs) = pair();

@@ -56,6 +56,9 @@ pub struct Behaviour {
     timer_at: Instant,
     next_open_id: u64,
     waker: Option<Waker>,
+    /// Our listen addresses, as the swarm reports them: the swarm drops these from a dial
+    /// (it never dials itself), so `connect` recognises them first.
+    listen_addrs: Vec<Multiaddr>,
 }
 
 impl Behaviour {
@@ -91,6 +94,7 @@ impl Behaviour {
             timer_at: now + MAX_TICK,
             next_open_id: 1,
             waker: None,
+            listen_addrs: Vec::new(),
         }
     }
 
@@ -134,7 +138,12 @@ impl Behaviour {
             Protocol::P2p(id) => Some(id),
             _ => None,
         });
-        if peer_in_addr == Some(self.core.local_peer()) {
+        let without_peer: Multiaddr = address
+            .iter()
+            .filter(|p| !matches!(p, Protocol::P2p(_)))
+            .collect();
+        if peer_in_addr == Some(self.core.local_peer()) || self.listen_addrs.contains(&without_peer)
+        {
             self.events
                 .push_back(ToSwarm::GenerateEvent(Event::OpenFailed {
                     open,
@@ -559,6 +568,12 @@ impl NetworkBehaviour for Behaviour {
             FromSwarm::ConnectionEstablished(ev) => self.on_connection_established(ev),
             FromSwarm::ConnectionClosed(ev) => self.on_connection_closed(ev),
             FromSwarm::DialFailure(ev) => self.on_dial_failure(ev),
+            FromSwarm::NewListenAddr(ev) => {
+                if !self.listen_addrs.contains(ev.addr) {
+                    self.listen_addrs.push(ev.addr.clone());
+                }
+            }
+            FromSwarm::ExpiredListenAddr(ev) => self.listen_addrs.retain(|a| a != ev.addr),
             _ => {}
         }
     }
@@ -595,6 +610,19 @@ impl NetworkBehaviour for Behaviour {
                 Poll::Ready(ToSwarm::GenerateEvent(ev)) => {
                     self.on_inner_event(ev);
                     continue;
+                }
+                Poll::Ready(ToSwarm::Dial { opts }) => {
+                    // request-response dials a peer it holds a request for and has no
+                    // connection to, from the listening port: the crossing `connect`
+                    // avoids. The same dial from a new port.
+                    let opts = match opts.get_peer_id() {
+                        Some(peer) => DialOpts::peer_id(peer)
+                            .condition(PeerCondition::DisconnectedAndNotDialing)
+                            .allocate_new_port()
+                            .build(),
+                        None => opts,
+                    };
+                    return Poll::Ready(ToSwarm::Dial { opts });
                 }
                 Poll::Ready(other) => {
                     return Poll::Ready(
