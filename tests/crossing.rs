@@ -3,8 +3,9 @@
 //! libp2p's TCP transport used to dial from the port it listens on, so two listening nodes
 //! dialing each other at the same instant could send SYNs with the same two ends: the
 //! kernel joined them into one TCP simultaneous open, both ends ran Noise as the initiator,
-//! and both `connect`s failed with "input error" and no session (about one run in five on
-//! loopback). These tests use real processes on loopback, mDNS off, headless.
+//! and both `connect`s failed with "input error" and no session (one run in five to one in
+//! thirty-five on loopback, with the machine's load). These tests use real processes on
+//! loopback, mDNS off, headless.
 
 mod support;
 
@@ -15,9 +16,9 @@ use std::time::Duration;
 use noctua::face::headless::{Event, EventLine};
 use support::NodeProc;
 
-/// Runs of the crossing test. On the old code between one run in five and one in thirty
-/// failed (depending on the machine's load), so this many fail it at least nineteen times
-/// in twenty; a run takes 0.2-0.3 s.
+/// Runs of the crossing test. On the old code one run in five to one in thirty-five
+/// failed, so this many fail it at least nineteen times in twenty (it failed 4 of 4
+/// times); a run takes 0.1-0.3 s.
 const RUNS: usize = 100;
 
 fn event(line: &str) -> Event {

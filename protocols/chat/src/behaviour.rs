@@ -568,10 +568,8 @@ impl NetworkBehaviour for Behaviour {
             FromSwarm::ConnectionEstablished(ev) => self.on_connection_established(ev),
             FromSwarm::ConnectionClosed(ev) => self.on_connection_closed(ev),
             FromSwarm::DialFailure(ev) => self.on_dial_failure(ev),
-            FromSwarm::NewListenAddr(ev) => {
-                if !self.listen_addrs.contains(ev.addr) {
-                    self.listen_addrs.push(ev.addr.clone());
-                }
+            FromSwarm::NewListenAddr(ev) if !self.listen_addrs.contains(ev.addr) => {
+                self.listen_addrs.push(ev.addr.clone());
             }
             FromSwarm::ExpiredListenAddr(ev) => self.listen_addrs.retain(|a| a != ev.addr),
             _ => {}
