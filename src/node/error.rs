@@ -89,10 +89,10 @@ impl DialFailure {
     /// libp2p's transport stack hides part of the chain: `either::Either` (which joins TCP,
     /// QUIC and their upgrades) forwards `source()` past the error it wraps, and the
     /// timeout and DNS layers are generic over types that cannot be named here. What is
-    /// left is used, in this order: an [`io::Error`] met in the chain (its kind); a resolver
-    /// error; a Noise error; QUIC's handshake timeout; and, for an OS error hidden behind `Either`, its
-    /// error number, recovered from the standard rendering `... (os error N)` and mapped to
-    /// its kind by [`io::Error::from_raw_os_error`]. A timeout of the dial as a whole
+    /// left is used: a resolver error; a Noise error; QUIC's handshake timeout; an
+    /// [`io::Error`] met in the chain (its kind); and, for an OS error hidden behind
+    /// `Either`, its error number, recovered from the standard rendering `... (os error N)`
+    /// and mapped to its kind by [`io::Error::from_raw_os_error`]. A timeout of the dial as a whole
     /// (libp2p's `TransportTimeout`) is recognised by the node from the time the dial took
     /// ([`DialFailure::or_timed_out`]).
     pub fn from_chain(error: &(dyn StdError + 'static)) -> DialFailure {
@@ -331,6 +331,12 @@ mod tests {
         assert_eq!(
             DialFailure::from_chain(&io::Error::other("something else")),
             DialFailure::Other
+        );
+        // Noise's "input error" (a handshake message it cannot read), under a wrapper.
+        let garbled = io::Error::new(io::ErrorKind::InvalidData, "input error");
+        assert_eq!(
+            DialFailure::from_chain(&io::Error::other(garbled)),
+            DialFailure::Handshake
         );
         let all = DialError::Transport(vec![(
             "/ip4/127.0.0.1/tcp/1".parse().expect("multiaddr"),
