@@ -22,6 +22,9 @@ pub enum RunError {
     /// `--secret` is not a valid secret.
     #[error("invalid --secret: {0}")]
     Secret(#[from] SecretError),
+    /// `--secret-file` cannot be used.
+    #[error(transparent)]
+    SecretFile(#[from] SecretFileError),
     /// `--id` has nothing printable.
     #[error("invalid --id: it must contain printable characters")]
     Id,
@@ -43,7 +46,9 @@ impl RunError {
     /// 2 for a bad command line, 1 for anything else.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            RunError::Logging(_) | RunError::Secret(_) | RunError::Id => ExitCode::from(2),
+            RunError::Logging(_) | RunError::Secret(_) | RunError::SecretFile(_) | RunError::Id => {
+                ExitCode::from(2)
+            }
             _ => ExitCode::FAILURE,
         }
     }
@@ -89,6 +94,9 @@ fn fail(e: &RunError) -> ExitCode {
 
 async fn run(args: Args) -> Result<(), RunError> {
     let cfg = node_config(&args)?;
+    if let Some(warning) = cmdline_secret_warning(&args.secrets_on_command_line()) {
+        eprintln!("noctua: warning: {warning}");
+    }
     let (out_tx, out_rx) = mpsc::channel(1024);
     let (req_tx, req_rx) = mpsc::channel(64);
     let node = Node::start(cfg, out_tx).await?;
@@ -110,9 +118,10 @@ async fn run(args: Args) -> Result<(), RunError> {
 
 /// The node's configuration from the flags.
 fn node_config(args: &Args) -> Result<NodeConfig, RunError> {
-    let secret = match &args.secret {
-        Some(s) => Secret::new(s.clone())?,
-        None => Secret::generate(),
+    let secret = match (&args.secret, &args.secret_file) {
+        (_, Some(path)) => read_secret_file(path)?,
+        (Some(s), None) => Secret::new(s.clone())?,
+        (None, None) => Secret::generate(),
     };
     let name = match &args.id {
         Some(id) => {
@@ -147,6 +156,98 @@ fn node_config(args: &Args) -> Result<NodeConfig, RunError> {
     })
 }
 
+/// The one-line warning for secrets given on the command line (`flags` as returned by
+/// [`Args::secrets_on_command_line`]), if any: every local user can read a process's
+/// command line.
+pub(crate) fn cmdline_secret_warning(flags: &[&str]) -> Option<String> {
+    let (what, advice) = match flags {
+        [] => return None,
+        ["--secret"] => (
+            "the secret given with --secret is",
+            "use --secret-file (or NOCTUA_SECRET) instead",
+        ),
+        ["--connect"] => (
+            "the peer's secret in --connect is",
+            "type `connect` at the prompt (or on stdin) instead",
+        ),
+        _ => (
+            "the secrets given with --secret and --connect are",
+            "use --secret-file, and type `connect` at the prompt (or on stdin) instead",
+        ),
+    };
+    Some(format!(
+        "{what} on the command line, which other local users can read in /proc; {advice}"
+    ))
+}
+
+/// Why `--secret-file` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    /// The file cannot be read.
+    #[error("cannot read --secret-file {path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Group or other users may read it.
+    #[error(
+        "--secret-file {path} can be read by other users (mode {mode:03o}): run chmod 600 {path}"
+    )]
+    Readable {
+        /// The path.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Its content is not a valid secret.
+    #[error("invalid secret in --secret-file {path}: {source}")]
+    Invalid {
+        /// The path.
+        path: String,
+        /// Why.
+        source: SecretError,
+    },
+}
+
+/// Longest secret file read (a secret has at most 256 characters; this leaves room for
+/// a newline and rejects a mistaken path to a large file without reading it all).
+const SECRET_FILE_MAX: u64 = 1024;
+
+/// Reads our secret from `path`: the whole file, without one trailing newline (`\n` or
+/// `\r\n`). On Unix, a file that its group or other users can read is refused, as ssh
+/// refuses such a private key: whoever reads it can open sessions with us.
+pub(crate) fn read_secret_file(path: &std::path::Path) -> Result<Secret, SecretFileError> {
+    use std::io::Read;
+    let shown = path.display().to_string();
+    let read_err = |source| SecretFileError::Read {
+        path: shown.clone(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata().map_err(read_err)?.permissions().mode() & 0o777;
+        if mode & 0o044 != 0 {
+            return Err(SecretFileError::Readable { path: shown, mode });
+        }
+    }
+    let mut text = String::new();
+    file.take(SECRET_FILE_MAX)
+        .read_to_string(&mut text)
+        .map_err(read_err)?;
+    let text = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    Secret::new(text).map_err(|source| SecretFileError::Invalid {
+        path: shown,
+        source,
+    })
+}
+
 /// `bytes` random bytes in lower-case hex (the default name's suffix; not a secret).
 fn random_hex(bytes: usize) -> String {
     use rand::Rng;
@@ -157,7 +258,75 @@ fn random_hex(bytes: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::random_hex;
+    use super::*;
+
+    fn file_with(name: &str, content: &[u8], mode: u32) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("noctua-unit-{}-{name}", std::process::id()));
+        std::fs::write(&path, content).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        path
+    }
+
+    #[test]
+    fn a_secret_file_loses_one_trailing_newline_and_nothing_else() {
+        for (name, content, want) in [
+            ("lf", &b"s3cret\n"[..], Some("s3cret")),
+            ("crlf", b"s3cret\r\n", Some("s3cret")),
+            ("bare", b"s3cret", Some("s3cret")),
+            ("two", b"s3cret\n\n", None),
+            ("space", b" s3cret\n", None),
+            ("empty", b"\n", None),
+        ] {
+            let path = file_with(name, content, 0o600);
+            let got = read_secret_file(&path);
+            std::fs::remove_file(&path).expect("remove");
+            match (got, want) {
+                (Ok(s), Some(w)) => assert_eq!(s.expose(), w, "{name}"),
+                (Err(SecretFileError::Invalid { .. }), None) => {}
+                (other, _) => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_secret_file_the_group_or_others_can_read_is_refused() {
+        for mode in [0o640, 0o604, 0o644] {
+            let path = file_with("mode", b"s3cret\n", mode);
+            let got = read_secret_file(&path);
+            std::fs::remove_file(&path).expect("remove");
+            assert!(
+                matches!(got, Err(SecretFileError::Readable { mode: m, .. }) if m == mode),
+                "{mode:o}: {got:?}"
+            );
+        }
+        let missing = std::env::temp_dir().join("noctua-unit-no-such-file");
+        assert!(matches!(
+            read_secret_file(&missing),
+            Err(SecretFileError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn secrets_on_the_command_line_get_one_warning_that_names_the_way_out() {
+        assert_eq!(cmdline_secret_warning(&[]), None);
+        let one = cmdline_secret_warning(&["--secret"]).expect("a warning");
+        assert!(
+            one.contains("/proc") && one.contains("--secret-file"),
+            "{one}"
+        );
+        let connect = cmdline_secret_warning(&["--connect"]).expect("a warning");
+        assert!(
+            connect.contains("type `connect` at the prompt"),
+            "{connect}"
+        );
+        let both = cmdline_secret_warning(&["--secret", "--connect"]).expect("a warning");
+        assert!(
+            both.contains("--secret-file") && both.contains("`connect`"),
+            "{both}"
+        );
+        assert_eq!(both.lines().count(), 1);
+    }
 
     #[test]
     fn default_names_get_six_hex_digits() {

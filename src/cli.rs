@@ -50,6 +50,12 @@ pub struct Args {
     )]
     pub secret: Option<String>,
 
+    /// Read our connection secret from this file (one trailing newline is ignored). Unlike
+    /// --secret, it does not show in the process list; the file should be readable by
+    /// its owner only (chmod 600)
+    #[arg(long, value_name = "PATH", conflicts_with = "secret")]
+    pub secret_file: Option<PathBuf>,
+
     /// Do not discover or announce peers on the LAN with mDNS
     #[arg(long)]
     pub no_mdns: bool,
@@ -103,6 +109,38 @@ pub struct Args {
     /// --log-file.
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+
+    /// Whether `--secret` was given on the command line itself (not through
+    /// `NOCTUA_SECRET`), where every local user can read it. Set by [`Args::from_env`].
+    #[arg(skip)]
+    pub secret_on_command_line: bool,
+}
+
+impl Args {
+    /// Parses the process's arguments like [`Parser::parse`] (printing help or an error and
+    /// exiting when they say so), and notes where the secret came from.
+    pub fn from_env() -> Args {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Args::command().get_matches();
+        let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        args.secret_on_command_line =
+            matches.value_source("secret") == Some(clap::parser::ValueSource::CommandLine);
+        args
+    }
+
+    /// The flags that put a secret on the command line, where other local users can read
+    /// it (`/proc/PID/cmdline`, `ps`): `--secret` (not `NOCTUA_SECRET`) and `--connect`
+    /// (a connection string always carries the peer's secret).
+    pub fn secrets_on_command_line(&self) -> Vec<&'static str> {
+        let mut flags = Vec::new();
+        if self.secret_on_command_line {
+            flags.push("--secret");
+        }
+        if !self.connect.is_empty() {
+            flags.push("--connect");
+        }
+        flags
+    }
 }
 
 /// Subcommands.

@@ -327,10 +327,13 @@ impl Lab {
         ])
         .arg(&self.bin)
         .args(["--headless", "--port", "4001"])
-        .args(["--id", &format!("node{i}"), "--secret", secret])
+        .args(["--id", &format!("node{i}")])
         .arg("--log-file")
         .arg(&log)
         .args(extra)
+        // Through the environment, which only the owner can read, rather than the
+        // command line, which every local user can (the node would warn about it).
+        .env("NOCTUA_SECRET", secret)
         .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -27,5 +27,5 @@ mod logging;
 pub mod node;
 pub mod sanitize;
 
-pub use app::{RunError, main};
+pub use app::{RunError, SecretFileError, main};
 pub use logging::LogError;

@@ -3,8 +3,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    noctua::main(noctua::cli::Args::parse())
+    noctua::main(noctua::cli::Args::from_env())
 }

@@ -135,6 +135,18 @@ fn unreachable_and_closed_ports_fail_with_their_own_message() {
     bob.expect_contains("[+] Alice connected");
 }
 
+/// The swarm never dials its own listen address: without a check of our own, such a
+/// connect failed with "no known address for that peer" (what two test nodes that happened
+/// to share a port, each dialing "the other", both reported).
+#[test]
+fn connecting_to_our_own_address_says_so() {
+    let mut alice = NodeProc::start("Alice", "alpha-secret", &[]);
+    let cs = alice.conn_string();
+    alice.send(&format!("connect {cs}"));
+    let l = alice.expect_contains("could not connect");
+    assert!(l.contains("that address is this node"), "{l}");
+}
+
 #[test]
 fn exit_closes_sessions_with_a_goodbye_and_ends_the_process() {
     let (mut alice, mut bob, cs) = pair();
@@ -310,4 +322,102 @@ fn two_peers_with_the_same_name_are_told_apart() {
     let (a, b) = (&got[0], &got[1]);
     assert!(a.contains(" Bob: "), "{a}");
     assert!(b.contains(" Bob#"), "{b}");
+}
+
+/// A file in the temporary directory, unique to this test process, holding `content`
+/// with permission bits `mode`.
+fn secret_file(name: &str, content: &str, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::temp_dir().join(format!("noctua-e2e-{}-{name}", std::process::id()));
+    std::fs::write(&path, content).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+/// The stderr of a node started with `args` (and `env`) that is told to exit at once.
+fn stderr_of_a_short_run(args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    let mut n = NodeProc::start_env("Solo", args, env);
+    n.expect_contains("Connection Information");
+    n.send("exit");
+    assert!(n.wait_exit(Duration::from_secs(10)).success());
+    n.stderr_to_end()
+}
+
+const IN_PROC: &str = "other local users can read in /proc";
+
+#[test]
+fn a_secret_file_gives_the_secret_without_its_newline_and_without_a_warning() {
+    let path = secret_file("ok", "file-secret\n", 0o600);
+    let p = path.to_str().unwrap();
+    let mut n = NodeProc::start_args(
+        "Solo",
+        &[
+            "--no-mdns",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--secret-file",
+            p,
+        ],
+    );
+    assert_eq!(n.expect_contains("Secret: "), "Secret: file-secret");
+    n.send("exit");
+    assert!(n.wait_exit(Duration::from_secs(10)).success());
+    let err = n.stderr_to_end();
+    assert!(!err.iter().any(|l| l.contains(IN_PROC)), "{err:?}");
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn a_secret_file_others_can_read_is_refused_with_one_line() {
+    let path = secret_file("open", "file-secret\n", 0o644);
+    let out = std::process::Command::new(support::bin())
+        .args(["--no-mdns", "--secret-file", path.to_str().unwrap()])
+        .env_remove("NOCTUA_SECRET")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("can be read by other users (mode 644)"),
+        "{err}"
+    );
+    assert!(err.contains("chmod 600"), "{err}");
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn secrets_on_the_command_line_are_warned_about_in_one_line() {
+    let listen = ["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
+    fn with<'a>(listen: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        listen.iter().chain(extra).copied().collect()
+    }
+
+    let err = stderr_of_a_short_run(&with(&listen, &["--secret", "solo-secret"]), &[]);
+    let warnings: Vec<&String> = err.iter().filter(|l| l.contains(IN_PROC)).collect();
+    assert_eq!(warnings.len(), 1, "{err:?}");
+    assert!(warnings[0].starts_with("noctua: warning: "), "{err:?}");
+    assert!(warnings[0].contains("--secret-file"), "{err:?}");
+    assert!(!warnings[0].contains("solo-secret"), "{err:?}");
+
+    // A connection string always carries the peer's secret.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cs = format!(
+        "127.0.0.1:{}:their-secret",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
+    let err = stderr_of_a_short_run(&with(&listen, &["--connect", &cs]), &[]);
+    let warnings: Vec<&String> = err.iter().filter(|l| l.contains(IN_PROC)).collect();
+    assert_eq!(warnings.len(), 1, "{err:?}");
+    assert!(
+        warnings[0].contains("type `connect` at the prompt"),
+        "{err:?}"
+    );
+    assert!(!warnings[0].contains("their-secret"), "{err:?}");
+
+    // Through the environment (readable by its owner only), nothing to say.
+    let err = stderr_of_a_short_run(&with(&listen, &[]), &[("NOCTUA_SECRET", "env-secret")]);
+    assert!(!err.iter().any(|l| l.contains(IN_PROC)), "{err:?}");
 }

@@ -142,13 +142,9 @@ pub fn node_command(system: System, noctua_bin: &Path, headless: bool) -> Comman
     match system {
         System::Noctua => {
             let mut c = Command::new(noctua_bin);
-            c.args([
-                "--no-mdns",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--secret",
-                NODE_SECRET,
-            ]);
+            c.args(["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+                // Not `--secret`: the node warns about secrets on its command line.
+                .env("NOCTUA_SECRET", NODE_SECRET);
             if headless {
                 c.arg("--headless");
             }

@@ -57,6 +57,11 @@ pub enum DialFailure {
     Unreachable,
     /// The host name could not be resolved.
     NameNotResolved,
+    /// Something answered, but the encryption handshake of the transport (Noise) failed on
+    /// a message that was not valid: not a libp2p peer, or a broken connection. (Two nodes
+    /// dialing each other from their listening ports at the same moment used to end here;
+    /// the chat behaviour dials from a new port so that this cannot happen.)
+    Handshake,
     /// Anything else (the transport's own message is shown).
     Other,
 }
@@ -84,10 +89,10 @@ impl DialFailure {
     /// libp2p's transport stack hides part of the chain: `either::Either` (which joins TCP,
     /// QUIC and their upgrades) forwards `source()` past the error it wraps, and the
     /// timeout and DNS layers are generic over types that cannot be named here. What is
-    /// left is used, in this order: an [`io::Error`] met in the chain (its kind); a resolver
-    /// error; QUIC's handshake timeout; and, for an OS error hidden behind `Either`, its
-    /// error number, recovered from the standard rendering `... (os error N)` and mapped to
-    /// its kind by [`io::Error::from_raw_os_error`]. A timeout of the dial as a whole
+    /// left is used: a resolver error; a Noise error; QUIC's handshake timeout; an
+    /// [`io::Error`] met in the chain (its kind); and, for an OS error hidden behind
+    /// `Either`, its error number, recovered from the standard rendering `... (os error N)`
+    /// and mapped to its kind by [`io::Error::from_raw_os_error`]. A timeout of the dial as a whole
     /// (libp2p's `TransportTimeout`) is recognised by the node from the time the dial took
     /// ([`DialFailure::or_timed_out`]).
     pub fn from_chain(error: &(dyn StdError + 'static)) -> DialFailure {
@@ -97,6 +102,9 @@ impl DialFailure {
             let Some(e) = current else { break };
             if e.is::<libp2p::dns::ResolveError>() {
                 return DialFailure::NameNotResolved;
+            }
+            if e.is::<libp2p::noise::Error>() {
+                return DialFailure::Handshake;
             }
             if matches!(
                 e.downcast_ref::<libp2p::quic::Error>(),
@@ -126,6 +134,9 @@ impl DialFailure {
             io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
                 DialFailure::Unreachable
             }
+            // Noise reports a handshake message it cannot read as `InvalidData` (snow's
+            // "input error"); nothing else in a dial's chain uses that kind.
+            io::ErrorKind::InvalidData => DialFailure::Handshake,
             _ => DialFailure::Other,
         }
     }
@@ -181,6 +192,10 @@ fn describe_dial(failure: DialFailure, target: &str, detail: &str) -> String {
         ),
         DialFailure::Unreachable => format!("{target} is unreachable from here ({detail})"),
         DialFailure::NameNotResolved => format!("cannot resolve the host name in {target}"),
+        DialFailure::Handshake => format!(
+            "{target} answered, but the encrypted transport handshake (Noise) failed: is it \
+             a Noctua node?"
+        ),
         DialFailure::Other => detail.to_string(),
     }
 }
@@ -316,6 +331,12 @@ mod tests {
         assert_eq!(
             DialFailure::from_chain(&io::Error::other("something else")),
             DialFailure::Other
+        );
+        // Noise's "input error" (a handshake message it cannot read), under a wrapper.
+        let garbled = io::Error::new(io::ErrorKind::InvalidData, "input error");
+        assert_eq!(
+            DialFailure::from_chain(&io::Error::other(garbled)),
+            DialFailure::Handshake
         );
         let all = DialError::Transport(vec![(
             "/ip4/127.0.0.1/tcp/1".parse().expect("multiaddr"),

@@ -44,13 +44,20 @@ impl NodeProc {
     /// Starts the binary with exactly `args` (tests that check argument handling). mDNS is
     /// still forced off unless the arguments are about to fail anyway.
     pub fn start_args(name: &str, args: &[&str]) -> Self {
+        Self::start_env(name, args, &[])
+    }
+
+    /// As [`NodeProc::start_args`], with these environment variables set.
+    pub fn start_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         assert!(
             args.contains(&"--no-mdns"),
             "tests never run mDNS in the machine's own namespace"
         );
         let mut child = Command::new(bin())
             .args(args)
+            .env_remove("NOCTUA_SECRET")
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -198,6 +205,21 @@ impl NodeProc {
     /// Lines written to stderr so far.
     pub fn stderr_lines(&self) -> Vec<String> {
         self.stderr.try_iter().collect()
+    }
+
+    /// Every line written to stderr, once the process has exited and closed it (call after
+    /// [`NodeProc::wait_exit`]).
+    pub fn stderr_to_end(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            match self.stderr.recv_timeout(Duration::from_secs(10)) {
+                Ok(l) => lines.push(l),
+                Err(RecvTimeoutError::Disconnected) => return lines,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("{}: stderr still open: {lines:?}", self.name)
+                }
+            }
+        }
     }
 
     /// The process id.

@@ -56,6 +56,9 @@ pub struct Behaviour {
     timer_at: Instant,
     next_open_id: u64,
     waker: Option<Waker>,
+    /// Our listen addresses, as the swarm reports them: the swarm drops these from a dial
+    /// (it never dials itself), so `connect` recognises them first.
+    listen_addrs: Vec<Multiaddr>,
 }
 
 impl Behaviour {
@@ -91,6 +94,7 @@ impl Behaviour {
             timer_at: now + MAX_TICK,
             next_open_id: 1,
             waker: None,
+            listen_addrs: Vec::new(),
         }
     }
 
@@ -117,13 +121,29 @@ impl Behaviour {
 
     /// Dials `address` (a peer whose `PeerId` we may not know yet) and opens a session with
     /// it using `secret`, the peer's connection secret.
+    ///
+    /// Every dial of this behaviour (this one and the core's re-dials) asks for a new source
+    /// port ([`PortUse::New`]). libp2p's TCP transport dials from the port it listens on by
+    /// default ([`PortUse::Reuse`]); two listening nodes dialing each other at the same
+    /// moment (two people typing `connect` at once, two lab nodes discovering each other)
+    /// then send SYNs with the same two ends, and the kernel joins them into one TCP
+    /// *simultaneous open*: one connection on which both ends believe they dialed, both
+    /// start Noise as the initiator and both fail at once ("input error"), with no session
+    /// on either side and nothing accepted by either listener. A new port per dial gives two
+    /// ordinary connections, and the protocol's crossing rules keep one session. Port reuse
+    /// only serves NAT hole punching, which Noctua does not do.
     pub fn connect(&mut self, address: Multiaddr, secret: Secret) -> OpenId {
         let open = self.next_open();
         let peer_in_addr = address.iter().find_map(|p| match p {
             Protocol::P2p(id) => Some(id),
             _ => None,
         });
-        if peer_in_addr == Some(self.core.local_peer()) {
+        let without_peer: Multiaddr = address
+            .iter()
+            .filter(|p| !matches!(p, Protocol::P2p(_)))
+            .collect();
+        if peer_in_addr == Some(self.core.local_peer()) || self.listen_addrs.contains(&without_peer)
+        {
             self.events
                 .push_back(ToSwarm::GenerateEvent(Event::OpenFailed {
                     open,
@@ -132,12 +152,17 @@ impl Behaviour {
                 }));
             return open;
         }
+        // A new source port: see above.
         let opts = match peer_in_addr {
             Some(peer) => DialOpts::peer_id(peer)
                 .addresses(vec![address])
                 .condition(PeerCondition::Always)
+                .allocate_new_port()
                 .build(),
-            None => DialOpts::unknown_peer_id().address(address).build(),
+            None => DialOpts::unknown_peer_id()
+                .address(address)
+                .allocate_new_port()
+                .build(),
         };
         self.pending_dials
             .insert(opts.connection_id(), (open, secret));
@@ -287,8 +312,10 @@ impl Behaviour {
                 }
                 Action::Event(ev) => self.events.push_back(ToSwarm::GenerateEvent(ev)),
                 Action::Dial { peer } => {
+                    // A new source port, as in `connect`.
                     let opts = DialOpts::peer_id(peer)
                         .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .allocate_new_port()
                         .build();
                     self.events.push_back(ToSwarm::Dial { opts });
                 }
@@ -541,6 +568,10 @@ impl NetworkBehaviour for Behaviour {
             FromSwarm::ConnectionEstablished(ev) => self.on_connection_established(ev),
             FromSwarm::ConnectionClosed(ev) => self.on_connection_closed(ev),
             FromSwarm::DialFailure(ev) => self.on_dial_failure(ev),
+            FromSwarm::NewListenAddr(ev) if !self.listen_addrs.contains(ev.addr) => {
+                self.listen_addrs.push(ev.addr.clone());
+            }
+            FromSwarm::ExpiredListenAddr(ev) => self.listen_addrs.retain(|a| a != ev.addr),
             _ => {}
         }
     }
@@ -577,6 +608,19 @@ impl NetworkBehaviour for Behaviour {
                 Poll::Ready(ToSwarm::GenerateEvent(ev)) => {
                     self.on_inner_event(ev);
                     continue;
+                }
+                Poll::Ready(ToSwarm::Dial { opts }) => {
+                    // request-response dials a peer it holds a request for and has no
+                    // connection to, from the listening port: the crossing `connect`
+                    // avoids. The same dial from a new port.
+                    let opts = match opts.get_peer_id() {
+                        Some(peer) => DialOpts::peer_id(peer)
+                            .condition(PeerCondition::DisconnectedAndNotDialing)
+                            .allocate_new_port()
+                            .build(),
+                        None => opts,
+                    };
+                    return Poll::Ready(ToSwarm::Dial { opts });
                 }
                 Poll::Ready(other) => {
                     return Poll::Ready(
