@@ -182,7 +182,8 @@ impl Node {
 
     async fn on_open_failed(&mut self, open: OpenId, error: OpenError) {
         if let Some(peer) = self.auto.open_failed(open, &error) {
-            tracing::debug!(%peer, "automatic connection failed: {error}");
+            // Info, not debug: a lab run at info level must show why a pair formed late.
+            tracing::info!(%peer, "automatic connection failed: {error}");
             return;
         }
         let Some(mut c) = self.connects.remove(&open) else {
