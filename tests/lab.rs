@@ -275,10 +275,15 @@ async fn nodes_discover_each_other_mesh_admit_only_the_shared_secret_and_broadca
         "the outsider was admitted"
     );
     for &h in &honest {
-        let tries = run.events.iter().filter(|e| refusal(e, h)).count();
+        let tries: Vec<&LabEvent> = run.events.iter().filter(|e| refusal(e, h)).collect();
+        // One refused attempt each way, plus at most one more: in a crossing, the side that
+        // yields (SPEC.md §5.7) may already have sent the AUTH of the handshake it gives up,
+        // and after the peer's handshake fails it runs its own for its still-waiting open
+        // (§5.7.1), so the node refuses that secret twice. More than that is a retry storm.
         assert!(
-            tries <= 2,
-            "node{h} and the outsider: {tries} failed attempts (a retry storm)"
+            tries.len() <= 3,
+            "node{h} and the outsider: {} failed attempts (a retry storm): {tries:?}",
+            tries.len()
         );
     }
 
