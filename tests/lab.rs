@@ -266,7 +266,7 @@ async fn nodes_discover_each_other_mesh_admit_only_the_shared_secret_and_broadca
             assert_ne!(s.peer_id, out_id);
         }
     }
-    // Nobody admitted the outsider, and nobody retried against it.
+    // Nobody admitted the outsider, and nobody kept retrying against it.
     assert!(
         !run.events.iter().any(|e| match &e.event {
             Event::SessionEstablished { peer_id, .. } => e.node == outsider || *peer_id == out_id,
