@@ -1374,14 +1374,7 @@ async fn repeated_wrong_secrets_are_rate_limited() {
                 .await;
             assert_eq!(banned, attempt == 5, "attempt {attempt} (§8: 5 per 60 s)");
         }
-        let init = hx.initiator(Secret::generate().expose());
-        let detail = hx
-            .expect_reject(init.hello(), RejectCode::RateLimited)
-            .await;
-        assert!(
-            (1..=60).contains(&detail),
-            "seconds until release: {detail}"
-        );
+        expect_rate_limited(&mut hx, Secret::generate().expose()).await;
     })
     .await;
 }
@@ -1627,14 +1620,7 @@ async fn undecryptable_key_material_after_a_valid_proof_counts_towards_the_limit
             hx.expect_reject(Request::Auth(auth), RejectCode::DecryptFailed)
                 .await;
         }
-        let init = hx.initiator(secret.expose());
-        let detail = hx
-            .expect_reject(init.hello(), RejectCode::RateLimited)
-            .await;
-        assert!(
-            (1..=60).contains(&detail),
-            "seconds until release: {detail}"
-        );
+        expect_rate_limited(&mut hx, secret.expose()).await;
     })
     .await;
 }
@@ -1692,4 +1678,17 @@ async fn a_record_with_seq_of_two_to_the_32_is_refused_and_counted() {
         assert_eq!(received(&mut hx).await.text, "still here");
     })
     .await;
+}
+
+/// A new `HELLO` (with `secret`) is refused `RATE_LIMITED`, its detail the seconds until the
+/// ban lapses (§8: at most 60).
+async fn expect_rate_limited(hx: &mut Harness, secret: &str) {
+    let init = hx.initiator(secret);
+    let detail = hx
+        .expect_reject(init.hello(), RejectCode::RateLimited)
+        .await;
+    assert!(
+        (1..=60).contains(&detail),
+        "seconds until release: {detail}"
+    );
 }
