@@ -984,13 +984,7 @@ async fn failures_from_one_ip_address_ban_the_address_then_release_it() {
 async fn crossing_opens_with_different_secrets_are_each_proved_by_the_peer() {
     init_tracing();
     for _ in 0..6 {
-        let cfgs = (0..2).map(|i| config(i, &format!("secret-{i}"))).collect();
-        let mut net = Net::new(cfgs).await;
-        let (p0, p1) = (net.peer(0), net.peer(1));
-        let addr = net.addrs[1].clone();
-        net.swarms[0].dial(addr).unwrap();
-        net.until_state(|s| s[0].is_connected(&p1) && s[1].is_connected(&p0))
-            .await;
+        let (mut net, p0, p1) = connected_pair_with_own_secrets().await;
         let o0 = net.b(0).open_session(p1, Secret::new("secret-1").unwrap());
         let o1 = net.b(1).open_session(p0, Secret::new("secret-0").unwrap());
         let mut answered = [None, None];
@@ -1026,13 +1020,7 @@ async fn crossing_opens_with_different_secrets_are_each_proved_by_the_peer() {
 async fn a_crossing_peer_that_knows_only_our_secret_never_completes_our_open() {
     init_tracing();
     for _ in 0..6 {
-        let cfgs = (0..2).map(|i| config(i, &format!("secret-{i}"))).collect();
-        let mut net = Net::new(cfgs).await;
-        let (p0, p1) = (net.peer(0), net.peer(1));
-        let addr = net.addrs[1].clone();
-        net.swarms[0].dial(addr).unwrap();
-        net.until_state(|s| s[0].is_connected(&p1) && s[1].is_connected(&p0))
-            .await;
+        let (mut net, p0, p1) = connected_pair_with_own_secrets().await;
         let o0 = net
             .b(0)
             .open_session(p1, Secret::new("not-node-1s-secret").unwrap());
@@ -1061,4 +1049,16 @@ async fn a_crossing_peer_that_knows_only_our_secret_never_completes_our_open() {
         .await;
         assert!(matches!(outcome[0], Some(Err(_))), "{outcome:?}");
     }
+}
+
+/// Two nodes with secrets `secret-0` and `secret-1`, connected (node 0 dialed) but with no
+/// session yet, and their `PeerId`s.
+async fn connected_pair_with_own_secrets() -> (Net, libp2p::PeerId, libp2p::PeerId) {
+    let mut net = Net::new(quiet(2)).await;
+    let (p0, p1) = (net.peer(0), net.peer(1));
+    let addr = net.addrs[1].clone();
+    net.swarms[0].dial(addr).unwrap();
+    net.until_state(|s| s[0].is_connected(&p1) && s[1].is_connected(&p0))
+        .await;
+    (net, p0, p1)
 }
