@@ -28,6 +28,9 @@ pub enum RunError {
     /// `--id` has nothing printable.
     #[error("invalid --id: it must contain printable characters")]
     Id,
+    /// `--id` could not be typed as one word after `msg`, or reads as a peer number.
+    #[error("invalid --id {0:?}: {1}")]
+    IdShape(String, &'static str),
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -46,7 +49,11 @@ impl RunError {
     /// 2 for a bad command line, 1 for anything else.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            RunError::Logging(_) | RunError::Secret(_) | RunError::SecretFile(_) | RunError::Id => {
+            RunError::Logging(_)
+            | RunError::Secret(_)
+            | RunError::SecretFile(_)
+            | RunError::Id
+            | RunError::IdShape(..) => {
                 ExitCode::from(2)
             }
             _ => ExitCode::FAILURE,
@@ -78,7 +85,7 @@ pub fn main(args: Args) -> ExitCode {
             return crate::labcli::run(lab_args).await;
         }
         match run(args).await {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(tally) => ExitCode::from(tally.exit_code()),
             Err(e) => fail(&e),
         }
     });
@@ -92,7 +99,7 @@ fn fail(e: &RunError) -> ExitCode {
     e.exit_code()
 }
 
-async fn run(args: Args) -> Result<(), RunError> {
+async fn run(args: Args) -> Result<crate::face::Tally, RunError> {
     let cfg = node_config(&args)?;
     if let Some(warning) = cmdline_secret_warning(&args.secrets_on_command_line()) {
         eprintln!("noctua: warning: {warning}");
@@ -128,6 +135,9 @@ fn node_config(args: &Args) -> Result<NodeConfig, RunError> {
             let clean = sanitize::name(id);
             if clean.is_empty() {
                 return Err(RunError::Id);
+            }
+            if let Some(why) = crate::node::name_problem(&clean) {
+                return Err(RunError::IdShape(clean, why));
             }
             clean
         }

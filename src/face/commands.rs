@@ -1,10 +1,27 @@
 //! The command language shared by the terminal and headless faces: one line in, one
 //! [`Line`] out, or a one-line hint saying what is wrong. Most lines are node
 //! [`Command`]s; a few (`help`, `clear`, `exit`) are the face's own business.
+//!
+//! # The input rule
+//!
+//! A line is chat unless it is unmistakably a command, and a command is never sent as chat:
+//!
+//! - `/word ...` is always a command (`/msg`, `/quit`, ...), as in IRC clients; an unknown
+//!   `/word` gets a hint and is not sent. `/say <text>` sends `<text>` as it is, and a line
+//!   starting with `//` is sent without its first `/`: the escapes for a line that looks
+//!   like a command.
+//! - `@peer text` is a private message.
+//! - Without a slash, a line is a command only in a command's exact shape: `help`,
+//!   `sessions`, `peers`, `clear`, `rotate`, `exit`, `quit` or `sair` alone on the line;
+//!   `connect <host:port:secret>` or `c <host:port:secret>`; `connect <n|id> <secret>`;
+//!   `msg <peer> <text>`; `verify <peer>`, `disconnect <peer>`, `rotate <peer>`. Anything
+//!   else is chat: `help me please`, `exit strategy`, `c u later`.
+//! - A line meant as chat that carries a connection string (which holds a secret), or a
+//!   `msg` without its text, is refused with a hint rather than sent to everyone.
 
 use std::fmt;
 
-use crate::connstr::ConnString;
+use crate::connstr::{ConnString, Host, Target};
 use crate::node::Command;
 
 /// What a line of input asks for.
@@ -45,15 +62,42 @@ fn split_word(s: &str) -> (&str, &str) {
     }
 }
 
-/// Parses one line of input.
-///
-/// Anything that does not start with a known command word is chat text, except a line
-/// starting with `/word`: a known command with a slash (`/quit`) is that command, anything
-/// else gets a hint rather than being sent to everyone by accident.
+/// How many whitespace-separated words `s` has.
+fn words(s: &str) -> usize {
+    s.split_whitespace().count()
+}
+
+/// Every command word, with and without a slash (for `help` and Tab completion).
+pub(crate) const COMMAND_WORDS: &[&str] = &[
+    "connect",
+    "c",
+    "msg",
+    "say",
+    "sessions",
+    "peers",
+    "verify",
+    "rotate",
+    "disconnect",
+    "clear",
+    "cls",
+    "help",
+    "h",
+    "exit",
+    "quit",
+    "sair",
+];
+
+/// Commands that need a peer name as their first argument (for Tab completion).
+pub(crate) const PEER_COMMANDS: &[&str] = &["msg", "verify", "rotate", "disconnect", "connect"];
+
+/// Parses one line of input, following the input rule (see the module documentation).
 pub(crate) fn parse(line: &str) -> Result<Line, Hint> {
     let trimmed = line.trim();
     if trimmed.is_empty() {
         return Ok(Line::Empty);
+    }
+    if let Some(escaped) = trimmed.strip_prefix("//") {
+        return Ok(broadcast(format!("/{escaped}")));
     }
     if let Some(rest) = trimmed.strip_prefix('@') {
         let (to, text) = split_word(rest);
@@ -66,54 +110,139 @@ pub(crate) fn parse(line: &str) -> Result<Line, Hint> {
         }));
     }
     let (word, rest) = split_word(trimmed);
-    // IRC habits: `/help`, `/quit` work too; any other `/word` is a mistyped command rather
-    // than something to send to everyone.
-    let slash = word.len() > 1 && word.starts_with('/');
-    let word = if slash { &word[1..] } else { word };
-    match word.to_ascii_lowercase().as_str() {
-        "connect" | "c" => parse_connect(rest),
-        "sessions" => no_args(rest, "sessions", Line::Command(Command::Sessions)),
-        "peers" => no_args(rest, "peers", Line::Command(Command::Peers)),
-        "msg" => {
-            let (to, text) = split_word(rest);
-            if to.is_empty() || text.is_empty() {
-                return Err(hint("usage: msg <peer> <message>"));
+    if let Some(name) = word.strip_prefix('/')
+        && !name.is_empty()
+        && name.chars().all(|c| c.is_alphabetic())
+    {
+        return slash_command(&name.to_lowercase(), rest);
+    }
+    match bare_command(&word.to_lowercase(), rest) {
+        Some(parsed) => parsed,
+        None => chat(trimmed),
+    }
+}
+
+fn broadcast(text: String) -> Line {
+    Line::Command(Command::Broadcast(text))
+}
+
+/// A line meant as chat: sent to everyone, unless it carries a connection string.
+fn chat(text: &str) -> Result<Line, Hint> {
+    if text.split_whitespace().any(looks_like_conn_string) {
+        return Err(hint(
+            "not sent: this looks like a connection string, and it carries a secret; type \
+             'connect <host:port:secret>' to connect, or '/say <text>' to send it anyway",
+        ));
+    }
+    Ok(broadcast(text.to_string()))
+}
+
+/// A word that parses as a connection string with a believable host (an IP address, a
+/// dotted host name, `localhost`, or a multiaddr), so that `10:30:00` stays chat.
+fn looks_like_conn_string(word: &str) -> bool {
+    match word.parse::<ConnString>() {
+        Ok(cs) => match cs.target {
+            Target::Host {
+                host: Host::Dns(name),
+                ..
+            } => name.contains('.') || name.eq_ignore_ascii_case("localhost"),
+            _ => true,
+        },
+        Err(_) => false,
+    }
+}
+
+/// A `/word` command: always a command, with strict arguments.
+fn slash_command(word: &str, rest: &str) -> Result<Line, Hint> {
+    match word {
+        "say" => {
+            if rest.is_empty() {
+                Err(hint("usage: /say <text>"))
+            } else {
+                Ok(broadcast(rest.to_string()))
             }
-            Ok(Line::Command(Command::Msg {
-                to: to.into(),
-                text: text.into(),
-            }))
         }
-        "verify" => {
-            one_arg(rest, "usage: verify <peer>").map(|w| Line::Command(Command::Verify(w)))
+        "connect" | "c" => parse_connect(rest),
+        "msg" | "m" => parse_msg(rest),
+        "verify" => one_arg(rest, "usage: /verify <peer>").map(|w| cmd(Command::Verify(w))),
+        "disconnect" => {
+            one_arg(rest, "usage: /disconnect <peer>").map(|w| cmd(Command::Disconnect(w)))
         }
         "rotate" => {
             let (who, extra) = split_word(rest);
             if !extra.is_empty() {
-                return Err(hint("usage: rotate [peer]"));
+                return Err(hint("usage: /rotate [peer]"));
             }
-            Ok(Line::Command(Command::Rotate(
-                (!who.is_empty()).then(|| who.to_string()),
-            )))
+            Ok(cmd(Command::Rotate((!who.is_empty()).then(|| who.to_string()))))
         }
-        "disconnect" => {
-            one_arg(rest, "usage: disconnect <peer>").map(|w| Line::Command(Command::Disconnect(w)))
-        }
-        "clear" | "cls" => no_args(rest, "clear", Line::Clear),
+        "sessions" => no_args(rest, "/sessions", cmd(Command::Sessions)),
+        "peers" => no_args(rest, "/peers", cmd(Command::Peers)),
+        "clear" | "cls" => no_args(rest, "/clear", Line::Clear),
         "help" | "h" => Ok(Line::Help),
-        "exit" | "quit" | "sair" => no_args(rest, "exit", Line::Exit),
-        w if slash => Err(hint(format!(
-            "unknown command \"/{w}\"; type 'help' for the list of commands"
+        "exit" | "quit" | "sair" => no_args(rest, "/exit", Line::Exit),
+        w => Err(hint(format!(
+            "unknown command \"/{w}\"; type '/help' for the commands, or '//{w}' to send the \
+             line as it is"
         ))),
-        _ => Ok(Line::Command(Command::Broadcast(trimmed.to_string()))),
     }
+}
+
+fn cmd(c: Command) -> Line {
+    Line::Command(c)
+}
+
+/// A command word without a slash: `Some` when the line has the command's exact shape (or
+/// must not be sent as chat), `None` when it is chat.
+fn bare_command(word: &str, rest: &str) -> Option<Result<Line, Hint>> {
+    let alone = rest.is_empty();
+    let line = match word {
+        "help" | "h" if alone => Line::Help,
+        "sessions" if alone => cmd(Command::Sessions),
+        "peers" if alone => cmd(Command::Peers),
+        "clear" | "cls" if alone => Line::Clear,
+        "exit" | "quit" | "sair" if alone => Line::Exit,
+        "rotate" if words(rest) <= 1 => {
+            cmd(Command::Rotate((!alone).then(|| rest.to_string())))
+        }
+        "verify" if words(rest) == 1 => cmd(Command::Verify(rest.to_string())),
+        "disconnect" if words(rest) == 1 => cmd(Command::Disconnect(rest.to_string())),
+        // Alone, these can only be a command missing its peer.
+        "verify" | "disconnect" if alone => {
+            return Some(Err(hint(format!("usage: {word} <peer>"))));
+        }
+        // A private message is never sent to everyone, even without its text.
+        "msg" => return Some(parse_msg(rest)),
+        // `connect` alone, or with one or two words: a connect (a mistyped string is never
+        // sent as chat); longer lines are chat ("connect with me later").
+        "connect" if words(rest) <= 2 => return Some(parse_connect(rest)),
+        // `c` only with a connection string or `<number> <secret>`: "c u later" is chat.
+        "c" if words(rest) == 1 && rest.contains(':') => return Some(parse_connect(rest)),
+        "c" if words(rest) == 2 && split_word(rest).0.parse::<usize>().is_ok() => {
+            return Some(parse_connect(rest));
+        }
+        _ => return None,
+    };
+    Some(Ok(line))
+}
+
+fn parse_msg(rest: &str) -> Result<Line, Hint> {
+    let (to, text) = split_word(rest);
+    if to.is_empty() || text.is_empty() {
+        return Err(hint("usage: msg <peer> <message>"));
+    }
+    Ok(cmd(Command::Msg {
+        to: to.into(),
+        text: text.into(),
+    }))
 }
 
 fn no_args(rest: &str, name: &str, line: Line) -> Result<Line, Hint> {
     if rest.is_empty() {
         Ok(line)
     } else {
-        Err(hint(format!("'{name}' takes no arguments")))
+        Err(hint(format!(
+            "'{name}' takes no arguments (to send this line as chat, leave out the '/')"
+        )))
     }
 }
 
@@ -148,23 +277,24 @@ fn parse_connect(rest: &str) -> Result<Line, Hint> {
     }))
 }
 
-/// The help text.
+/// The help text: every command and what it does.
 pub(crate) const HELP: &[(&str, &str)] = &[
     (
         "connect, c <host:port:secret>",
         "connect to a peer with its connection string",
     ),
     (
-        "connect <n|id> <secret>",
+        "connect <n|name|id> <secret>",
         "connect to a discovered peer (see 'peers')",
     ),
     ("<text>", "send to every peer with an active session"),
-    ("msg <peer> <text>, @peer <text>", "send to one peer"),
+    ("msg <peer> <text>, @peer <text>", "send to one peer only"),
+    ("/say <text>, //<text>", "send a line that looks like a command"),
     (
         "sessions",
         "list sessions: state, epoch, age, next rotation, messages",
     ),
-    ("peers", "list connected and discovered peers"),
+    ("peers", "list peers with their numbers"),
     (
         "verify <peer>",
         "show the safety number to compare with the peer",
@@ -176,12 +306,26 @@ pub(crate) const HELP: &[(&str, &str)] = &[
     ("disconnect <peer>", "close the session with a peer"),
     ("clear, cls", "clear the screen"),
     ("help, h", "this help"),
-    ("exit, quit, sair", "close every session and leave"),
+    ("exit, quit, sair", "wait for receipts, say goodbye and leave"),
+];
+
+/// The input rule, as `help` ends with it (and README.md says it).
+pub(crate) const INPUT_RULE: &[&str] = &[
+    "Every command also works with a '/' (/msg, /quit); with a '/' it is always",
+    "a command. Without one, a line is a command only in the exact form above:",
+    "'help me' or 'exit strategy' is chat. A <peer> is a name as shown, a unique",
+    "start of one, its number in 'peers', or the start of its peer id; Tab",
+    "completes commands and names. A message is at most 64 KiB. A line carrying a",
+    "connection string (it holds a secret) is never sent as chat.",
 ];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chat_line(s: &str) -> Result<Line, Hint> {
+        Ok(Line::Command(Command::Broadcast(s.into())))
+    }
 
     #[test]
     fn commands_and_aliases() {
@@ -190,8 +334,8 @@ mod tests {
         assert_eq!(parse("PEERS"), Ok(Line::Command(Command::Peers)));
         assert_eq!(parse("h"), Ok(Line::Help));
         assert_eq!(parse("cls"), Ok(Line::Clear));
-        for w in ["exit", "quit", "sair"] {
-            assert_eq!(parse(w), Ok(Line::Exit));
+        for w in ["exit", "quit", "sair", "/exit", "/QUIT", "/sair"] {
+            assert_eq!(parse(w), Ok(Line::Exit), "{w}");
         }
         assert_eq!(parse("rotate"), Ok(Line::Command(Command::Rotate(None))));
         assert_eq!(
@@ -203,22 +347,31 @@ mod tests {
             Ok(Line::Command(Command::Verify("bob".into())))
         );
         assert_eq!(
+            parse("/verify bob"),
+            Ok(Line::Command(Command::Verify("bob".into())))
+        );
+        assert_eq!(
             parse("disconnect 2"),
             Ok(Line::Command(Command::Disconnect("2".into())))
         );
+        assert_eq!(parse("/help me"), Ok(Line::Help));
     }
 
     #[test]
     fn messages() {
-        assert_eq!(
-            parse("hello there"),
-            Ok(Line::Command(Command::Broadcast("hello there".into())))
-        );
+        assert_eq!(parse("hello there"), chat_line("hello there"));
         assert_eq!(
             parse("msg bob hi  you"),
             Ok(Line::Command(Command::Msg {
                 to: "bob".into(),
                 text: "hi  you".into()
+            }))
+        );
+        assert_eq!(
+            parse("/m bob hi"),
+            Ok(Line::Command(Command::Msg {
+                to: "bob".into(),
+                text: "hi".into()
             }))
         );
         assert_eq!(
@@ -229,19 +382,65 @@ mod tests {
             }))
         );
         // Words that merely start like a command are chat.
+        assert_eq!(parse("helpful"), chat_line("helpful"));
+        assert_eq!(parse("c'est la vie"), chat_line("c'est la vie"));
+        assert_eq!(parse("/"), chat_line("/"));
+        assert_eq!(parse("/o\\"), chat_line("/o\\"));
+    }
+
+    /// Issue 11, item 2: the lines a person chatting typed, and were eaten.
+    #[test]
+    fn chat_that_starts_with_a_command_word_is_chat() {
+        for line in [
+            "help me please",
+            "clear skies today",
+            "exit strategy",
+            "c u later",
+            "quit smoking",
+            "sessions of the parliament",
+            "peers review it",
+            "verify this for me",
+            "rotate the picture",
+            "connect with me later",
+            "exit\nthen the rest of a pasted block",
+            "meet at 10:30:00",
+        ] {
+            let line = line.replace("\\n", "\n");
+            assert_eq!(parse(&line), chat_line(&line), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn the_escapes_send_a_line_that_looks_like_a_command() {
+        assert_eq!(parse("/say exit"), chat_line("exit"));
+        assert_eq!(parse("/say help me"), chat_line("help me"));
+        assert_eq!(parse("//quit"), chat_line("/quit"));
+        assert_eq!(parse("//  spaced"), chat_line("/  spaced"));
         assert_eq!(
-            parse("helpful"),
-            Ok(Line::Command(Command::Broadcast("helpful".into())))
+            parse("/say 127.0.0.1:5000:s3cret"),
+            chat_line("127.0.0.1:5000:s3cret"),
+            "an explicit /say is obeyed"
         );
-        assert_eq!(
-            parse("c'est la vie"),
-            Ok(Line::Command(Command::Broadcast("c'est la vie".into())))
-        );
-        assert_eq!(parse("/quit"), Ok(Line::Exit));
-        assert_eq!(
-            parse("/"),
-            Ok(Line::Command(Command::Broadcast("/".into())))
-        );
+        assert!(parse("/say").is_err());
+    }
+
+    /// A connection string carries a secret: never broadcast by mistake.
+    #[test]
+    fn a_mistyped_connect_is_never_chat() {
+        for line in [
+            "conect 127.0.0.1:5000:s3cret",
+            "127.0.0.1:5000:s3cret",
+            "here: [::1]:5000:s3cret",
+            "alice.local:5000:s3cret",
+            "/ip4/10.0.0.2/tcp/5000:s3cret",
+            "connect 127.0.0.1:5000",
+            "c 127.0.0.1:99999:x",
+            "msg bob",
+            "msg",
+            "/conect 127.0.0.1:5000:s3cret",
+        ] {
+            assert!(parse(line).is_err(), "{line:?} must not be sent");
+        }
     }
 
     #[test]
@@ -254,13 +453,20 @@ mod tests {
             parse("c [::1]:5000:abc"),
             Ok(Line::Command(Command::Connect(_)))
         ));
-        assert_eq!(
-            parse("connect 1 s3cret"),
-            Ok(Line::Command(Command::ConnectDiscovered {
-                who: "1".into(),
-                secret: "s3cret".into()
-            }))
-        );
+        assert!(matches!(
+            parse("/c [::1]:5000:abc"),
+            Ok(Line::Command(Command::Connect(_)))
+        ));
+        for line in ["connect 1 s3cret", "c 1 s3cret", "/connect 1 s3cret"] {
+            assert_eq!(
+                parse(line),
+                Ok(Line::Command(Command::ConnectDiscovered {
+                    who: "1".into(),
+                    secret: "s3cret".into()
+                })),
+                "{line}"
+            );
+        }
     }
 
     #[test]
@@ -268,15 +474,15 @@ mod tests {
         for bad in [
             "connect",
             "connect 1.2.3.4:99999:x",
-            "connect a b c",
+            "/connect a b c",
             "msg",
             "msg bob",
             "@bob",
             "verify",
-            "verify a b",
+            "/verify a b",
             "disconnect",
-            "sessions now",
-            "exit please",
+            "/sessions now",
+            "/exit please",
             "/join",
             "/nick bob",
         ] {

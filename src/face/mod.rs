@@ -15,18 +15,68 @@ pub(crate) mod render;
 pub(crate) mod script;
 pub mod terminal;
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+use crate::node::{CommandError, Output};
+
+/// What failed while a script ran: its exit status (see [`Tally::exit_code`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Connects that failed, and commands refused (a bad line, an unknown peer...).
+    pub commands_failed: usize,
+    /// Messages not delivered to some peer, or not sent at all.
+    pub deliveries_failed: usize,
+}
+
+impl Tally {
+    /// Counts what `o` says went wrong.
+    pub(crate) fn count(&mut self, o: &Output) {
+        match o {
+            Output::ConnectFailed { .. } => self.commands_failed += 1,
+            Output::DeliveryFailed { .. }
+            | Output::Error(CommandError::NobodyToSend | CommandError::TooLong { .. }) => {
+                self.deliveries_failed += 1
+            }
+            // A failed key regeneration is the node's, not the script's.
+            Output::Error(CommandError::KeyGeneration(_)) => {}
+            Output::Error(_) => self.commands_failed += 1,
+            _ => {}
+        }
+    }
+
+    /// A line of input that was not a valid command.
+    pub(crate) fn refused_line(&mut self) {
+        self.commands_failed += 1;
+    }
+
+    /// The exit status of a script (piped input or headless): 0 when everything worked,
+    /// 3 when a connect or another command failed, else 4 when a message was not
+    /// delivered. (1 is a failure to start, 2 a bad command line.)
+    pub fn exit_code(&self) -> u8 {
+        if self.commands_failed > 0 {
+            3
+        } else if self.deliveries_failed > 0 {
+            4
+        } else {
+            0
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal window was closed).
 pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
+        let (mut term, mut hup) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(t), Ok(h)) => (t, h),
+            _ => return std::future::pending().await,
         };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            _ = hup.recv() => {}
         }
     }
     #[cfg(not(unix))]

@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use noctua_chat::CloseReason;
 use owo_colors::OwoColorize;
 
-use crate::face::commands::HELP;
+use crate::face::commands::{HELP, INPUT_RULE};
 use crate::node::{Output, PeerRow, SessionRow, short_peer};
 use crate::sanitize;
 
@@ -85,6 +86,7 @@ const OWL: &str = r#"       ,___,
 
 struct SentMessage {
     text: String,
+    private: bool,
     waiting: usize,
     ok: Vec<String>,
 }
@@ -118,6 +120,10 @@ impl Renderer {
             // Pad by hand: escape codes take no room on screen.
             let pad = 34usize.saturating_sub(cmd.chars().count());
             s.push_str(&format!("\n  {}{} {what}", p.green(cmd), " ".repeat(pad)));
+        }
+        s.push('\n');
+        for line in INPUT_RULE {
+            s.push_str(&format!("\n{line}"));
         }
         s
     }
@@ -153,12 +159,17 @@ impl Renderer {
             }
             Output::Message { name, at, text, .. } => self.message(name, *at, text),
             Output::Sent {
-                local, text, to, ..
+                local,
+                text,
+                to,
+                private,
+                ..
             } => {
                 self.sent.insert(
                     *local,
                     SentMessage {
                         text: text.clone(),
+                        private: *private,
                         waiting: to.len(),
                         ok: Vec::new(),
                     },
@@ -207,6 +218,20 @@ impl Renderer {
             Output::SessionRotated { name, epoch, .. } => vec![format!(
                 "{now} {}",
                 p.cyan(&format!("[i] new session keys with {name} (epoch {epoch})"))
+            )],
+            // Closed by us: it is not news that the peer "disconnected".
+            Output::SessionClosed {
+                name,
+                reason: CloseReason::Shutdown,
+                ..
+            } => vec![format!("{now} {}", p.cyan(&format!("[-] said goodbye to {name}")))],
+            Output::SessionClosed {
+                name,
+                reason: CloseReason::LocalClosed,
+                ..
+            } => vec![format!(
+                "{now} {}",
+                p.yellow(&format!("[-] you closed the session with {name}"))
             )],
             Output::SessionClosed { name, reason, .. } => vec![format!(
                 "{now} {}",
@@ -282,7 +307,11 @@ impl Renderer {
         }
         if m.waiting == 0 {
             if !m.ok.is_empty() {
-                out.push(p.green(&format!("    ✓ {quote} delivered to {}", m.ok.join(", "))));
+                let how = if m.private { " (private)" } else { "" };
+                out.push(p.green(&format!(
+                    "    ✓ {quote} delivered to {}{how}",
+                    m.ok.join(", ")
+                )));
             }
             self.sent.remove(&local);
         }
@@ -406,7 +435,8 @@ pub(crate) fn human(d: Duration) -> String {
 }
 
 fn short_quote(text: &str) -> String {
-    let one_line: String = text
+    // Our own text, but it may hold pasted escape sequences: cleaned as a peer's would be.
+    let one_line: String = sanitize::message(text)
         .chars()
         .map(|c| if c == '\n' { ' ' } else { c })
         .collect();
@@ -454,6 +484,7 @@ mod tests {
             local: 1,
             text: "hello".into(),
             to: vec![(a, "A".into()), (b, "B".into())],
+            private: false,
             at: SystemTime::now(),
         });
         let l1 = r.render(&Output::Delivered {

@@ -10,6 +10,7 @@ use rustyline::{DefaultEditor, ExternalPrinter};
 use tokio::sync::mpsc;
 
 use crate::face::commands::{self, Line};
+use crate::face::{Tally, shutdown_signal};
 use crate::face::render::{Palette, Renderer};
 use crate::face::script::{self, Unhandled};
 use crate::node::{Command, Output, Request};
@@ -19,13 +20,16 @@ pub async fn run(
     ready: Output,
     requests: mpsc::Sender<Request>,
     outputs: mpsc::Receiver<Output>,
-) -> std::io::Result<()> {
+) -> std::io::Result<Tally> {
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let palette = Palette::detect(std::io::stdout().is_terminal());
     let mut renderer = Renderer::new(palette);
     print_lines(&renderer.render(&ready));
     if interactive {
-        interactive_face(renderer, requests, outputs).await
+        // A person at the keyboard saw what failed; the exit status is for scripts.
+        interactive_face(renderer, requests, outputs)
+            .await
+            .map(|_| Tally::default())
     } else {
         piped_face(renderer, requests, outputs).await
     }
@@ -44,33 +48,46 @@ async fn piped_face(
     mut renderer: Renderer,
     requests: mpsc::Sender<Request>,
     mut outputs: mpsc::Receiver<Output>,
-) -> std::io::Result<()> {
+) -> std::io::Result<Tally> {
     // Print everything the node says while input is being read.
     let printer = tokio::spawn(async move {
+        let mut tally = Tally::default();
         while let Some(o) = outputs.recv().await {
             let stopped = matches!(o, Output::Stopped);
+            tally.count(&o);
             print_lines(&renderer.render(&o));
             if stopped {
                 break;
             }
         }
+        tally
     });
     let help = Renderer::new(Palette::plain()).help();
+    let mut refused = 0;
     script::drive_from_stdin(&requests, |u| match u {
-        Unhandled::Hint(_, hint) => print_lines(&[format!("[!] {hint}")]),
+        Unhandled::Hint(_, hint) => {
+            refused += 1;
+            print_lines(&[format!("[!] {hint}")])
+        }
         Unhandled::Help => print_lines(std::slice::from_ref(&help)),
         Unhandled::ReadError(e) => print_lines(&[format!("[!] cannot read input: {e}")]),
     })
     .await;
-    let _ = printer.await;
-    Ok(())
+    let mut tally = printer.await.unwrap_or_default();
+    for _ in 0..refused {
+        tally.refused_line();
+    }
+    Ok(tally)
 }
 
 async fn interactive_face(
     mut renderer: Renderer,
     requests: mpsc::Sender<Request>,
     mut outputs: mpsc::Receiver<Output>,
-) -> std::io::Result<()> {
+) -> std::io::Result<Tally> {
+    let terminal_modes = TerminalModes::save();
+    let exit_requests = requests.clone();
+    let mut tally = Tally::default();
     let mut editor = DefaultEditor::new().map_err(std::io::Error::other)?;
     let mut printer = editor
         .create_external_printer()
@@ -120,8 +137,22 @@ async fn interactive_face(
             }
             let _ = requests.blocking_send(Request::new(command));
         })?;
-    while let Some(o) = outputs.recv().await {
+    // SIGTERM, SIGHUP (the window was closed) and SIGINT leave as `exit` does: receipts
+    // are awaited (briefly) and peers get a goodbye.
+    let mut signalled = false;
+    let mut signal = std::pin::pin!(shutdown_signal());
+    loop {
+        let o = tokio::select! {
+            o = outputs.recv() => o,
+            _ = &mut signal, if !signalled => {
+                signalled = true;
+                let _ = exit_requests.send(Request::new(Command::Exit)).await;
+                continue;
+            }
+        };
+        let Some(o) = o else { break };
         let stopped = matches!(o, Output::Stopped);
+        tally.count(&o);
         let lines = renderer.render(&o);
         if !lines.is_empty() {
             // Printed above the prompt; the half-typed line is redrawn below.
@@ -131,6 +162,39 @@ async fn interactive_face(
             break;
         }
     }
-    let _ = editor_thread.join();
-    Ok(())
+    if signalled {
+        // The editor thread is still waiting for a key, with the terminal in raw mode: put
+        // the terminal back as it was and leave without it.
+        terminal_modes.restore();
+        let _ = writeln!(std::io::stdout(), "\u{1b}[?2004l");
+    } else {
+        let _ = editor_thread.join();
+    }
+    Ok(tally)
+}
+
+/// The terminal's modes as they were before the line editor changed them.
+struct TerminalModes {
+    #[cfg(unix)]
+    saved: Option<nix::sys::termios::Termios>,
+}
+
+impl TerminalModes {
+    fn save() -> Self {
+        TerminalModes {
+            #[cfg(unix)]
+            saved: nix::sys::termios::tcgetattr(std::io::stdin()).ok(),
+        }
+    }
+
+    fn restore(&self) {
+        #[cfg(unix)]
+        if let Some(t) = &self.saved {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                t,
+            );
+        }
+    }
 }

@@ -62,6 +62,10 @@ pub enum DialFailure {
     /// dialing each other from their listening ports at the same moment used to end here;
     /// the chat behaviour dials from a new port so that this cannot happen.)
     Handshake,
+    /// The host accepted the TCP connection but never answered the transport handshake
+    /// (a service that is not Noctua, or a stuck process): known by a second, plain TCP
+    /// connect that succeeds after the dial timed out.
+    Silent,
     /// Anything else (the transport's own message is shown).
     Other,
 }
@@ -137,6 +141,12 @@ impl DialFailure {
             // Noise reports a handshake message it cannot read as `InvalidData` (snow's
             // "input error"); nothing else in a dial's chain uses that kind.
             io::ErrorKind::InvalidData => DialFailure::Handshake,
+            // A connection the host accepted and then dropped or reset in the middle of
+            // the handshake: something listens there, but it does not speak Noctua.
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::BrokenPipe => DialFailure::Handshake,
             _ => DialFailure::Other,
         }
     }
@@ -180,6 +190,21 @@ pub enum ConnectError {
     Open(OpenError),
 }
 
+impl ConnectError {
+    /// The same failure, known to come from a host that accepts connections but never
+    /// answers the handshake ([`DialFailure::Silent`]).
+    pub(crate) fn silent(self) -> ConnectError {
+        match self {
+            ConnectError::Dial { target, detail, .. } => ConnectError::Dial {
+                failure: DialFailure::Silent,
+                target,
+                detail,
+            },
+            other => other,
+        }
+    }
+}
+
 /// One line for a failed dial, in the user's terms.
 fn describe_dial(failure: DialFailure, target: &str, detail: &str) -> String {
     match failure {
@@ -195,6 +220,11 @@ fn describe_dial(failure: DialFailure, target: &str, detail: &str) -> String {
         DialFailure::Handshake => format!(
             "{target} answered, but the encrypted transport handshake (Noise) failed: is it \
              a Noctua node?"
+        ),
+        DialFailure::Silent => format!(
+            "{target} accepted the connection but never answered within {} s: is it a Noctua \
+             node?",
+            DIAL_TIMEOUT.as_secs()
         ),
         DialFailure::Other => detail.to_string(),
     }
@@ -284,6 +314,17 @@ pub enum CommandError {
     /// The RSA key pair could not be generated.
     #[error("RSA key generation failed: {0}")]
     KeyGeneration(String),
+    /// A message with no peer to send it to.
+    #[error("not sent: nobody to send to yet; connect to a peer first (see 'help')")]
+    NobodyToSend,
+    /// A message over the size limit: refused before anything was sent.
+    #[error("not sent: the message is {} KiB, over the {} KiB limit", .len.div_ceil(1024), .max / 1024)]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
 }
 
 #[cfg(test)]

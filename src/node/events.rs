@@ -32,6 +32,7 @@ impl Node {
             SwarmEvent::ConnectionEstablished {
                 peer_id, endpoint, ..
             } => {
+                self.names.number(peer_id);
                 self.remote_addrs
                     .insert(peer_id, endpoint.get_remote_address().clone());
             }
@@ -222,13 +223,40 @@ impl Node {
         }
         // The first address's failure says most (TCP's answer is clearer than QUIC's).
         let mut errors = c.errors.into_iter();
-        if let Some(error) = errors.next() {
-            self.emit(Output::ConnectFailed {
-                target: c.label,
-                error,
-            })
-            .await;
+        let Some(error) = errors.next() else {
+            return signal(c.done);
+        };
+        if let (
+            ConnectError::Dial {
+                failure: DialFailure::TimedOut,
+                ..
+            },
+            Some(addr),
+        ) = (&error, c.first_tcp)
+        {
+            // Was it the host, or what answers on it? A plain TCP connect tells, without
+            // holding up the event loop.
+            let out = self.out.clone();
+            tokio::spawn(async move {
+                let error = match silent_service(addr).await {
+                    true => error.silent(),
+                    false => error,
+                };
+                let _ = out
+                    .send(Output::ConnectFailed {
+                        target: c.label,
+                        error,
+                    })
+                    .await;
+                signal(c.done);
+            });
+            return;
         }
+        self.emit(Output::ConnectFailed {
+            target: c.label,
+            error,
+        })
+        .await;
         signal(c.done);
     }
 
@@ -244,6 +272,7 @@ impl Node {
                     }
                 }
                 for (peer, addrs) in fresh {
+                    self.names.number(peer);
                     self.emit(Output::Discovered { peer, addrs }).await;
                     if self.auto.wants(&peer) && !self.has_session(&peer) {
                         self.auto_open(peer);
@@ -268,4 +297,17 @@ impl Node {
             }
         }
     }
+}
+
+/// Whether something accepts TCP connections at `addr` (asked after a dial there timed
+/// out: then it accepts connections but does not answer).
+async fn silent_service(addr: std::net::SocketAddr) -> bool {
+    matches!(
+        tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            tokio::net::TcpStream::connect(addr)
+        )
+        .await,
+        Ok(Ok(_))
+    )
 }

@@ -32,10 +32,7 @@ impl Node {
                 self.emit(Output::Peers(rows)).await;
                 Ok(())
             }
-            Command::Broadcast(text) => {
-                self.broadcast(text).await;
-                Ok(())
-            }
+            Command::Broadcast(text) => self.broadcast(text).await,
             Command::Msg { to, text } => self.msg(&to, text).await,
             Command::Verify(who) => self.verify(&who).await,
             Command::Rotate(who) => self.rotate(who.as_deref()).await,
@@ -49,20 +46,31 @@ impl Node {
         signal(done);
     }
 
-    async fn broadcast(&mut self, text: String) {
+    async fn broadcast(&mut self, text: String) -> Result<(), CommandError> {
+        self.check_length(&text)?;
         let to: Vec<PeerId> = self
             .sessions()
             .filter(|s| matches!(s.state, SessionState::Active | SessionState::Rotating))
             .map(|s| s.peer)
             .collect();
         if to.is_empty() {
-            self.emit(Output::Notice(
-                "nobody to send to yet: connect to a peer first (see 'help')".into(),
-            ))
-            .await;
-        } else {
-            self.send(text, to).await;
+            return Err(CommandError::NobodyToSend);
         }
+        self.send(text, to, false).await;
+        Ok(())
+    }
+
+    /// A message over the limit is refused once, before anything is sent, rather than
+    /// reported as not delivered to each peer.
+    fn check_length(&self, text: &str) -> Result<(), CommandError> {
+        let max = self.swarm.behaviour().chat.max_text_len();
+        if text.len() > max {
+            return Err(CommandError::TooLong {
+                len: text.len(),
+                max,
+            });
+        }
+        Ok(())
     }
 
     /// The peer `who` names, if it has a session.
@@ -76,8 +84,9 @@ impl Node {
     }
 
     async fn msg(&mut self, to: &str, text: String) -> Result<(), CommandError> {
+        self.check_length(&text)?;
         let peer = self.with_session(to)?;
-        self.send(text, vec![peer]).await;
+        self.send(text, vec![peer], true).await;
         Ok(())
     }
 
@@ -131,7 +140,7 @@ impl Node {
 
     /// Sends `text` to each of `to`: one `Sent`, then one outcome per recipient (a refusal
     /// at once, the rest when the receipt or the failure comes).
-    async fn send(&mut self, text: String, to: Vec<PeerId>) {
+    async fn send(&mut self, text: String, to: Vec<PeerId>, private: bool) {
         let local = self.next_local;
         self.next_local += 1;
         let mut recipients = Vec::new();
@@ -155,6 +164,7 @@ impl Node {
             local,
             text,
             to: all,
+            private,
             at: SystemTime::now(),
         })
         .await;
@@ -223,6 +233,7 @@ impl Node {
             target: label.clone(),
         })
         .await;
+        let first_tcp = dialing.as_ref().and_then(tcp_socket_addr);
         let open = match (&dialing, peer) {
             (Some(addr), _) => self.chat().connect(addr.clone(), secret.clone()),
             (None, Some(peer)) => self.chat().open_session(peer, secret.clone()),
@@ -240,6 +251,7 @@ impl Node {
                 started: tokio::time::Instant::now(),
                 dial_failure: None,
                 errors: Vec::new(),
+                first_tcp,
             },
         );
     }
@@ -281,12 +293,25 @@ impl Node {
                 }
             })
             .collect();
-        rows.sort_by_key(|r| (r.session.is_none(), !r.connected, r.peer));
-        for (i, r) in rows.iter_mut().enumerate() {
-            r.index = i + 1;
+        for r in &mut rows {
+            r.index = self.names.number(r.peer);
         }
-        self.names
-            .set_listing(rows.iter().map(|r| r.peer).collect());
+        rows.sort_by_key(|r| r.index);
         rows
+    }
+}
+
+/// The IP address and port of a `/ip4|ip6/.../tcp/PORT` multiaddr.
+pub(super) fn tcp_socket_addr(addr: &Multiaddr) -> Option<std::net::SocketAddr> {
+    use libp2p::multiaddr::Protocol;
+    let mut iter = addr.iter();
+    let ip: std::net::IpAddr = match iter.next()? {
+        Protocol::Ip4(a) => a.into(),
+        Protocol::Ip6(a) => a.into(),
+        _ => return None,
+    };
+    match iter.next()? {
+        Protocol::Tcp(port) => Some((ip, port).into()),
+        _ => None,
     }
 }

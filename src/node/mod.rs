@@ -60,7 +60,7 @@ pub use command::{Command, Request};
 pub use error::{
     BoxError, CommandError, ConnectError, DeliveryFailure, DialFailure, ResolveError, StartError,
 };
-pub use names::short_peer;
+pub use names::{name_problem, short_peer};
 pub use output::{Output, PeerRow, SessionRow};
 pub use swarm::DIAL_TIMEOUT;
 
@@ -84,8 +84,10 @@ pub struct NodeConfig {
     pub chat: noctua_chat::Config,
 }
 
-/// How long `Finish` waits for receipts, and exit waits for goodbyes to be acknowledged.
+/// How long `Finish` waits for receipts (and connects in progress), `Exit` for receipts,
+/// and both for goodbyes to be acknowledged.
 const FINISH_WAIT: Duration = Duration::from_secs(12);
+const EXIT_WAIT: Duration = Duration::from_secs(5);
 const GOODBYE_WAIT: Duration = Duration::from_secs(3);
 
 /// A `connect` in progress.
@@ -107,6 +109,9 @@ struct Connecting {
     dial_failure: Option<DialFailure>,
     /// What went wrong with earlier addresses.
     errors: Vec<ConnectError>,
+    /// The first address dialed, when it is TCP to an IP address: after a timeout, a
+    /// plain TCP connect there tells a silent service from an unreachable host.
+    first_tcp: Option<std::net::SocketAddr>,
 }
 
 /// The running node.
@@ -197,7 +202,9 @@ impl Node {
         &mut self.swarm.behaviour_mut().chat
     }
 
-    /// Runs until `exit`, the end of input, or the face going away.
+    /// Runs until `exit`, the end of input, or the face going away. Before leaving, it
+    /// waits a little for the receipts of messages still on their way (a message typed
+    /// just before `exit` is not lost), then says goodbye to every peer.
     pub async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
         let mut finish = false;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -223,22 +230,26 @@ impl Node {
             }
         }
         if finish {
-            self.wait_for_receipts().await;
+            self.wait_for_receipts(FINISH_WAIT, true).await;
+        } else {
+            self.wait_for_receipts(EXIT_WAIT, false).await;
         }
         self.goodbye().await;
         self.emit(Output::Stopped).await;
     }
 
-    async fn wait_for_receipts(&mut self) {
-        let deadline = tokio::time::Instant::now() + FINISH_WAIT;
-        while !self.outstanding.is_empty() || !self.connects.is_empty() {
+    /// Handles swarm events until every sent message has its receipt (and, with
+    /// `connects`, every connect in progress has ended), for at most `limit`.
+    async fn wait_for_receipts(&mut self, limit: Duration, connects: bool) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.outstanding.is_empty() || (connects && !self.connects.is_empty()) {
             match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
                 Ok(ev) => self.on_swarm_event(ev).await,
                 Err(_) => {
                     let n = self.outstanding.len();
                     self.emit(Output::Notice(format!(
                         "gave up waiting for {n} receipt(s) after {} s",
-                        FINISH_WAIT.as_secs()
+                        limit.as_secs()
                     )))
                     .await;
                     break;

@@ -17,12 +17,29 @@ pub fn short_peer(peer: &PeerId) -> String {
     format!("Peer_{}", &s[s.len().saturating_sub(6)..])
 }
 
-/// Display names of the peers that told us one, and the numbering of the last `peers`
-/// listing.
+/// Why `name` cannot be our own display name, if it cannot: every name must be typed
+/// exactly as shown, as one word after `msg`, and must not read as a peer number.
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    if name.chars().any(char::is_whitespace) {
+        Some("a name is typed as one word after 'msg': use no spaces (e.g. Bob_Smith)")
+    } else if is_number(name) {
+        Some("a name of digits alone reads as a peer number: add a letter")
+    } else {
+        None
+    }
+}
+
+fn is_number(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_digit())
+}
+
+/// Display names of the peers that told us one, and each peer's number: given the first
+/// time the node meets it, it never changes while the node runs.
 #[derive(Debug, Default)]
 pub(crate) struct Names {
     labels: HashMap<PeerId, String>,
-    listed: Vec<PeerId>,
+    numbers: HashMap<PeerId, usize>,
+    last_number: usize,
 }
 
 impl Names {
@@ -40,20 +57,24 @@ impl Names {
         self.labels.get(peer)
     }
 
-    /// Gives `peer` a display name from the name it sent (`remote`).
+    /// Gives `peer` a display name from the name it sent (`remote`). The name is made one
+    /// word (spaces become `_`) so that it can be typed as shown after `msg`; one that
+    /// reads as a number, or that another peer has, gets `#` and the end of the peer id.
     pub(crate) fn assign(&mut self, peer: PeerId, remote: &str) -> String {
-        let base = sanitize::name(remote);
+        let base = sanitize::name(remote).replace(' ', "_");
         let base = if base.is_empty() {
             short_peer(&peer)
         } else {
             base
         };
-        let taken = self
-            .labels
-            .iter()
-            .any(|(p, n)| *p != peer && n.eq_ignore_ascii_case(&base));
+        let taken = is_number(&base)
+            || self
+                .labels
+                .iter()
+                .any(|(p, n)| *p != peer && n.eq_ignore_ascii_case(&base));
         let name = sanitize::disambiguate(&base, &peer.to_base58(), taken);
         self.labels.insert(peer, name.clone());
+        self.number(peer);
         name
     }
 
@@ -65,24 +86,30 @@ impl Names {
         }
     }
 
-    /// Forgets a peer's name (its session ended).
+    /// Forgets a peer's name (its session ended). Its number stays.
     pub(crate) fn forget(&mut self, peer: &PeerId) {
         self.labels.remove(peer);
     }
 
-    /// Remembers the order of a `peers` listing, for `connect <n>` and friends.
-    pub(crate) fn set_listing(&mut self, peers: Vec<PeerId>) {
-        self.listed = peers;
+    /// The peer's number, given now if it has none.
+    pub(crate) fn number(&mut self, peer: PeerId) -> usize {
+        if let Some(n) = self.numbers.get(&peer) {
+            return *n;
+        }
+        self.last_number += 1;
+        self.numbers.insert(peer, self.last_number);
+        self.last_number
     }
 
-    /// Finds a peer among `known` by display name, number in the last `peers` listing, or
-    /// id prefix (or suffix) of at least three characters.
+    /// Finds a peer among `known` by its number, its display name (whole, without its `#`
+    /// suffix, or a unique start of it), or an id prefix (or suffix) of at least three
+    /// characters.
     pub(crate) fn resolve(&self, who: &str, known: &[PeerId]) -> Result<PeerId, ResolveError> {
         let who = who.trim();
         if let Ok(n) = who.parse::<usize>() {
-            return self
-                .listed
-                .get(n.wrapping_sub(1))
+            return known
+                .iter()
+                .find(|p| self.numbers.get(p) == Some(&n))
                 .copied()
                 .ok_or(ResolveError::NoNumber(n));
         }
@@ -112,29 +139,39 @@ impl Names {
         Err(ResolveError::Unknown(who.to_string()))
     }
 
-    /// A peer whose name is `who` exactly, or whose name without its `#` suffix is.
+    /// A peer whose name is `who` exactly; else whose name without its `#` suffix is; else
+    /// the one peer whose name starts with `who` (case aside).
     fn by_name(&self, who: &str, known: &[PeerId]) -> Result<Option<PeerId>, ResolveError> {
-        let fits = |p: &PeerId, whole: bool| {
-            self.labels.get(p).is_some_and(|n| {
-                n.eq_ignore_ascii_case(who)
-                    || (!whole
-                        && n.split('#')
-                            .next()
-                            .is_some_and(|b| b.eq_ignore_ascii_case(who)))
-            })
+        let lower = who.to_lowercase();
+        let name = |p: &PeerId| self.labels.get(p).map(|n| n.to_lowercase());
+        let pick = |fits: &dyn Fn(&str) -> bool| -> Vec<PeerId> {
+            known
+                .iter()
+                .filter(|p| name(p).is_some_and(|n| fits(&n)))
+                .copied()
+                .collect()
         };
-        let by_name: Vec<PeerId> = known.iter().filter(|p| fits(p, false)).copied().collect();
-        let exact: Vec<PeerId> = by_name.iter().filter(|p| fits(p, true)).copied().collect();
+        let exact = pick(&|n| n == lower);
         if exact.len() == 1 {
             return Ok(Some(exact[0]));
         }
-        match by_name.len() {
+        let base = pick(&|n| n.split('#').next() == Some(lower.as_str()));
+        let candidates = if base.is_empty() {
+            pick(&|n| n.starts_with(&lower))
+        } else {
+            base
+        };
+        match candidates.len() {
             0 => Ok(None),
-            1 => Ok(Some(by_name[0])),
-            _ => Err(ResolveError::Ambiguous {
-                who: who.to_string(),
-                names: by_name.iter().map(|p| self.display(p)).collect(),
-            }),
+            1 => Ok(Some(candidates[0])),
+            _ => {
+                let mut names: Vec<String> = candidates.iter().map(|p| self.display(p)).collect();
+                names.sort();
+                Err(ResolveError::Ambiguous {
+                    who: who.to_string(),
+                    names,
+                })
+            }
         }
     }
 }
@@ -158,8 +195,44 @@ mod tests {
             Err(ResolveError::Unknown("nobody".into()))
         );
         assert_eq!(names.resolve("3", &known), Err(ResolveError::NoNumber(3)));
-        names.set_listing(vec![b, a]);
-        assert_eq!(names.resolve("1", &known), Ok(b));
+        // Numbers come in order of arrival and are valid at once.
+        assert_eq!(names.resolve("1", &known), Ok(a));
+        assert_eq!(names.resolve("2", &known), Ok(b));
         assert_eq!(names.resolve(&a.to_base58()[..12], &known), Ok(a));
+    }
+
+    /// Issue 11, item 1: a name is addressable exactly as shown.
+    #[test]
+    fn names_are_one_word_and_never_a_number() {
+        let (bob, smith, digits) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let mut names = Names::default();
+        assert_eq!(names.assign(bob, "Bob"), "Bob");
+        assert_eq!(names.assign(smith, "Bob  Smith"), "Bob_Smith");
+        let n = names.assign(digits, "1");
+        assert!(n.starts_with("1#"), "{n}");
+        let known = [bob, smith, digits];
+        assert_eq!(names.resolve("Bob_Smith", &known), Ok(smith));
+        assert_eq!(names.resolve("bob", &known), Ok(bob));
+        assert_eq!(names.resolve("1", &known), Ok(bob), "1 is a number");
+        assert_eq!(names.resolve(&n, &known), Ok(digits));
+        assert!(name_problem("Bob Smith").is_some());
+        assert!(name_problem("42").is_some());
+        assert_eq!(name_problem("Bob_Smith"), None);
+    }
+
+    #[test]
+    fn a_unique_start_of_a_name_is_enough() {
+        let (alice, alan, bob) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let mut names = Names::default();
+        names.assign(alice, "Alice");
+        names.assign(alan, "Alan");
+        names.assign(bob, "Bob");
+        let known = [alice, alan, bob];
+        assert_eq!(names.resolve("Ali", &known), Ok(alice));
+        assert_eq!(names.resolve("b", &known), Ok(bob));
+        assert!(matches!(
+            names.resolve("Al", &known),
+            Err(ResolveError::Ambiguous { .. })
+        ));
     }
 }

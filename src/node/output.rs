@@ -140,6 +140,8 @@ pub enum Output {
         text: String,
         /// Recipients.
         to: Vec<(PeerId, String)>,
+        /// Whether it was a private message (`msg`), not a broadcast.
+        private: bool,
         /// Time sent.
         at: SystemTime,
     },

@@ -157,6 +157,9 @@ pub enum Event {
         sent_ms: u64,
         /// Recipients.
         to: Vec<Recipient>,
+        /// `true` for a private message (`msg`, `@peer`); absent for a broadcast.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        private: bool,
     },
     /// A peer confirmed message `id`.
     Delivered {

@@ -13,6 +13,7 @@ pub use event::{Event, EventLine, HelpEntry, PeerEntry, Recipient, SCHEMA_VERSIO
 
 use crate::face::commands::HELP;
 use crate::face::render::human;
+use crate::face::Tally;
 use crate::face::script::{self, Unhandled};
 use crate::node::{Output, PeerRow, Request, SessionRow};
 use crate::sanitize;
@@ -22,23 +23,30 @@ pub async fn run(
     ready: Output,
     requests: mpsc::Sender<Request>,
     mut outputs: mpsc::Receiver<Output>,
-) -> std::io::Result<()> {
+) -> std::io::Result<Tally> {
     emit(Event::from(&ready));
     let printer = tokio::spawn(async move {
+        let mut tally = Tally::default();
         while let Some(o) = outputs.recv().await {
             let stopped = matches!(o, Output::Stopped);
+            tally.count(&o);
             emit(Event::from(&o));
             if stopped {
                 break;
             }
         }
+        tally
     });
+    let mut refused = 0;
     script::drive_from_stdin(&requests, |u| {
         emit(match u {
-            Unhandled::Hint(input, hint) => Event::CommandError {
-                input: input.to_string(),
-                message: hint.to_string(),
-            },
+            Unhandled::Hint(input, hint) => {
+                refused += 1;
+                Event::CommandError {
+                    input: input.to_string(),
+                    message: hint.to_string(),
+                }
+            }
             Unhandled::Help => Event::Help {
                 commands: HELP
                     .iter()
@@ -54,8 +62,11 @@ pub async fn run(
         })
     })
     .await;
-    let _ = printer.await;
-    Ok(())
+    let mut tally = printer.await.unwrap_or_default();
+    for _ in 0..refused {
+        tally.refused_line();
+    }
+    Ok(tally)
 }
 
 fn emit(event: Event) {
@@ -162,8 +173,10 @@ impl From<&Output> for Event {
                 local,
                 text,
                 to,
+                private,
                 at,
             } => Event::Sent {
+                private: *private,
                 id: *local,
                 text: text.clone(),
                 sent_ms: ms(*at),
@@ -286,6 +299,7 @@ mod tests {
                 local: 1,
                 text: "hello".into(),
                 to: vec![(peer, "Alice".into())],
+                private: false,
                 at,
             }),
             format!(
