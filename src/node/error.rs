@@ -36,6 +36,12 @@ pub enum StartError {
         #[source]
         source: TransportError<io::Error>,
     },
+    /// Another program (or another noctua) holds the port.
+    #[error(
+        "cannot listen on {0}: address already in use (another program holds that port: pick \
+         another one, or leave the port out for a free one)"
+    )]
+    InUse(Multiaddr),
     /// A listener closed or failed before reporting an address.
     #[error("cannot listen: {0}")]
     Listen(String),

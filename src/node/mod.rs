@@ -55,7 +55,7 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use noctua_chat::{MessageId, OpenId, Secret, SessionInfo};
 use tokio::sync::{mpsc, oneshot};
 
-pub use addrs::{ListenError, conn_strings, default_listen};
+pub use addrs::{ListenError, check_ports_free, conn_strings, default_listen};
 pub use command::{Command, Request};
 pub use error::{
     BoxError, CommandError, ConnectError, DeliveryFailure, DialFailure, ResolveError, StartError,
@@ -140,6 +140,7 @@ impl Node {
     /// (a few milliseconds), so that the banner can be printed at once; RSA key generation
     /// continues in the background.
     pub async fn start(cfg: NodeConfig, out: mpsc::Sender<Output>) -> Result<Self, StartError> {
+        addrs::check_ports_free(&cfg.listen).map_err(|(addr, _)| StartError::InUse(addr))?;
         let mut swarm = swarm::build(cfg.mdns, cfg.chat)?;
         let listening = swarm::listen(&mut swarm, &cfg.listen).await?;
         let mut node = Node {
