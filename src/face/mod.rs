@@ -10,6 +10,7 @@
 //!   input; `render`: the terminal's lines and colors.
 
 pub(crate) mod commands;
+pub(crate) mod complete;
 pub mod headless;
 pub(crate) mod render;
 pub(crate) mod script;

@@ -6,10 +6,12 @@
 use std::io::{IsTerminal, Write};
 
 use rustyline::error::ReadlineError;
-use rustyline::{DefaultEditor, ExternalPrinter};
+use rustyline::history::DefaultHistory;
+use rustyline::{Editor, ExternalPrinter};
 use tokio::sync::mpsc;
 
 use crate::face::commands::{self, Line};
+use crate::face::complete::{PeerNames, TabCompletion};
 use crate::face::{Tally, shutdown_signal};
 use crate::face::render::{Palette, Renderer};
 use crate::face::script::{self, Unhandled};
@@ -88,7 +90,12 @@ async fn interactive_face(
     let terminal_modes = TerminalModes::save();
     let exit_requests = requests.clone();
     let mut tally = Tally::default();
-    let mut editor = DefaultEditor::new().map_err(std::io::Error::other)?;
+    let names = PeerNames::default();
+    let mut editor: Editor<TabCompletion, DefaultHistory> =
+        Editor::new().map_err(std::io::Error::other)?;
+    editor.set_helper(Some(TabCompletion {
+        names: names.clone(),
+    }));
     let mut printer = editor
         .create_external_printer()
         .map_err(std::io::Error::other)?;
@@ -153,6 +160,11 @@ async fn interactive_face(
         let Some(o) = o else { break };
         let stopped = matches!(o, Output::Stopped);
         tally.count(&o);
+        match &o {
+            Output::SessionEstablished { name, .. } => names.add(name),
+            Output::SessionClosed { name, .. } => names.remove(name),
+            _ => {}
+        }
         let lines = renderer.render(&o);
         if !lines.is_empty() {
             // Printed above the prompt; the half-typed line is redrawn below.
