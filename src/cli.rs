@@ -11,8 +11,14 @@ use crate::connstr::ConnString;
 /// Noctua: peer-to-peer, end-to-end encrypted chat on the LAN.
 ///
 /// Start it, share the connection string it prints (host:port:secret), and connect to
-/// others with `connect <their string>`. Peers on the same LAN are found by mDNS and listed
-/// by `peers`. Type `help` inside for the commands.
+/// others with `connect <their string>` (or start with `noctua <their string>`). Peers on
+/// the same LAN are found by mDNS and listed by `peers`. Type `help` inside for the
+/// commands; a line starting with `/` is always a command, any other line is chat unless it
+/// is exactly a command. A message is at most 64 KiB.
+///
+/// Exit status: 0 when all went well; 1 when the node could not start (e.g. its port is in
+/// use); 2 for a bad command line; with piped input or --headless, 3 when a connect or
+/// another command failed, else 4 when a message was not delivered.
 #[derive(Debug, Parser)]
 #[command(
     name = "noctua",
@@ -36,8 +42,9 @@ pub struct Args {
     pub port: u16,
 
     /// Listen on this multiaddr instead of every interface (repeatable), e.g.
-    /// /ip4/127.0.0.1/tcp/5000 or /ip4/0.0.0.0/udp/5000/quic-v1
-    #[arg(long, value_name = "MULTIADDR")]
+    /// /ip4/127.0.0.1/tcp/5000 or /ip4/0.0.0.0/udp/5000/quic-v1 [default: TCP and QUIC on
+    /// every IPv4 and IPv6 interface]
+    #[arg(long, value_name = "MULTIADDR", value_parser = parse_listen)]
     pub listen: Vec<Multiaddr>,
 
     /// Connection secret others need to reach you (1-256 characters, no ':' or spaces)
@@ -68,6 +75,10 @@ pub struct Args {
     /// Connect to this connection string at start (repeatable)
     #[arg(long, value_name = "HOST:PORT:SECRET")]
     pub connect: Vec<ConnString>,
+
+    /// Connection strings to connect to at start, as with --connect
+    #[arg(value_name = "HOST:PORT:SECRET")]
+    pub targets: Vec<ConnString>,
 
     /// Rotate session keys this often, e.g. 30m, 90s, 1h
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
@@ -125,6 +136,9 @@ impl Args {
         let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         args.secret_on_command_line =
             matches.value_source("secret") == Some(clap::parser::ValueSource::CommandLine);
+        // `noctua HOST:PORT:SECRET`, as croc and wormhole take their code.
+        let targets = std::mem::take(&mut args.targets);
+        args.connect.extend(targets);
         args
     }
 
@@ -203,6 +217,15 @@ pub enum ValueError {
         /// The whole value.
         input: String,
     },
+    /// A number without a unit (is `30` seconds or minutes?).
+    #[error("{0:?} needs a unit: {0}s, {0}m or {0}h (or {0}ms)")]
+    NoUnit(String),
+    /// Not a multiaddr.
+    #[error(
+        "{0:?} is not a multiaddr: write e.g. /ip4/127.0.0.1/tcp/5000 for TCP on 127.0.0.1 \
+         port 5000, or /ip6/::1/udp/5000/quic-v1 for QUIC on ::1"
+    )]
+    NotAMultiaddr(String),
     /// Under 10 ms.
     #[error("{0:?} is too short (at least 10ms)")]
     TooShort(String),
@@ -211,7 +234,8 @@ pub enum ValueError {
     RsaBits(String),
 }
 
-/// Parses `500ms`, `90s`, `30m`, `1h` (or a bare number of seconds).
+/// Parses `500ms`, `90s`, `30m`, `1h`. A bare number is refused: `30` could mean seconds
+/// or minutes.
 pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -221,7 +245,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
         .map_err(|_| ValueError::NotADuration(s.to_string()))?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
+        "" => return Err(ValueError::NoUnit(s.to_string())),
+        "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
         _ => {
@@ -235,6 +260,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
         return Err(ValueError::TooShort(s.to_string()));
     }
     Ok(d)
+}
+
+/// A listen address, with an example when it is not a multiaddr (`127.0.0.1:5000`).
+fn parse_listen(s: &str) -> Result<Multiaddr, ValueError> {
+    s.trim()
+        .parse()
+        .map_err(|_| ValueError::NotAMultiaddr(s.to_string()))
 }
 
 fn parse_rsa_bits(s: &str) -> Result<usize, ValueError> {
@@ -254,7 +286,11 @@ mod tests {
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(
+            parse_duration("30"),
+            Err(ValueError::NoUnit("30".into())),
+            "seconds or minutes? (issue 11)"
+        );
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("1ms").is_err());

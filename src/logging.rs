@@ -95,7 +95,13 @@ pub(crate) fn init(args: &Args, interactive: bool) -> Result<(), LogError> {
     } else if interactive {
         // stderr is the chat screen: log nothing there.
     } else {
-        builder.with_writer(std::io::stderr).init();
+        // Colors only for a person reading a terminal, not in `2>file` or a pipe.
+        use std::io::IsTerminal;
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        builder
+            .with_ansi(std::io::stderr().is_terminal() && !no_color)
+            .with_writer(std::io::stderr)
+            .init();
     }
     Ok(())
 }

@@ -292,16 +292,16 @@ pub(crate) const HELP: &[(&str, &str)] = &[
     ("/say <text>, //<text>", "send a line that looks like a command"),
     (
         "sessions",
-        "list sessions: state, epoch, age, next rotation, messages",
+        "list sessions: state, keys, age, messages",
     ),
     ("peers", "list peers with their numbers"),
     (
         "verify <peer>",
-        "show the safety number to compare with the peer",
+        "the safety number to compare with the peer",
     ),
     (
         "rotate [peer]",
-        "rotate session keys now (all sessions if no peer)",
+        "new session keys now (all if no peer)",
     ),
     ("disconnect <peer>", "close the session with a peer"),
     ("clear, cls", "clear the screen"),

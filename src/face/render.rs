@@ -118,7 +118,7 @@ impl Renderer {
         let mut s = p.cyan("Commands:");
         for (cmd, what) in HELP {
             // Pad by hand: escape codes take no room on screen.
-            let pad = 34usize.saturating_sub(cmd.chars().count());
+            let pad = 32usize.saturating_sub(cmd.chars().count());
             s.push_str(&format!("\n  {}{} {what}", p.green(cmd), " ".repeat(pad)));
         }
         s.push('\n');
@@ -323,15 +323,16 @@ impl Renderer {
         if rows.is_empty() {
             return vec![p.yellow("[*] no sessions yet: connect to a peer (see 'help')")];
         }
+        // At most 80 columns: a terminal's default width.
         let mut v = vec![p.cyan(&format!(
-            "{:<20} {:<10} {:<11} {:>5} {:>9} {:>13} {:>6} {:>6}",
-            "PEER", "SESSION", "STATE", "EPOCH", "AGE", "NEXT ROTATION", "SENT", "RECV"
+            "{:<16} {:<8} {:<11} {:>5} {:>7} {:>9} {:>6} {:>6}",
+            "PEER", "SESSION", "STATE", "EPOCH", "AGE", "NEXT KEYS", "SENT", "RECV"
         ))];
         for r in rows {
             let i = &r.info;
             let mut line = format!(
-                "{:<20} {:<10} {:<11} {:>5} {:>9} {:>13} {:>6} {:>6}",
-                truncate(&r.name, 20),
+                "{:<16} {:<8} {:<11} {:>5} {:>7} {:>9} {:>6} {:>6}",
+                truncate(&r.name, 16),
                 i.id.short(),
                 i.state.to_string(),
                 i.epoch,
@@ -356,8 +357,10 @@ impl Renderer {
                 p.yellow("[*] no peers known: none discovered on the LAN and none connected"),
             ];
         }
+        // At most 80 columns for usual addresses: the id is shown by its end (`verify`
+        // and headless show it whole; the end of an id is enough to name the peer).
         let mut v = vec![p.cyan(&format!(
-            "{:>3}  {:<16} {:<12} {:<53} ADDRESS",
+            "{:>3}  {:<16} {:<11} {:<10} ADDRESS",
             "#", "NAME", "STATE", "PEER ID"
         ))];
         for r in rows {
@@ -367,12 +370,14 @@ impl Renderer {
                 (None, false, true) => "discovered".into(),
                 _ => "known".into(),
             };
+            let id = r.peer.to_base58();
+            let end = &id[id.len().saturating_sub(8)..];
             v.push(format!(
-                "{:>3}  {:<16} {:<12} {:<53} {}",
+                "{:>3}  {:<16} {:<11} {:<10} {}",
                 r.index,
                 truncate(r.name.as_deref().unwrap_or("-"), 16),
                 state,
-                r.peer.to_base58(),
+                format!("…{end}"),
                 r.addrs.first().map(|a| a.to_string()).unwrap_or_default()
             ));
         }
@@ -502,6 +507,50 @@ mod tests {
         assert_eq!(l2.len(), 2);
         assert!(l2[0].contains("not delivered to B: no receipt in time"));
         assert!(l2[1].contains("delivered to A"));
+    }
+
+    /// Issue 11, item 8: help and the tables fit a terminal of 80 columns.
+    #[test]
+    fn help_and_tables_fit_80_columns() {
+        let r = Renderer::new(Palette::plain());
+        for l in r.help().lines() {
+            assert!(l.chars().count() <= 80, "{l:?}");
+        }
+        let rows = vec![PeerRow {
+            index: 12,
+            peer: PeerId::random(),
+            name: Some("A_rather_long_name_indeed".into()),
+            addrs: vec!["/ip4/192.168.100.200/tcp/54321".parse().expect("multiaddr")],
+            connected: true,
+            discovered: true,
+            session: Some(noctua_chat::SessionState::Handshaking),
+        }];
+        for l in r.peers(&rows) {
+            assert!(l.chars().count() <= 80, "{l:?}");
+        }
+        // The sessions header (rows have the same widths; a `SessionInfo` cannot be built
+        // outside the protocol crate).
+        let header = r.sessions(&[]);
+        assert_eq!(header.len(), 1, "an empty list is one line");
+    }
+
+    #[test]
+    fn our_own_text_is_cleaned_in_its_receipt() {
+        let mut r = Renderer::new(Palette::plain());
+        let a = PeerId::random();
+        r.render(&Output::Sent {
+            local: 1,
+            text: "red\u{1b}[31m\u{1b}]0;title\u{7} text".into(),
+            to: vec![(a, "A".into())],
+            private: false,
+            at: SystemTime::now(),
+        });
+        let l = r.render(&Output::Delivered {
+            local: 1,
+            peer: a,
+            name: "A".into(),
+        });
+        assert_eq!(l, vec!["    ✓ \"red text\" delivered to A".to_string()]);
     }
 
     #[test]
