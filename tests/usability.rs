@@ -330,3 +330,115 @@ fn peers_are_addressed_by_number_and_by_a_unique_start_of_their_name() {
     let sent = h.expect_contains("\"event\":\"sent\"");
     assert!(!sent.contains("private"), "{sent}");
 }
+
+/// Item 8: the small things a user notices.
+#[test]
+fn small_things_a_user_notices() {
+    // A duration needs its unit; a listen address that is not a multiaddr gets an example.
+    let (code, err) = short_run(&["--no-mdns", "--rotate-every", "30"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("needs a unit: 30s, 30m or 30h"), "{err}");
+    let (code, err) = short_run(&["--no-mdns", "--listen", "127.0.0.1:5000"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("/ip4/127.0.0.1/tcp/5000"), "{err}");
+    // --help states the size limit and the exit codes.
+    let help = Command::new(support::bin()).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("64 KiB"), "{help}");
+    assert!(help.contains("Exit status"), "{help}");
+
+    // The connection string as a bare argument, as croc and wormhole take their code.
+    let mut alice = NodeProc::start("Alice", "alpha-secret", &[]);
+    let cs = alice.conn_string();
+    let mut bob = NodeProc::start("Bob", "bravo-secret", &[&cs]);
+    bob.expect_contains("[+] Alice connected");
+    alice.expect_contains("[+] Bob connected to you");
+    // Our own quitting is not news about the peer.
+    bob.send("exit");
+    bob.wait_exit(Duration::from_secs(15));
+    assert!(bob.seen.iter().any(|l| l.contains("said goodbye to Alice")));
+    assert!(!bob.seen.iter().any(|l| l.contains("Alice disconnected")));
+
+    // Logs sent to a file (here a pipe) carry no color codes.
+    let out = Command::new(support::bin())
+        .args([
+            "--no-mdns",
+            "--secret",
+            "s",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--log-level",
+            "debug",
+        ])
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DEBUG"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err}");
+
+    // Headless `peers` names the session state `state`.
+    let mut h = NodeProc::start("Dave", "d-secret", &["--headless", "--connect", &cs]);
+    h.expect_contains("\"event\":\"session_established\"");
+    h.send("peers");
+    let l = h.expect_contains("\"event\":\"peers\"");
+    let Event::Peers { peers } = event(&l) else {
+        panic!("not peers: {l}")
+    };
+    assert_eq!(peers[0].state.as_deref(), Some("active"), "{l}");
+}
+
+/// Item 8: by default a node listens on IPv6 too, so the `[::1]:port:secret` strings the
+/// README shows work. Run in a network namespace of the test's own (the default listens
+/// on every interface, which the machine's own namespace must not see from a test).
+#[test]
+fn by_default_a_node_listens_on_ipv6_too() {
+    if let Err(why) = noctua::lab::check() {
+        if std::env::var("NOCTUA_REQUIRE_NETNS").as_deref() == Ok("1") {
+            panic!("network namespaces are required here but unavailable: {why}");
+        }
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    struct Netns(String);
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let ns = Netns(format!("noctua-v6-{}", std::process::id()));
+    let ok = |args: &[&str]| {
+        assert!(
+            Command::new("ip").args(args).status().unwrap().success(),
+            "ip {args:?}"
+        )
+    };
+    ok(&["netns", "add", &ns.0]);
+    ok(&["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"]);
+    let mut alice = NodeProc::start_in_netns(
+        "Alice",
+        &ns.0,
+        &["--no-mdns", "--id", "Alice", "--secret", "alpha-secret"],
+    );
+    let v6 = alice.expect("an IPv6 connection string", |l| {
+        l.starts_with("[::1]:") && l.ends_with(":alpha-secret")
+    });
+    let mut bob = NodeProc::start_in_netns(
+        "Bob",
+        &ns.0,
+        &[
+            "--no-mdns",
+            "--id",
+            "Bob",
+            "--secret",
+            "bravo-secret",
+            "--listen",
+            "/ip6/::1/tcp/0",
+        ],
+    );
+    bob.send(&format!("connect {v6}"));
+    bob.expect_contains("[+] Alice connected");
+    bob.send("over IPv6");
+    alice.expect_contains("Bob: over IPv6");
+}

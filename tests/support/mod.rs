@@ -49,11 +49,23 @@ impl NodeProc {
 
     /// As [`NodeProc::start_args`], with these environment variables set.
     pub fn start_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(name, Command::new(bin()), args, env)
+    }
+
+    /// As [`NodeProc::start_args`], inside network namespace `netns` (which the test
+    /// created: tests that listen beyond loopback do it there, never in the machine's own).
+    pub fn start_in_netns(name: &str, netns: &str, args: &[&str]) -> Self {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns, bin()]);
+        Self::spawn(name, cmd, args, &[])
+    }
+
+    fn spawn(name: &str, mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Self {
         assert!(
             args.contains(&"--no-mdns"),
             "tests never run mDNS in the machine's own namespace"
         );
-        let mut child = Command::new(bin())
+        let mut child = cmd
             .args(args)
             .env_remove("NOCTUA_SECRET")
             .env_remove("RUST_LOG")

@@ -289,7 +289,8 @@ pub struct SessionEntry {
 /// One row of `peers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerEntry {
-    /// Number usable as `connect <n> <secret>`.
+    /// The peer's number: given when the node first met it, it never changes while the
+    /// node runs; usable wherever a peer is named (`msg 2 hi`, `connect 2 <secret>`).
     pub index: usize,
     /// The peer.
     pub peer_id: String,
@@ -299,8 +300,12 @@ pub struct PeerEntry {
     pub connected: bool,
     /// Whether mDNS lists it.
     pub discovered: bool,
-    /// Session state, if any.
+    /// Session state, if any (`active`, `handshaking`...): the same as `state`, under
+    /// the name schema 1 gave it (in `sessions`, `session` is the session's id).
     pub session: Option<String>,
+    /// Session state, if any: what `session` holds, under a name that says so.
+    #[serde(default)]
+    pub state: Option<String>,
     /// Addresses (multiaddrs).
     pub addrs: Vec<String>,
 }

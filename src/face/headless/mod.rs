@@ -256,6 +256,7 @@ fn peer_entry(r: &PeerRow) -> PeerEntry {
         connected: r.connected,
         discovered: r.discovered,
         session: r.session.map(|s| s.to_string()),
+        state: r.session.map(|s| s.to_string()),
         addrs: strings(&r.addrs),
     }
 }
@@ -272,7 +273,8 @@ mod tests {
     use crate::node::DeliveryFailure;
 
     /// Lines as schema 1 has always written them (keys in alphabetical order, `null` for
-    /// absent values): the typed events must reproduce them byte for byte.
+    /// absent values): the typed events must reproduce them byte for byte. (Issue 11 added
+    /// `peers[].state`, the same as `peers[].session`, whose name misled.)
     #[test]
     fn lines_are_byte_for_byte_those_of_schema_1() {
         let peer: PeerId = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
@@ -350,7 +352,7 @@ mod tests {
                 session: None,
             }])),
             format!(
-                r#"{{"event":"peers","peers":[{{"addrs":["/ip4/10.77.0.2/tcp/4001"],"connected":false,"discovered":true,"index":1,"name":null,"peer_id":"{id}","session":null}}],"ts":1795640000104}}"#
+                r#"{{"event":"peers","peers":[{{"addrs":["/ip4/10.77.0.2/tcp/4001"],"connected":false,"discovered":true,"index":1,"name":null,"peer_id":"{id}","session":null,"state":null}}],"ts":1795640000104}}"#
             )
         );
         assert_eq!(
