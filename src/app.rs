@@ -53,9 +53,7 @@ impl RunError {
             | RunError::Secret(_)
             | RunError::SecretFile(_)
             | RunError::Id
-            | RunError::IdShape(..) => {
-                ExitCode::from(2)
-            }
+            | RunError::IdShape(..) => ExitCode::from(2),
             _ => ExitCode::FAILURE,
         }
     }

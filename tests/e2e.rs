@@ -337,11 +337,7 @@ fn secret_file(name: &str, content: &str, mode: u32) -> std::path::PathBuf {
 
 /// The stderr of a node started with `args` (and `env`) that is told to exit at once, and
 /// exits with `status` (when given).
-fn stderr_of_a_short_run(
-    args: &[&str],
-    env: &[(&str, &str)],
-    status: Option<i32>,
-) -> Vec<String> {
+fn stderr_of_a_short_run(args: &[&str], env: &[(&str, &str)], status: Option<i32>) -> Vec<String> {
     let mut n = NodeProc::start_env("Solo", args, env);
     n.expect_contains("Connection Information");
     n.send("exit");
@@ -430,6 +426,10 @@ fn secrets_on_the_command_line_are_warned_about_in_one_line() {
     assert!(!warnings[0].contains("their-secret"), "{err:?}");
 
     // Through the environment (readable by its owner only), nothing to say.
-    let err = stderr_of_a_short_run(&with(&listen, &[]), &[("NOCTUA_SECRET", "env-secret")], Some(0));
+    let err = stderr_of_a_short_run(
+        &with(&listen, &[]),
+        &[("NOCTUA_SECRET", "env-secret")],
+        Some(0),
+    );
     assert!(!err.iter().any(|l| l.contains(IN_PROC)), "{err:?}");
 }

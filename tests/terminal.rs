@@ -87,7 +87,15 @@ fn alice_in_tmux_and_bob(tmux: &Tmux) -> (NodeProc, u32) {
         support::bin()
     );
     tmux.run(&[
-        "new-session", "-d", "-s", "alice", "-x", "100", "-y", "40", &cmd,
+        "new-session",
+        "-d",
+        "-s",
+        "alice",
+        "-x",
+        "100",
+        "-y",
+        "40",
+        &cmd,
     ]);
     // Keep the last screen after the node leaves.
     tmux.run(&["set-option", "-t", "alice", "remain-on-exit", "on"]);
@@ -230,9 +238,7 @@ fn at_the_keyboard_chat_is_chat_names_resolve_and_exit_keeps_the_last_message() 
     type_line(&tmux, "@Bob just for you");
     bob.expect_contains("Alice: just for you");
     // The last message and `exit` in one go, as fast as tmux can type them.
-    tmux.run(&[
-        "send-keys", "-t", "alice", "-l", "the last word",
-    ]);
+    tmux.run(&["send-keys", "-t", "alice", "-l", "the last word"]);
     tmux.run(&["send-keys", "-t", "alice", "Enter"]);
     type_line(&tmux, "exit");
     let screen = tmux.wait_for("alice", "the goodbye", |l| {
@@ -240,7 +246,10 @@ fn at_the_keyboard_chat_is_chat_names_resolve_and_exit_keeps_the_last_message() 
     });
     println!("--- Alice's terminal ---\n{}", screen.join("\n"));
     let text = screen.join("\n");
-    assert!(text.contains("\"the last word\" delivered to Bob"), "{text}");
+    assert!(
+        text.contains("\"the last word\" delivered to Bob"),
+        "{text}"
+    );
     assert!(!text.contains("not delivered"), "{text}");
     assert!(!text.contains("takes no arguments"), "{text}");
     bob.expect_contains("Alice: the last word");
@@ -259,7 +268,7 @@ fn sigterm_sighup_and_ctrl_d_in_the_terminal_say_goodbye() {
         // The line was read (a new prompt is up): the message is on its way.
         let typed = format!("> before {how}");
         tmux.wait_for("alice", "the line taken", |l| {
-            l.iter().any(|x| *x == typed) && l.last().is_some_and(|x| x == ">")
+            l.contains(&typed) && l.last().is_some_and(|x| x == ">")
         });
         match how {
             "C-d" => {

@@ -37,13 +37,7 @@ fn short_run(args: &[&str]) -> (Option<i32>, String) {
 #[test]
 fn names_are_typed_as_shown_and_a_private_message_reaches_only_its_peer() {
     for id in ["Bob Smith", "42"] {
-        let (code, err) = short_run(&[
-            "--no-mdns",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--id",
-            id,
-        ]);
+        let (code, err) = short_run(&["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "--id", id]);
         assert_eq!(code, Some(2), "--id {id:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert!(err.contains("invalid --id"), "{err}");
@@ -102,7 +96,11 @@ fn chat_lines_that_start_with_a_command_word_arrive_as_chat() {
     bob.expect_contains("unknown command \"/nick\"");
     bob.send("the end");
     let mut want: Vec<String> = lines.iter().map(|l| format!("Bob: {l}")).collect();
-    want.extend(["Bob: exit".into(), "Bob: /quit".into(), "Bob: the end".into()]);
+    want.extend([
+        "Bob: exit".into(),
+        "Bob: /quit".into(),
+        "Bob: the end".into(),
+    ]);
     let want: Vec<&str> = want.iter().map(String::as_str).collect();
     alice.expect_all(&want);
     assert!(
@@ -190,7 +188,15 @@ fn a_port_in_use_is_refused() {
     );
     let mut alice = NodeProc::start_args(
         "Alice",
-        &["--no-mdns", "--secret", "s", "--listen", &tcp, "--listen", &quic],
+        &[
+            "--no-mdns",
+            "--secret",
+            "s",
+            "--listen",
+            &tcp,
+            "--listen",
+            &quic,
+        ],
     );
     alice.conn_string();
     for listen in [
@@ -248,7 +254,7 @@ fn failures_get_their_true_reason() {
     bob.send(&format!("connect {cs}"));
     alice.expect_contains("[+] Bob connected to you");
     bob.send(&"x".repeat(70 * 1024));
-    let l = bob.expect(&"the size refusal".to_string(), |l| l.starts_with("[!]"));
+    let l = bob.expect("the size refusal", |l| l.starts_with("[!]"));
     assert!(l.contains("over the 64 KiB limit"), "{l}");
     bob.send("small after big");
     alice.expect_contains("Bob: small after big");

@@ -173,7 +173,9 @@ fn slash_command(word: &str, rest: &str) -> Result<Line, Hint> {
             if !extra.is_empty() {
                 return Err(hint("usage: /rotate [peer]"));
             }
-            Ok(cmd(Command::Rotate((!who.is_empty()).then(|| who.to_string()))))
+            Ok(cmd(Command::Rotate(
+                (!who.is_empty()).then(|| who.to_string()),
+            )))
         }
         "sessions" => no_args(rest, "/sessions", cmd(Command::Sessions)),
         "peers" => no_args(rest, "/peers", cmd(Command::Peers)),
@@ -201,9 +203,7 @@ fn bare_command(word: &str, rest: &str) -> Option<Result<Line, Hint>> {
         "peers" if alone => cmd(Command::Peers),
         "clear" | "cls" if alone => Line::Clear,
         "exit" | "quit" | "sair" if alone => Line::Exit,
-        "rotate" if words(rest) <= 1 => {
-            cmd(Command::Rotate((!alone).then(|| rest.to_string())))
-        }
+        "rotate" if words(rest) <= 1 => cmd(Command::Rotate((!alone).then(|| rest.to_string()))),
         "verify" if words(rest) == 1 => cmd(Command::Verify(rest.to_string())),
         "disconnect" if words(rest) == 1 => cmd(Command::Disconnect(rest.to_string())),
         // Alone, these can only be a command missing its peer.
@@ -289,24 +289,24 @@ pub(crate) const HELP: &[(&str, &str)] = &[
     ),
     ("<text>", "send to every peer with an active session"),
     ("msg <peer> <text>, @peer <text>", "send to one peer only"),
-    ("/say <text>, //<text>", "send a line that looks like a command"),
     (
-        "sessions",
-        "list sessions: state, keys, age, messages",
+        "/say <text>, //<text>",
+        "send a line that looks like a command",
     ),
+    ("sessions", "list sessions: state, keys, age, messages"),
     ("peers", "list peers with their numbers"),
     (
         "verify <peer>",
         "the safety number to compare with the peer",
     ),
-    (
-        "rotate [peer]",
-        "new session keys now (all if no peer)",
-    ),
+    ("rotate [peer]", "new session keys now (all if no peer)"),
     ("disconnect <peer>", "close the session with a peer"),
     ("clear, cls", "clear the screen"),
     ("help, h", "this help"),
-    ("exit, quit, sair", "wait for receipts, say goodbye and leave"),
+    (
+        "exit, quit, sair",
+        "wait for receipts, say goodbye and leave",
+    ),
 ];
 
 /// The input rule, as `help` ends with it (and README.md says it).

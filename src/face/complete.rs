@@ -55,9 +55,9 @@ pub(crate) struct TabCompletion {
 /// completions (each with a space after it when it is the whole word).
 pub(crate) fn candidates(line: &str, pos: usize, names: &PeerNames) -> (usize, Vec<String>) {
     let before = line.get(..pos).unwrap_or(line);
-    let start = before
-        .rfind(char::is_whitespace)
-        .map_or(0, |i| i + before[i..].chars().next().map_or(1, char::len_utf8));
+    let start = before.rfind(char::is_whitespace).map_or(0, |i| {
+        i + before[i..].chars().next().map_or(1, char::len_utf8)
+    });
     let word = &before[start..];
     let earlier: Vec<&str> = before[..start].split_whitespace().collect();
     let with_space = |v: Vec<String>| v.into_iter().map(|c| c + " ").collect::<Vec<_>>();
@@ -65,7 +65,10 @@ pub(crate) fn candidates(line: &str, pos: usize, names: &PeerNames) -> (usize, V
         [] => {
             if let Some(partial) = word.strip_prefix('@') {
                 let found = names.starting_with(partial);
-                return (start, with_space(found.iter().map(|n| format!("@{n}")).collect()));
+                return (
+                    start,
+                    with_space(found.iter().map(|n| format!("@{n}")).collect()),
+                );
             }
             let (slash, partial) = match word.strip_prefix('/') {
                 Some(p) => ("/", p),
@@ -81,7 +84,9 @@ pub(crate) fn candidates(line: &str, pos: usize, names: &PeerNames) -> (usize, V
                 .collect();
             (start, with_space(found))
         }
-        [first] if PEER_COMMANDS.contains(&first.trim_start_matches('/').to_lowercase().as_str()) => {
+        [first]
+            if PEER_COMMANDS.contains(&first.trim_start_matches('/').to_lowercase().as_str()) =>
+        {
             (start, with_space(names.starting_with(word)))
         }
         _ => (start, Vec::new()),

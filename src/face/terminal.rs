@@ -12,9 +12,9 @@ use tokio::sync::mpsc;
 
 use crate::face::commands::{self, Line};
 use crate::face::complete::{PeerNames, TabCompletion};
-use crate::face::{Tally, shutdown_signal};
 use crate::face::render::{Palette, Renderer};
 use crate::face::script::{self, Unhandled};
+use crate::face::{Tally, shutdown_signal};
 use crate::node::{Command, Output, Request};
 
 /// Runs the terminal face until the node stops.

@@ -244,7 +244,9 @@ mod tests {
     fn a_port_in_use_is_found_before_listening() {
         let held = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = held.local_addr().expect("addr").port();
-        let tcp: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("multiaddr");
+        let tcp: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}")
+            .parse()
+            .expect("multiaddr");
         let (addr, e) = check_ports_free(std::slice::from_ref(&tcp)).expect_err("in use");
         assert_eq!(addr, tcp);
         assert_eq!(e.kind(), io::ErrorKind::AddrInUse);

@@ -11,9 +11,9 @@ use tokio::sync::mpsc;
 
 pub use event::{Event, EventLine, HelpEntry, PeerEntry, Recipient, SCHEMA_VERSION, SessionEntry};
 
+use crate::face::Tally;
 use crate::face::commands::HELP;
 use crate::face::render::human;
-use crate::face::Tally;
 use crate::face::script::{self, Unhandled};
 use crate::node::{Output, PeerRow, Request, SessionRow};
 use crate::sanitize;
