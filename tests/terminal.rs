@@ -229,6 +229,13 @@ fn at_the_keyboard_chat_is_chat_names_resolve_and_exit_keeps_the_last_message() 
         type_line(&tmux, line);
         bob.expect_contains(&format!("Alice: {line}"));
     }
+    // A pasted block whose first line is `exit` is chat (bracketed paste, as a terminal
+    // pastes when the program asks for it).
+    tmux.run(&["set-buffer", "exit\nwas the first line of a paste"]);
+    tmux.run(&["paste-buffer", "-p", "-t", "alice"]);
+    tmux.run(&["send-keys", "-t", "alice", "Enter"]);
+    bob.expect("the pasted block", |l| l.ends_with("Alice: exit"));
+    bob.expect_contains("was the first line of a paste");
     type_line(&tmux, "/say exit");
     bob.expect("the escaped line", |l| l.ends_with("Alice: exit"));
     type_line(&tmux, "verify Bob");

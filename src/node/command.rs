@@ -26,7 +26,8 @@ impl Request {
 }
 
 /// What the node can be asked to do. Peers are named as the user typed them (a display
-/// name, a number from the last `peers` list, or a peer-id prefix); the node resolves them.
+/// name or a unique start of one, the peer's number, or a peer-id prefix or suffix); the
+/// node resolves them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Open a session with a connection string.
@@ -57,7 +58,8 @@ pub enum Command {
     Rotate(Option<String>),
     /// Close the session with a peer.
     Disconnect(String),
-    /// Leave now: close every session (peers see a goodbye).
+    /// Leave: wait briefly (5 s at most) for the receipts of messages on their way, then
+    /// close every session (peers see a goodbye).
     Exit,
     /// Input ended: wait for outstanding receipts, then leave.
     Finish,
