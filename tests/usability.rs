@@ -359,6 +359,27 @@ fn small_things_a_user_notices() {
     let mut bob = NodeProc::start("Bob", "bravo-secret", &[&cs]);
     bob.expect_contains("[+] Alice connected");
     alice.expect_contains("[+] Bob connected to you");
+    // Our own receipt shows what we sent cleaned, as the peer sees it.
+    bob.send("\u{1b}[31mred\u{1b}]0;title\u{7} alert");
+    let receipt = bob.expect_contains("delivered to Alice");
+    assert!(receipt.contains("\"red alert\""), "{receipt:?}");
+    assert!(!receipt.contains('\u{1b}'), "{receipt:?}");
+    // The tables fit 80 columns.
+    bob.send("sessions");
+    bob.send("peers");
+    let rows = bob.expect_all(&["PEER ID", "NEXT KEYS"]);
+    bob.send("/say end of tables");
+    bob.expect_contains("\"end of tables\" delivered");
+    let tables: Vec<&String> = bob
+        .seen
+        .iter()
+        .skip_while(|l| !l.contains("NEXT KEYS") && !l.contains("PEER ID"))
+        .take_while(|l| !l.contains("end of tables"))
+        .collect();
+    assert!(tables.len() >= 4, "{rows:?} {tables:?}");
+    for l in tables {
+        assert!(l.chars().count() <= 80, "{l:?}");
+    }
     // Our own quitting is not news about the peer.
     bob.send("exit");
     bob.wait_exit(Duration::from_secs(15));
