@@ -66,6 +66,15 @@ fn names_are_typed_as_shown_and_a_private_message_reaches_only_its_peer() {
     smith.expect_contains("Alice: to both");
     assert!(!bob.seen.iter().any(|l| l.contains("smith only")));
     assert!(!smith.seen.iter().any(|l| l.contains("bob only")));
+    // Once Bob has left, his name is not a prefix of Bob_Smith's.
+    bob.send("exit");
+    alice.expect_contains("Bob disconnected");
+    alice.send("msg Bob are you there?");
+    let l = alice.expect_contains("Bob has left");
+    assert!(l.starts_with("[!]"), "{l}");
+    alice.send("msg Bob_Smith only you");
+    smith.expect_contains("Alice: only you");
+    assert!(!smith.seen.iter().any(|l| l.contains("are you there")));
 }
 
 /// Item 2: chat that starts with a command word is chat; commands stay commands; a line

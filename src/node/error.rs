@@ -283,6 +283,9 @@ pub enum ResolveError {
     /// Nothing fits.
     #[error("no peer called {0:?}: see 'peers' or 'sessions'")]
     Unknown(String),
+    /// The name of a peer whose session has ended.
+    #[error("{0} has left: no session (see 'sessions')")]
+    Left(String),
 }
 
 /// Why a command (or the node itself) failed: a line in red.

@@ -38,9 +38,15 @@ fn is_number(s: &str) -> bool {
 #[derive(Debug, Default)]
 pub(crate) struct Names {
     labels: HashMap<PeerId, String>,
+    /// Names of peers whose session ended: `msg Bob` must not reach `Bobby` by prefix
+    /// once Bob has left.
+    former: HashMap<PeerId, String>,
     numbers: HashMap<PeerId, usize>,
     last_number: usize,
 }
+
+/// Most names of departed peers remembered (beyond it, the oldest are not told apart).
+const MAX_FORMER: usize = 1024;
 
 impl Names {
     /// The display name of a peer: its (cleaned, unique) name if a session told us one,
@@ -74,6 +80,7 @@ impl Names {
                 .any(|(p, n)| *p != peer && n.eq_ignore_ascii_case(&base));
         let name = sanitize::disambiguate(&base, &peer.to_base58(), taken);
         self.labels.insert(peer, name.clone());
+        self.former.remove(&peer);
         self.number(peer);
         name
     }
@@ -86,9 +93,17 @@ impl Names {
         }
     }
 
-    /// Forgets a peer's name (its session ended). Its number stays.
+    /// Forgets a peer's name (its session ended). Its number stays, and its name is kept
+    /// aside so that it does not resolve to another peer by prefix.
     pub(crate) fn forget(&mut self, peer: &PeerId) {
-        self.labels.remove(peer);
+        if let Some(name) = self.labels.remove(peer) {
+            if self.former.len() >= MAX_FORMER
+                && let Some(oldest) = self.former.keys().next().copied()
+            {
+                self.former.remove(&oldest);
+            }
+            self.former.insert(*peer, name);
+        }
     }
 
     /// The peer's number, given now if it has none.
@@ -156,6 +171,17 @@ impl Names {
             return Ok(Some(exact[0]));
         }
         let base = pick(&|n| n.split('#').next() == Some(lower.as_str()));
+        if base.is_empty()
+            && let Some(gone) = self
+                .former
+                .values()
+                .map(|n| (n, n.to_lowercase()))
+                .find(|(_, n)| *n == lower || n.split('#').next() == Some(lower.as_str()))
+                .map(|(n, _)| n)
+        {
+            // The whole name of a peer that left: never another peer's by prefix.
+            return Err(ResolveError::Left(gone.clone()));
+        }
         let candidates = if base.is_empty() {
             pick(&|n| n.starts_with(&lower))
         } else {
@@ -234,5 +260,15 @@ mod tests {
             names.resolve("Al", &known),
             Err(ResolveError::Ambiguous { .. })
         ));
+        // Once Alice has left, "Alice" is hers, not a prefix of anyone else's name.
+        let alicia = PeerId::random();
+        names.assign(alicia, "Alicia");
+        names.forget(&alice);
+        let known = [alan, bob, alicia];
+        assert_eq!(
+            names.resolve("Alice", &known),
+            Err(ResolveError::Left("Alice".into()))
+        );
+        assert_eq!(names.resolve("Alic", &known), Ok(alicia));
     }
 }
