@@ -388,6 +388,23 @@ mod tests {
             DialFailure::from_chain(&io::Error::other(garbled)),
             DialFailure::Handshake
         );
+        // A service that accepts and then resets or drops the connection (issue 11: it
+        // read "Connection reset by peer (os error 104)").
+        for kind in [
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::UnexpectedEof,
+            io::ErrorKind::ConnectionAborted,
+        ] {
+            assert_eq!(
+                DialFailure::from_chain(&io::Error::other(io::Error::from(kind))),
+                DialFailure::Handshake,
+                "{kind:?}"
+            );
+        }
+        if cfg!(target_os = "linux") {
+            let hidden = io::Error::other(Hiding(io::Error::from_raw_os_error(104)));
+            assert_eq!(DialFailure::from_chain(&hidden), DialFailure::Handshake);
+        }
         let all = DialError::Transport(vec![(
             "/ip4/127.0.0.1/tcp/1".parse().expect("multiaddr"),
             TransportError::Other(wrapped),
