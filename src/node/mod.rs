@@ -243,6 +243,14 @@ impl Node {
     /// `connects`, every connect in progress has ended), for at most `limit`.
     async fn wait_for_receipts(&mut self, limit: Duration, connects: bool) {
         let deadline = tokio::time::Instant::now() + limit;
+        if !self.outstanding.is_empty() {
+            let n = self.outstanding.len();
+            self.emit(Output::Notice(format!(
+                "waiting up to {} s for {n} receipt(s) before leaving...",
+                limit.as_secs()
+            )))
+            .await;
+        }
         while !self.outstanding.is_empty() || (connects && !self.connects.is_empty()) {
             match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
                 Ok(ev) => self.on_swarm_event(ev).await,
