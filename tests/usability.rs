@@ -99,7 +99,7 @@ fn chat_lines_that_start_with_a_command_word_arrive_as_chat() {
     bob.send("//quit");
     // A connection string pasted without `connect` (or with a typo) carries a secret.
     bob.send("conect 127.0.0.1:5000:s3cret-of-carol");
-    let refused = bob.expect_contains("looks like a connection string");
+    let refused = bob.expect_contains("carries a connection string");
     assert!(refused.starts_with("[!]"), "{refused}");
     bob.send("/nick bobby");
     bob.expect_contains("unknown command \"/nick\"");

@@ -130,8 +130,7 @@ fn broadcast(text: String) -> Line {
 fn chat(text: &str) -> Result<Line, Hint> {
     if text.split_whitespace().any(looks_like_conn_string) {
         return Err(hint(
-            "not sent: this looks like a connection string, and it carries a secret; type \
-             'connect <host:port:secret>' to connect, or '/say <text>' to send it anyway",
+            "not sent: it carries a connection string (a secret); use 'connect' or '/say'",
         ));
     }
     Ok(broadcast(text.to_string()))
