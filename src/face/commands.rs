@@ -182,8 +182,7 @@ fn slash_command(word: &str, rest: &str) -> Result<Line, Hint> {
         "help" | "h" => Ok(Line::Help),
         "exit" | "quit" | "sair" => no_args(rest, "/exit", Line::Exit),
         w => Err(hint(format!(
-            "unknown command \"/{w}\"; type '/help' for the commands, or '//{w}' to send the \
-             line as it is"
+            "unknown command \"/{w}\": see '/help' ('//{w} ...' sends the line as chat)"
         ))),
     }
 }
