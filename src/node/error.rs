@@ -28,7 +28,7 @@ pub enum StartError {
     #[error("cannot build the node: {0}")]
     Behaviour(#[source] BoxError),
     /// An address could not be listened on.
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}: {}", first_words(source))]
     ListenOn {
         /// The address.
         address: Multiaddr,
@@ -48,6 +48,21 @@ pub enum StartError {
     /// The listeners did not report an address in time.
     #[error("listening did not start within 5 s")]
     ListenTimeout,
+}
+
+/// The first non-empty message in an error's chain (some transports' errors render as
+/// nothing and keep the reason in their source).
+fn first_words(e: &(dyn StdError + 'static)) -> String {
+    let mut current = Some(e);
+    for _ in 0..32 {
+        let Some(err) = current else { break };
+        let text = err.to_string();
+        if !text.trim().is_empty() {
+            return text;
+        }
+        current = err.source();
+    }
+    "no reason given".into()
 }
 
 /// Why a dial failed, classified once from the transport's error and its
@@ -414,6 +429,32 @@ mod tests {
             DialFailure::classify(&DialError::Aborted),
             DialFailure::Other
         );
+    }
+
+    /// Issue 11, item 4: QUIC's listen error rendered as nothing ("cannot listen on ...: ").
+    #[test]
+    fn a_listen_error_that_renders_as_nothing_shows_its_cause() {
+        #[derive(Debug)]
+        struct Silent(io::Error);
+        impl std::fmt::Display for Silent {
+            fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                Ok(())
+            }
+        }
+        impl StdError for Silent {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = StartError::ListenOn {
+            address: "/ip4/0.0.0.0/udp/47401/quic-v1".parse().expect("multiaddr"),
+            source: TransportError::Other(io::Error::other(Silent(io::Error::from(
+                io::ErrorKind::AddrInUse,
+            )))),
+        };
+        let text = e.to_string();
+        assert!(!text.ends_with(": "), "{text}");
+        assert!(text.contains("in use"), "{text}");
     }
 
     #[test]
