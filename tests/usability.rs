@@ -486,3 +486,34 @@ fn by_default_a_node_listens_on_ipv6_too() {
     bob.send("over IPv6");
     alice.expect_contains("Bob: over IPv6");
 }
+
+/// Item 3: a signal that comes while a command is being carried out (here a connect to a
+/// service that never answers, which takes its full timeout) is not lost: the script leaves
+/// at once instead of running on.
+#[test]
+fn a_signal_during_a_slow_connect_is_not_lost() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let mut bob = NodeProc::start("Bob", "bravo-secret", &[]);
+    bob.send(&format!("connect 127.0.0.1:{port}:whatever"));
+    bob.expect_contains("[i] connecting to");
+    let ok = Command::new("kill")
+        .args(["-TERM", &bob.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    // The connect alone takes 10 s (TCP, then QUIC); leaving must not wait for it.
+    let status = bob.wait_exit(Duration::from_secs(4));
+    assert!(status.code().is_some(), "{status:?}");
+    assert!(
+        bob.seen.iter().any(|l| l.contains("[i] bye")),
+        "{:?}",
+        bob.seen
+    );
+}

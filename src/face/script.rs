@@ -20,8 +20,8 @@ pub(crate) enum Unhandled<'a> {
 
 /// Drives the node from a script on stdin: each command is carried out before the next
 /// line is read, so that a script's `connect` finishes before its first message is sent.
-/// At the end of input the node is told to wait for receipts and leave; `exit`, SIGINT and
-/// SIGTERM make it leave at once.
+/// At the end of input the node is told to wait for receipts (and connects) and leave;
+/// `exit`, SIGINT, SIGTERM and SIGHUP make it leave after waiting briefly for receipts.
 pub(crate) async fn drive_from_stdin(
     requests: &mpsc::Sender<Request>,
     mut unhandled: impl FnMut(Unhandled<'_>),
@@ -29,10 +29,13 @@ pub(crate) async fn drive_from_stdin(
     let stdin = tokio::io::BufReader::new(tokio::io::stdin());
     let mut lines = stdin.lines();
     let mut last = Command::Finish;
+    // One signal future for the whole run: a signal that arrives while a command is being
+    // carried out (a slow `connect`) must not be missed.
+    let mut signal = std::pin::pin!(shutdown_signal());
     loop {
         let line = tokio::select! {
             l = lines.next_line() => l,
-            _ = shutdown_signal() => { last = Command::Exit; break; }
+            _ = &mut signal => { last = Command::Exit; break; }
         };
         let line = match line {
             Ok(Some(l)) => l,
@@ -59,7 +62,10 @@ pub(crate) async fn drive_from_stdin(
                 if requests.send(req).await.is_err() {
                     return;
                 }
-                let _ = rx.await;
+                tokio::select! {
+                    _ = rx => {}
+                    _ = &mut signal => { last = Command::Exit; break; }
+                }
             }
         }
     }
