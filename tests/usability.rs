@@ -143,6 +143,7 @@ fn exit_right_after_a_message_does_not_lose_it() {
         assert!(ok.success());
     };
     signal("-STOP", alice.pid());
+    wait_until_stopped(alice.pid());
     bob.send("hello just before exit");
     bob.send("exit");
     let waiting = bob.expect_contains("receipt(s) before leaving");
@@ -159,6 +160,27 @@ fn exit_right_after_a_message_does_not_lose_it() {
     alice.expect_contains("Bob: hello just before exit");
     let l = alice.expect_contains("Bob disconnected");
     assert!(l.contains("the peer left"), "{l}");
+}
+
+/// Waits until every thread of process `pid` is stopped (SIGSTOP takes effect on each
+/// thread as it next runs, not when `kill` returns).
+fn wait_until_stopped(pid: u32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc");
+        let all_stopped = tasks.flatten().all(|t| {
+            std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                // The state follows the command name in parentheses.
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+            })
+        });
+        if all_stopped {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{pid} never stopped");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Item 3: SIGTERM and SIGHUP leave as `exit` does: the message sent is confirmed, and
