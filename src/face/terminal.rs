@@ -31,7 +31,7 @@ pub async fn run(
         // A person at the keyboard saw what failed; the exit status is for scripts.
         interactive_face(renderer, requests, outputs)
             .await
-            .map(|_| Tally::default())
+            .map(|()| Tally::default())
     } else {
         piped_face(renderer, requests, outputs).await
     }
@@ -86,10 +86,9 @@ async fn interactive_face(
     mut renderer: Renderer,
     requests: mpsc::Sender<Request>,
     mut outputs: mpsc::Receiver<Output>,
-) -> std::io::Result<Tally> {
+) -> std::io::Result<()> {
     let terminal_modes = TerminalModes::save();
     let exit_requests = requests.clone();
-    let mut tally = Tally::default();
     let names = PeerNames::default();
     let mut editor: Editor<TabCompletion, DefaultHistory> =
         Editor::new().map_err(std::io::Error::other)?;
@@ -159,7 +158,6 @@ async fn interactive_face(
         };
         let Some(o) = o else { break };
         let stopped = matches!(o, Output::Stopped);
-        tally.count(&o);
         match &o {
             Output::SessionEstablished { name, .. } => names.add(name),
             Output::SessionClosed { name, .. } => names.remove(name),
@@ -182,7 +180,7 @@ async fn interactive_face(
     } else {
         let _ = editor_thread.join();
     }
-    Ok(tally)
+    Ok(())
 }
 
 /// The terminal's modes as they were before the line editor changed them.
