@@ -19,7 +19,8 @@ use libp2p::swarm::ConnectionId;
 use crate::config::Config;
 use crate::crypto::{RsaKeyPair, Secret};
 use crate::error::{CloseReason, OpenError, RejectCode, SendError, SessionError};
-use crate::peer::{Action, Budget, ChannelToken, Context, Failure, Peer, ReqToken};
+use crate::limits::{AddrKey, AddressCaps, ConnRefusal, LogThrottle};
+use crate::peer::{Action, Budget, ChannelToken, Context, Failure, Peer, ReqToken, secs};
 use crate::session::SessionState;
 use crate::types::{Event, MessageId, OpenId, SessionInfo, StateCounts};
 use crate::wire::{self, Request, Response};
@@ -27,10 +28,27 @@ use crate::wire::{self, Request, Response};
 /// Housekeeping runs at least this often.
 pub(crate) const MAX_TICK: Duration = Duration::from_secs(1);
 
+/// Most inbound connections tracked by the connection gate, in the transport upgrade and
+/// up (a bound on memory; libp2p's own limits are far lower).
+const MAX_GATED: usize = 4096;
+
 /// See the module documentation.
 pub(crate) struct Peers {
     peers: HashMap<PeerId, Peer>,
     cx: Context,
+    gate: Gate,
+}
+
+/// Inbound connections by address, for the per-address caps on connections that have not
+/// authenticated (SPEC.md §8).
+struct Gate {
+    /// Accepted by the transport, upgrade (Noise, Yamux) not done.
+    pending: HashMap<ConnectionId, AddrKey>,
+    /// Up, inbound, with the peer.
+    up: HashMap<ConnectionId, (AddrKey, PeerId)>,
+    /// Connections refused at connection time so far.
+    refused: u64,
+    log: LogThrottle<AddrKey>,
 }
 
 impl Peers {
@@ -43,6 +61,12 @@ impl Peers {
         Peers {
             peers: HashMap::new(),
             cx: Context::new(local_peer, config, key, now),
+            gate: Gate {
+                pending: HashMap::new(),
+                up: HashMap::new(),
+                refused: 0,
+                log: LogThrottle::new(Duration::from_secs(60), 1024),
+            },
         }
     }
 
@@ -82,22 +106,138 @@ impl Peers {
         out
     }
 
-    /// Every other peer's share of the node-wide budgets.
-    fn budget_without(&self, peer: &PeerId) -> Budget {
+    /// Every other peer's share of the node-wide budgets; `addr`, the address of the input
+    /// (for the per-address share of peers' handshakes).
+    fn budget_without(&self, peer: &PeerId, addr: Option<AddrKey>) -> Budget {
         let others = self.peers.iter().filter(|(id, _)| *id != peer);
         let mut b = Budget::default();
         for (_, p) in others {
-            b.handshakes += p.handshakes();
+            let inbound = usize::from(p.responder.is_some());
+            b.inbound += inbound;
+            b.opens += usize::from(p.initiator.is_some()) + p.waiting.len();
             b.sessions += usize::from(p.session.is_some());
+            if inbound > 0
+                && let Some(k) = addr
+                && p.connections.iter().any(|c| self.key_of(*c) == Some(k))
+            {
+                b.inbound_from_addr += 1;
+            }
         }
         b
+    }
+
+    fn key_of(&self, connection: ConnectionId) -> Option<AddrKey> {
+        self.cx.connection_ip(connection).map(AddrKey::from)
+    }
+
+    fn caps(&self) -> AddressCaps {
+        let c = &self.cx.config;
+        AddressCaps {
+            pending: c.max_pending_connections_per_address,
+            unauthenticated: c.max_unauthenticated_per_address,
+            banned: c.banned_address_connections,
+        }
+    }
+
+    /// What the address `key` holds: connections in the transport upgrade (but `except`),
+    /// and inbound connections up whose peer has no session (but `except`).
+    fn held_by(&self, key: AddrKey, except: ConnectionId) -> (usize, usize) {
+        let pending = self
+            .gate
+            .pending
+            .iter()
+            .filter(|(c, k)| **k == key && **c != except)
+            .count();
+        let unauthenticated = self
+            .gate
+            .up
+            .iter()
+            .filter(|(c, (k, p))| *k == key && **c != except && !self.has_session(p))
+            .count();
+        (pending, unauthenticated)
+    }
+
+    fn refuse(&mut self, key: AddrKey, why: ConnRefusal, now: Instant) -> ConnRefusal {
+        self.gate.refused += 1;
+        if let Some(n) = self.gate.log.hit(key, now) {
+            tracing::debug!(address = %key, count = n, "refusing a connection: {why}");
+        }
+        why
+    }
+
+    // ----- the connection gate -----
+
+    /// An inbound connection from `ip` was accepted by the transport and is about to start
+    /// its upgrade: refused if its address already holds its share of connections that
+    /// have not authenticated (SPEC.md §8).
+    pub(crate) fn admit_inbound_pending(
+        &mut self,
+        connection: ConnectionId,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), ConnRefusal> {
+        let Some(key) = ip.map(AddrKey::from) else {
+            return Ok(());
+        };
+        if self.gate.pending.len() >= MAX_GATED {
+            return Err(self.refuse(key, ConnRefusal::Full, now));
+        }
+        let banned = self.cx.ip_failures.banned(&key, now).map(secs);
+        let (pending, unauthenticated) = self.held_by(key, connection);
+        if let Err(why) = self.caps().admit_pending(pending, unauthenticated, banned) {
+            return Err(self.refuse(key, why, now));
+        }
+        self.gate.pending.insert(connection, key);
+        Ok(())
+    }
+
+    /// An inbound connection from `ip` finished its upgrade: `peer` is who it is. Refused
+    /// if its address holds its share of connections without a session, unless the peer
+    /// has a session already.
+    pub(crate) fn admit_inbound_established(
+        &mut self,
+        connection: ConnectionId,
+        peer: PeerId,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), ConnRefusal> {
+        self.gate.pending.remove(&connection);
+        let Some(key) = ip.map(AddrKey::from) else {
+            return Ok(());
+        };
+        if !self.has_session(&peer) {
+            if self.gate.up.len() >= MAX_GATED {
+                return Err(self.refuse(key, ConnRefusal::Full, now));
+            }
+            let banned = self.cx.ip_failures.banned(&key, now).map(secs);
+            let (pending, unauthenticated) = self.held_by(key, connection);
+            if let Err(why) = self
+                .caps()
+                .admit_established(pending, unauthenticated, banned)
+            {
+                return Err(self.refuse(key, why, now));
+            }
+        }
+        self.gate.up.insert(connection, (key, peer));
+        Ok(())
+    }
+
+    /// An inbound connection failed or was refused before it was up.
+    pub(crate) fn on_listen_failure(&mut self, connection: ConnectionId) {
+        self.gate.pending.remove(&connection);
+        self.gate.up.remove(&connection);
+    }
+
+    /// Connections refused at connection time so far.
+    pub(crate) fn refused_connections(&self) -> u64 {
+        self.gate.refused
     }
 
     // ----- local commands -----
 
     /// Opens a session with `peer` using `secret`.
     pub(crate) fn open(&mut self, peer: PeerId, open: OpenId, secret: Secret, now: Instant) {
-        let others = self.budget_without(&peer);
+        let others = self.budget_without(&peer, None);
         self.route(peer, now, |p, cx| p.start_open(cx, open, secret, others));
     }
 
@@ -179,7 +319,7 @@ impl Peers {
                 self.cx.reject(channel, e.reject_code(), detail);
             }
             Request::Hello(hello) => {
-                let others = self.budget_without(&peer);
+                let others = self.budget_without(&peer, self.key_of(connection));
                 self.route(peer, now, |p, cx| {
                     p.on_hello(cx, connection, hello, channel, others)
                 });
@@ -254,6 +394,8 @@ impl Peers {
         now: Instant,
     ) {
         self.cx.connections.remove(&connection);
+        self.gate.up.remove(&connection);
+        self.gate.pending.remove(&connection);
         if !self.peers.contains_key(&peer) {
             return;
         }
@@ -284,7 +426,7 @@ impl Peers {
         self.cx.key = Some(key);
         for d in std::mem::take(&mut self.cx.deferred_hellos) {
             if is_open(d.channel) {
-                let others = self.budget_without(&d.peer);
+                let others = self.budget_without(&d.peer, self.key_of(d.connection));
                 self.route(d.peer, now, |p, cx| {
                     p.on_hello(cx, d.connection, d.hello, d.channel, others)
                 });
@@ -333,6 +475,8 @@ impl Peers {
         }
         self.cx.peer_failures.prune(now);
         self.cx.ip_failures.prune(now);
+        self.cx.hello_by_peer.prune(now);
+        self.cx.hello_by_addr.prune(now);
         next.max(now + Duration::from_millis(1))
     }
 
@@ -350,11 +494,6 @@ impl Peers {
     }
 
     // ----- queries -----
-
-    /// Remaining ban of an address (for refusing its connections early).
-    pub(crate) fn ip_banned(&self, ip: &IpAddr, now: Instant) -> Option<Duration> {
-        self.cx.ip_failures.banned(ip, now)
-    }
 
     pub(crate) fn sessions(&self, now: Instant) -> impl Iterator<Item = SessionInfo> + '_ {
         self.peers.values().filter_map(move |p| p.info(now))
