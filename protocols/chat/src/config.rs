@@ -81,8 +81,8 @@ impl Config {
             max_pending_connections_per_address: 8,
             max_unauthenticated_per_address: 16,
             banned_address_connections: 2,
-            hello_rate_per_peer: (8, Duration::from_millis(500)),
-            hello_rate_per_address: (32, Duration::from_millis(100)),
+            hello_rate_per_peer: (32, Duration::from_millis(100)),
+            hello_rate_per_address: (64, Duration::from_millis(50)),
             max_queued_messages: 1024,
             max_in_flight: 16,
             max_concurrent_streams: 64,
@@ -238,15 +238,15 @@ impl Config {
         self
     }
 
-    /// `HELLO` rate limit per peer: a burst of `burst`, then one every `every` (default 8,
-    /// then one per 500 ms). The excess is answered `BUSY` with the seconds to wait.
+    /// `HELLO` rate limit per peer: a burst of `burst`, then one every `every` (default 32,
+    /// then one per 100 ms). The excess is answered `BUSY` with the seconds to wait.
     pub fn with_hello_rate_per_peer(mut self, burst: u32, every: Duration) -> Self {
         self.hello_rate_per_peer = (burst.max(1), every);
         self
     }
 
     /// `HELLO` rate limit per address (IPv4 address or IPv6 /64), over all its peers: a
-    /// burst of `burst`, then one every `every` (default 32, then one per 100 ms).
+    /// burst of `burst`, then one every `every` (default 64, then one per 50 ms).
     pub fn with_hello_rate_per_address(mut self, burst: u32, every: Duration) -> Self {
         self.hello_rate_per_address = (burst.max(1), every);
         self

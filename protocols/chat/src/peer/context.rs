@@ -225,7 +225,7 @@ impl Context {
     }
 
     /// Whether a `HELLO` from `peer` on `connection` may start (or replace) a handshake
-    /// (SPEC.md §8): the address's and the peer's `HELLO` rate, then, unless it replaces
+    /// (SPEC.md §8): the peer's and the address's `HELLO` rate, then, unless it replaces
     /// the peer's own pending handshake (`has_responder`, or a held `HELLO`), the
     /// per-address and node-wide caps on peers' handshakes. `Err` carries the answer:
     /// `BUSY` with the seconds to wait.
@@ -238,16 +238,18 @@ impl Context {
     ) -> Result<(), (RejectCode, u32)> {
         let now = self.now;
         let key = self.connection_ip(connection).map(AddrKey::from);
-        // The address first: a flood of fresh identities from one address is stopped
-        // before each gets a bucket of its own.
+        // The peer first: a HELLO over the peer's own rate takes nothing from its
+        // address's, so one flooding peer cannot use up the rate of honest peers behind
+        // the same address (many identities from one address still can: that is what the
+        // per-address rate is for).
+        if let Err(wait) = self.hello_by_peer.try_take(&peer, now) {
+            self.note_misbehaviour(peer, "sent HELLOs too fast");
+            return Err((RejectCode::Busy, secs(wait)));
+        }
         if let Some(k) = key
             && let Err(wait) = self.hello_by_addr.try_take(&k, now)
         {
-            self.note_misbehaviour(peer, "sent HELLOs too fast (address)");
-            return Err((RejectCode::Busy, secs(wait)));
-        }
-        if let Err(wait) = self.hello_by_peer.try_take(&peer, now) {
-            self.note_misbehaviour(peer, "sent HELLOs too fast");
+            self.note_misbehaviour(peer, "sent HELLOs too fast (its address did)");
             return Err((RejectCode::Busy, secs(wait)));
         }
         let held = self.deferred_hellos.iter().any(|d| d.peer == peer);
