@@ -302,7 +302,9 @@ impl Context {
     }
 }
 
-/// Seconds for a `RATE_LIMITED` answer (rounded up).
+/// Whole seconds for a `RATE_LIMITED` or `BUSY` answer, rounded up (so that a peer that
+/// waits that long finds the limit over: 60 s is 60, 59.2 s is 60, 0.3 s is 1).
 pub(crate) fn secs(d: Duration) -> u32 {
-    u32::try_from(d.as_secs().saturating_add(1)).unwrap_or(u32::MAX)
+    let whole = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
+    u32::try_from(whole).unwrap_or(u32::MAX)
 }
