@@ -218,7 +218,11 @@ impl Peers {
                 return Err(self.refuse(key, why, now));
             }
         }
-        self.gate.up.insert(connection, (key, peer));
+        // A peer with a session was let in above; it is tracked while there is room (its
+        // session may end while the connection stays).
+        if self.gate.up.len() < MAX_GATED {
+            self.gate.up.insert(connection, (key, peer));
+        }
         Ok(())
     }
 
