@@ -338,10 +338,11 @@ fn idle_connections_from_one_address_do_not_lock_out_a_newcomer() {
     let secret = "idle-node-secret";
     let mut node = Proc::node(net.node(), "idle-node", secret, NODE_IP, PORT, &[]);
     let mut attacker = start_attacker(&net, &format!("idle {NODE_IP}:{PORT} 120 60"));
-    // The attack is on: 120 sockets opened, and at least 100 more (re-opened after the
-    // node closed them).
+    // The attack is on: 120 sockets opened, at least 100 more re-opened after the node
+    // closed them, and for longer than the node's transport timeout (5 s), so that the
+    // sockets it held have timed out and been re-opened too.
     let report = attacker.line("the attack", Duration::from_secs(30), |l| {
-        l.starts_with("ATTACK") && field(l, "opened") >= 220
+        l.starts_with("ATTACK") && field(l, "opened") >= 220 && field(l, "ms") >= 6000
     });
     let took = newcomer_gets_in(&net, &mut node, secret);
     let last = attacker
@@ -548,7 +549,8 @@ fn attacker() {
 
 /// `n` TCP connections that never send a byte, each re-opened as soon as it closes.
 fn idle_attack(target: SocketAddr, n: usize, duration: Duration) {
-    let end = Instant::now() + duration;
+    let start = Instant::now();
+    let end = start + duration;
     let mut socks: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
     let mut opened = 0u64;
     let mut last_report = Instant::now();
@@ -568,7 +570,8 @@ fn idle_attack(target: SocketAddr, n: usize, duration: Duration) {
             open += usize::from(slot.is_some());
         }
         if last_report.elapsed() >= Duration::from_millis(250) {
-            println!("ATTACK idle open={open} opened={opened}");
+            let ms = start.elapsed().as_millis();
+            println!("ATTACK idle open={open} opened={opened} ms={ms}");
             last_report = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(100));
