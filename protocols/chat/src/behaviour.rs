@@ -265,6 +265,13 @@ impl Behaviour {
         self.core.refused_connections()
     }
 
+    /// Inbound connections that have not authenticated: in their transport upgrade, or up
+    /// without a session (what the per-address caps of SPEC.md §8 count), for tests and
+    /// diagnostics.
+    pub fn unauthenticated_connections(&self) -> usize {
+        self.core.unauthenticated_connections()
+    }
+
     /// Internal state sizes, for tests and diagnostics.
     pub fn state_counts(&self) -> StateCounts {
         self.core.state_counts()

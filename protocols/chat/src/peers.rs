@@ -232,6 +232,17 @@ impl Peers {
         self.gate.up.remove(&connection);
     }
 
+    /// Inbound connections in their transport upgrade or up without a session.
+    pub(crate) fn unauthenticated_connections(&self) -> usize {
+        let up = self
+            .gate
+            .up
+            .values()
+            .filter(|(_, p)| !self.has_session(p))
+            .count();
+        self.gate.pending.len() + up
+    }
+
     /// Connections refused at connection time so far.
     pub(crate) fn refused_connections(&self) -> u64 {
         self.gate.refused
