@@ -258,6 +258,9 @@ fn describe_open_error(e: &OpenError) -> String {
             "that address answers, but it is not a Noctua node".into()
         }
         OpenError::Timeout => "no answer in time (the handshake timed out)".into(),
+        OpenError::RateLimited(secs) => {
+            format!("refused for {secs} s after repeated wrong secrets from this address")
+        }
         other => other.to_string(),
     }
 }
@@ -467,6 +470,10 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "connection refused: nothing is listening at 127.0.0.1:9 (is the port right?)"
+        );
+        assert_eq!(
+            ConnectError::Open(OpenError::RateLimited(42)).to_string(),
+            "refused for 42 s after repeated wrong secrets from this address"
         );
         assert_eq!(
             ConnectError::Open(OpenError::WrongSecret).to_string(),

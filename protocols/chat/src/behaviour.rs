@@ -8,7 +8,6 @@
 //! keep-alive switches, a timer). The RSA key ring runs here too, as it owns a thread.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -34,7 +33,7 @@ use crate::crypto::{RsaKeyPair, Secret};
 use crate::error::{OpenError, SendError, SessionError, describe_dial_error, failure};
 use crate::handler::{Handler, HandlerIn};
 use crate::keys::{KeyRing, KeyRingEvent};
-use crate::peer::{Action, ChannelToken, ReqToken, secs};
+use crate::peer::{Action, ChannelToken, ReqToken};
 use crate::peers::{MAX_TICK, Peers};
 use crate::types::{Event, MessageId, OpenId, SessionInfo, StateCounts};
 use crate::wire::{self, RECORD_OVERHEAD, Request, Response};
@@ -257,6 +256,20 @@ impl Behaviour {
     /// Sessions still waiting for the peer to acknowledge our `CLOSE`.
     pub fn closing_sessions(&self) -> usize {
         self.core.closing_sessions()
+    }
+
+    /// Inbound connections refused at connection time so far because their address held
+    /// its share of connections that have not authenticated (SPEC.md §8), for tests and
+    /// diagnostics.
+    pub fn refused_connections(&self) -> u64 {
+        self.core.refused_connections()
+    }
+
+    /// Inbound connections that have not authenticated: in their transport upgrade, or up
+    /// without a session (what the per-address caps of SPEC.md §8 count), for tests and
+    /// diagnostics.
+    pub fn unauthenticated_connections(&self) -> usize {
+        self.core.unauthenticated_connections()
     }
 
     /// Internal state sizes, for tests and diagnostics.
@@ -503,12 +516,12 @@ impl NetworkBehaviour for Behaviour {
         local_addr: &Multiaddr,
         remote_addr: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
-        if let Some(ip) = ip_of(remote_addr)
-            && let Some(left) = self.core.ip_banned(&ip, Instant::now())
-        {
-            tracing::debug!(%ip, "refusing a connection from a banned address");
-            return Err(ConnectionDenied::new(RateLimitedAddress(secs(left))));
-        }
+        // One address gets only its share of the connections that have not authenticated
+        // (SPEC.md §8); a banned one keeps a little room, so that a newcomer from it is
+        // told how long the ban lasts instead of seeing its connection reset.
+        self.core
+            .admit_inbound_pending(connection_id, ip_of(remote_addr), Instant::now())
+            .map_err(ConnectionDenied::new)?;
         self.inner
             .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
     }
@@ -520,6 +533,9 @@ impl NetworkBehaviour for Behaviour {
         local_addr: &Multiaddr,
         remote_addr: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.core
+            .admit_inbound_established(connection_id, peer, ip_of(remote_addr), Instant::now())
+            .map_err(ConnectionDenied::new)?;
         let inner = self.inner.handle_established_inbound_connection(
             connection_id,
             peer,
@@ -568,6 +584,7 @@ impl NetworkBehaviour for Behaviour {
             FromSwarm::ConnectionEstablished(ev) => self.on_connection_established(ev),
             FromSwarm::ConnectionClosed(ev) => self.on_connection_closed(ev),
             FromSwarm::DialFailure(ev) => self.on_dial_failure(ev),
+            FromSwarm::ListenFailure(ev) => self.core.on_listen_failure(ev.connection_id),
             FromSwarm::NewListenAddr(ev) if !self.listen_addrs.contains(ev.addr) => {
                 self.listen_addrs.push(ev.addr.clone());
             }
@@ -638,19 +655,3 @@ impl NetworkBehaviour for Behaviour {
         }
     }
 }
-
-/// Why a connection from a banned address was refused.
-#[derive(Debug)]
-struct RateLimitedAddress(u32);
-
-impl fmt::Display for RateLimitedAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "address banned after failed authentications ({} s left)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for RateLimitedAddress {}

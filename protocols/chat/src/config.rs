@@ -25,6 +25,13 @@ pub struct Config {
     pub(crate) max_message_size: usize,
     pub(crate) max_sessions: usize,
     pub(crate) max_pending_handshakes: usize,
+    pub(crate) max_pending_opens: usize,
+    pub(crate) max_handshakes_per_address: usize,
+    pub(crate) max_pending_connections_per_address: usize,
+    pub(crate) max_unauthenticated_per_address: usize,
+    pub(crate) banned_address_connections: usize,
+    pub(crate) hello_rate_per_peer: (u32, Duration),
+    pub(crate) hello_rate_per_address: (u32, Duration),
     pub(crate) max_queued_messages: usize,
     pub(crate) max_in_flight: usize,
     pub(crate) max_concurrent_streams: usize,
@@ -69,6 +76,13 @@ impl Config {
             max_message_size: 64 * 1024,
             max_sessions: 256,
             max_pending_handshakes: 64,
+            max_pending_opens: 64,
+            max_handshakes_per_address: 8,
+            max_pending_connections_per_address: 8,
+            max_unauthenticated_per_address: 16,
+            banned_address_connections: 2,
+            hello_rate_per_peer: (32, Duration::from_millis(100)),
+            hello_rate_per_address: (64, Duration::from_millis(50)),
             max_queued_messages: 1024,
             max_in_flight: 16,
             max_concurrent_streams: 64,
@@ -184,9 +198,57 @@ impl Config {
         self
     }
 
-    /// Most handshakes in progress at once (default 64).
+    /// Most handshakes peers have started with us that are in progress at once (default
+    /// 64). Our own opens have a budget of their own ([`Config::with_max_pending_opens`]).
     pub fn with_max_pending_handshakes(mut self, n: usize) -> Self {
         self.max_pending_handshakes = n.max(1);
+        self
+    }
+
+    /// Most of our own opens in progress at once, handshaking or waiting for a connection
+    /// (default 64). Separate from the peers' handshakes, so that peers cannot use up our
+    /// ability to connect.
+    pub fn with_max_pending_opens(mut self, n: usize) -> Self {
+        self.max_pending_opens = n.max(1);
+        self
+    }
+
+    /// Most handshakes in progress at once started from one address (an IPv4 address or an
+    /// IPv6 /64), whatever the number of peer identities behind it (default 8).
+    pub fn with_max_handshakes_per_address(mut self, n: usize) -> Self {
+        self.max_handshakes_per_address = n.max(1);
+        self
+    }
+
+    /// Most inbound connections from one address that may be in their transport handshake
+    /// (Noise, Yamux) at once, and most that may be up without a session (defaults 8 and
+    /// 16). Further connections from that address are refused at once, so that idle
+    /// sockets from one address cannot fill the node-wide pools.
+    pub fn with_max_unauthenticated_per_address(mut self, pending: usize, up: usize) -> Self {
+        self.max_pending_connections_per_address = pending.max(1);
+        self.max_unauthenticated_per_address = up.max(1);
+        self
+    }
+
+    /// Most connections without a session an address banned after failed authentications
+    /// may hold (default 2): enough for a newcomer from it to be told how long the ban
+    /// lasts (`RATE_LIMITED`), not enough to crowd anyone. 0 refuses them all.
+    pub fn with_banned_address_connections(mut self, n: usize) -> Self {
+        self.banned_address_connections = n;
+        self
+    }
+
+    /// `HELLO` rate limit per peer: a burst of `burst`, then one every `every` (default 32,
+    /// then one per 100 ms). The excess is answered `BUSY` with the seconds to wait.
+    pub fn with_hello_rate_per_peer(mut self, burst: u32, every: Duration) -> Self {
+        self.hello_rate_per_peer = (burst.max(1), every);
+        self
+    }
+
+    /// `HELLO` rate limit per address (IPv4 address or IPv6 /64), over all its peers: a
+    /// burst of `burst`, then one every `every` (default 64, then one per 50 ms).
+    pub fn with_hello_rate_per_address(mut self, burst: u32, every: Duration) -> Self {
+        self.hello_rate_per_address = (burst.max(1), every);
         self
     }
 
@@ -227,7 +289,8 @@ impl Config {
         self
     }
 
-    /// Ban an IP address likewise (default 10 in 60 s, banned 60 s).
+    /// Ban an address (an IPv4 address or an IPv6 /64) likewise (default 10 in 60 s, banned
+    /// 60 s).
     pub fn with_ip_auth_limit(mut self, failures: usize, window: Duration, ban: Duration) -> Self {
         self.ip_failures = (failures.max(1), window, ban);
         self

@@ -19,7 +19,8 @@ use libp2p::swarm::ConnectionId;
 use crate::config::Config;
 use crate::crypto::{RsaKeyPair, Secret};
 use crate::error::{CloseReason, OpenError, RejectCode, SendError, SessionError};
-use crate::peer::{Action, Budget, ChannelToken, Context, Failure, Peer, ReqToken};
+use crate::limits::{AddrKey, AddressCaps, ConnRefusal, LogThrottle};
+use crate::peer::{Action, Budget, ChannelToken, Context, Failure, Peer, ReqToken, secs};
 use crate::session::SessionState;
 use crate::types::{Event, MessageId, OpenId, SessionInfo, StateCounts};
 use crate::wire::{self, Request, Response};
@@ -27,10 +28,27 @@ use crate::wire::{self, Request, Response};
 /// Housekeeping runs at least this often.
 pub(crate) const MAX_TICK: Duration = Duration::from_secs(1);
 
+/// Most inbound connections tracked by the connection gate, in the transport upgrade and
+/// up (a bound on memory; libp2p's own limits are far lower).
+const MAX_GATED: usize = 4096;
+
 /// See the module documentation.
 pub(crate) struct Peers {
     peers: HashMap<PeerId, Peer>,
     cx: Context,
+    gate: Gate,
+}
+
+/// Inbound connections by address, for the per-address caps on connections that have not
+/// authenticated (SPEC.md §8).
+struct Gate {
+    /// Accepted by the transport, upgrade (Noise, Yamux) not done.
+    pending: HashMap<ConnectionId, AddrKey>,
+    /// Up, inbound, with the peer.
+    up: HashMap<ConnectionId, (AddrKey, PeerId)>,
+    /// Connections refused at connection time so far.
+    refused: u64,
+    log: LogThrottle<AddrKey>,
 }
 
 impl Peers {
@@ -43,6 +61,12 @@ impl Peers {
         Peers {
             peers: HashMap::new(),
             cx: Context::new(local_peer, config, key, now),
+            gate: Gate {
+                pending: HashMap::new(),
+                up: HashMap::new(),
+                refused: 0,
+                log: LogThrottle::new(Duration::from_secs(60), 1024),
+            },
         }
     }
 
@@ -82,22 +106,153 @@ impl Peers {
         out
     }
 
-    /// Every other peer's share of the node-wide budgets.
-    fn budget_without(&self, peer: &PeerId) -> Budget {
+    /// Every other peer's share of the node-wide budgets; `addr`, the address of the input
+    /// (for the per-address share of peers' handshakes).
+    fn budget_without(&self, peer: &PeerId, addr: Option<AddrKey>) -> Budget {
         let others = self.peers.iter().filter(|(id, _)| *id != peer);
         let mut b = Budget::default();
         for (_, p) in others {
-            b.handshakes += p.handshakes();
+            let inbound = usize::from(p.responder.is_some());
+            b.inbound += inbound;
+            b.opens += usize::from(p.initiator.is_some()) + p.waiting.len();
             b.sessions += usize::from(p.session.is_some());
+            if inbound > 0
+                && let Some(k) = addr
+                && p.connections.iter().any(|c| self.key_of(*c) == Some(k))
+            {
+                b.inbound_from_addr += 1;
+            }
         }
         b
+    }
+
+    fn key_of(&self, connection: ConnectionId) -> Option<AddrKey> {
+        self.cx.connection_ip(connection).map(AddrKey::from)
+    }
+
+    fn caps(&self) -> AddressCaps {
+        let c = &self.cx.config;
+        AddressCaps {
+            pending: c.max_pending_connections_per_address,
+            unauthenticated: c.max_unauthenticated_per_address,
+            banned: c.banned_address_connections,
+        }
+    }
+
+    /// What the address `key` holds: connections in the transport upgrade (but `except`),
+    /// and inbound connections up whose peer has no session (but `except`).
+    fn held_by(&self, key: AddrKey, except: ConnectionId) -> (usize, usize) {
+        let pending = self
+            .gate
+            .pending
+            .iter()
+            .filter(|(c, k)| **k == key && **c != except)
+            .count();
+        let unauthenticated = self
+            .gate
+            .up
+            .iter()
+            .filter(|(c, (k, p))| *k == key && **c != except && !self.has_session(p))
+            .count();
+        (pending, unauthenticated)
+    }
+
+    fn refuse(&mut self, key: AddrKey, why: ConnRefusal, now: Instant) -> ConnRefusal {
+        self.gate.refused += 1;
+        if let Some(n) = self.gate.log.hit(key, now) {
+            tracing::debug!(address = %key, count = n, "refusing a connection: {why}");
+        }
+        why
+    }
+
+    // ----- the connection gate -----
+
+    /// An inbound connection from `ip` was accepted by the transport and is about to start
+    /// its upgrade: refused if its address already holds its share of connections that
+    /// have not authenticated (SPEC.md §8).
+    pub(crate) fn admit_inbound_pending(
+        &mut self,
+        connection: ConnectionId,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), ConnRefusal> {
+        let Some(key) = ip.map(AddrKey::from) else {
+            return Ok(());
+        };
+        if self.gate.pending.len() >= MAX_GATED {
+            return Err(self.refuse(key, ConnRefusal::Full, now));
+        }
+        let banned = self.cx.ip_failures.banned(&key, now).map(secs);
+        let (pending, unauthenticated) = self.held_by(key, connection);
+        if let Err(why) = self.caps().admit_pending(pending, unauthenticated, banned) {
+            return Err(self.refuse(key, why, now));
+        }
+        self.gate.pending.insert(connection, key);
+        Ok(())
+    }
+
+    /// An inbound connection from `ip` finished its upgrade: `peer` is who it is. Refused
+    /// if its address holds its share of connections without a session, unless the peer
+    /// has a session already.
+    pub(crate) fn admit_inbound_established(
+        &mut self,
+        connection: ConnectionId,
+        peer: PeerId,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), ConnRefusal> {
+        self.gate.pending.remove(&connection);
+        let Some(key) = ip.map(AddrKey::from) else {
+            return Ok(());
+        };
+        if !self.has_session(&peer) {
+            if self.gate.up.len() >= MAX_GATED {
+                return Err(self.refuse(key, ConnRefusal::Full, now));
+            }
+            let banned = self.cx.ip_failures.banned(&key, now).map(secs);
+            let (pending, unauthenticated) = self.held_by(key, connection);
+            if let Err(why) = self
+                .caps()
+                .admit_established(pending, unauthenticated, banned)
+            {
+                return Err(self.refuse(key, why, now));
+            }
+        }
+        // A peer with a session was let in above; it is tracked while there is room (its
+        // session may end while the connection stays).
+        if self.gate.up.len() < MAX_GATED {
+            self.gate.up.insert(connection, (key, peer));
+        }
+        Ok(())
+    }
+
+    /// An inbound connection failed or was refused before it was up.
+    pub(crate) fn on_listen_failure(&mut self, connection: ConnectionId) {
+        self.gate.pending.remove(&connection);
+        self.gate.up.remove(&connection);
+    }
+
+    /// Inbound connections in their transport upgrade or up without a session.
+    pub(crate) fn unauthenticated_connections(&self) -> usize {
+        let up = self
+            .gate
+            .up
+            .values()
+            .filter(|(_, p)| !self.has_session(p))
+            .count();
+        self.gate.pending.len() + up
+    }
+
+    /// Connections refused at connection time so far.
+    pub(crate) fn refused_connections(&self) -> u64 {
+        self.gate.refused
     }
 
     // ----- local commands -----
 
     /// Opens a session with `peer` using `secret`.
     pub(crate) fn open(&mut self, peer: PeerId, open: OpenId, secret: Secret, now: Instant) {
-        let others = self.budget_without(&peer);
+        let others = self.budget_without(&peer, None);
         self.route(peer, now, |p, cx| p.start_open(cx, open, secret, others));
     }
 
@@ -179,7 +334,7 @@ impl Peers {
                 self.cx.reject(channel, e.reject_code(), detail);
             }
             Request::Hello(hello) => {
-                let others = self.budget_without(&peer);
+                let others = self.budget_without(&peer, self.key_of(connection));
                 self.route(peer, now, |p, cx| {
                     p.on_hello(cx, connection, hello, channel, others)
                 });
@@ -254,6 +409,8 @@ impl Peers {
         now: Instant,
     ) {
         self.cx.connections.remove(&connection);
+        self.gate.up.remove(&connection);
+        self.gate.pending.remove(&connection);
         if !self.peers.contains_key(&peer) {
             return;
         }
@@ -284,7 +441,7 @@ impl Peers {
         self.cx.key = Some(key);
         for d in std::mem::take(&mut self.cx.deferred_hellos) {
             if is_open(d.channel) {
-                let others = self.budget_without(&d.peer);
+                let others = self.budget_without(&d.peer, self.key_of(d.connection));
                 self.route(d.peer, now, |p, cx| {
                     p.on_hello(cx, d.connection, d.hello, d.channel, others)
                 });
@@ -333,6 +490,8 @@ impl Peers {
         }
         self.cx.peer_failures.prune(now);
         self.cx.ip_failures.prune(now);
+        self.cx.hello_by_peer.prune(now);
+        self.cx.hello_by_addr.prune(now);
         next.max(now + Duration::from_millis(1))
     }
 
@@ -350,11 +509,6 @@ impl Peers {
     }
 
     // ----- queries -----
-
-    /// Remaining ban of an address (for refusing its connections early).
-    pub(crate) fn ip_banned(&self, ip: &IpAddr, now: Instant) -> Option<Duration> {
-        self.cx.ip_failures.banned(ip, now)
-    }
 
     pub(crate) fn sessions(&self, now: Instant) -> impl Iterator<Item = SessionInfo> + '_ {
         self.peers.values().filter_map(move |p| p.info(now))
@@ -435,5 +589,271 @@ impl Peers {
     /// Reports an event in order with the core's own (the key ring's events).
     pub(crate) fn emit(&mut self, event: Event) {
         self.cx.emit(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The lock-out rules of SPEC.md §8 at the router, where the cross-peer budgets are
+    //! counted: one node fed connections, `HELLO`s and opens directly, on a virtual clock.
+
+    use super::*;
+    use crate::test_keys::test_key;
+    use crate::wire::{Hello, VERSION};
+
+    struct Node {
+        core: Peers,
+        now: Instant,
+        next: usize,
+    }
+
+    impl Node {
+        fn new(config: impl FnOnce(Config) -> Config) -> Node {
+            let now = Instant::now();
+            let config = config(Config::new(Secret::generate()).with_rsa_key(test_key(0)));
+            let key = config.rsa_key.clone();
+            Node {
+                core: Peers::new(PeerId::random(), config, key, now),
+                now,
+                next: 1,
+            }
+        }
+
+        /// A new peer connected from `ip`; its connection.
+        fn connect(&mut self, ip: &str) -> (PeerId, ConnectionId) {
+            let peer = PeerId::random();
+            let c = ConnectionId::new_unchecked(self.next);
+            self.next += 1;
+            let ip: IpAddr = ip.parse().expect("ip");
+            self.core
+                .on_connection_established(peer, c, Some(ip), None, self.now);
+            self.core.take_actions();
+            (peer, c)
+        }
+
+        /// `peer` sends a `HELLO` on `c`: the answer's reject code and detail, or `None` for
+        /// a `CHALLENGE`.
+        fn hello(&mut self, peer: PeerId, c: ConnectionId) -> Option<(RejectCode, u32)> {
+            let hello = Hello {
+                version: VERSION,
+                hs_id: rand::random(),
+                nonce: rand::random(),
+                public_key: test_key(1).public_der().to_vec(),
+            };
+            let channel = ChannelToken(self.next as u64);
+            self.next += 1;
+            self.core
+                .on_request(peer, c, Request::Hello(hello), channel, self.now);
+            self.core
+                .take_actions()
+                .into_iter()
+                .find_map(|a| match a {
+                    Action::Respond {
+                        channel: ch,
+                        response,
+                    } if ch == channel => Some(response),
+                    _ => None,
+                })
+                .map(|r| match r {
+                    Response::Challenge(_) => None,
+                    Response::Reject { code, detail } => Some((code, detail)),
+                    other => panic!("unexpected answer {other:?}"),
+                })
+                .expect("the HELLO is answered")
+        }
+    }
+
+    fn no_rate_limits(c: Config) -> Config {
+        c.with_hello_rate_per_peer(1000, Duration::ZERO)
+            .with_hello_rate_per_address(1000, Duration::ZERO)
+    }
+
+    #[test]
+    fn one_address_takes_at_most_its_share_of_peers_handshakes() {
+        let mut n = Node::new(no_rate_limits);
+        let busy = Some((RejectCode::Busy, 10));
+        let mut attackers = Vec::new();
+        for i in 0..20 {
+            let (p, c) = n.connect("10.0.0.2");
+            let answer = n.hello(p, c);
+            assert_eq!(answer, if i < 8 { None } else { busy }, "HELLO {i}");
+            attackers.push((p, c));
+        }
+        // A peer that already has a pending handshake replaces it: no new place taken.
+        let (p, c) = attackers[0];
+        assert_eq!(n.hello(p, c), None);
+        // IPv6: one /64 is one address.
+        for i in 0..9 {
+            let (p, c) = n.connect(&format!("2001:db8:0:1::{}", i + 1));
+            let answer = n.hello(p, c);
+            assert_eq!(answer, if i < 8 { None } else { busy }, "IPv6 HELLO {i}");
+        }
+        // Another address is served.
+        let (p, c) = n.connect("10.0.0.3");
+        assert_eq!(n.hello(p, c), None);
+        assert_eq!(n.core.state_counts().handshakes, 17);
+    }
+
+    #[test]
+    fn our_own_opens_have_a_budget_of_their_own() {
+        let mut n = Node::new(|c| {
+            no_rate_limits(c)
+                .with_max_pending_handshakes(4)
+                .with_max_pending_opens(2)
+        });
+        for i in 0..5 {
+            let (p, c) = n.connect(&format!("10.0.1.{}", i + 1));
+            let answer = n.hello(p, c);
+            let expected = if i < 4 {
+                None
+            } else {
+                Some((RejectCode::Busy, 10))
+            };
+            assert_eq!(answer, expected, "HELLO {i}");
+        }
+        // The peers' budget is full; our opens still start (and have their own limit).
+        let mut started = 0;
+        let mut failed = Vec::new();
+        for i in 0..3 {
+            let (p, _) = n.connect(&format!("10.0.2.{}", i + 1));
+            n.core.open(p, OpenId(i), Secret::generate(), n.now);
+            for a in n.core.take_actions() {
+                match a {
+                    Action::Send {
+                        request: Request::Hello(_),
+                        ..
+                    } => started += 1,
+                    Action::Event(Event::OpenFailed { error, .. }) => failed.push(error),
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(started, 2);
+        assert_eq!(
+            failed,
+            vec![OpenError::LocalLimit("too many handshakes in progress")]
+        );
+    }
+
+    #[test]
+    fn hellos_are_rate_limited_per_peer_then_per_address() {
+        let every = Duration::from_secs(1);
+        let mut n = Node::new(|c| {
+            c.with_hello_rate_per_peer(3, every)
+                .with_hello_rate_per_address(5, every)
+        });
+        let (p, c) = n.connect("10.0.0.2");
+        for _ in 0..3 {
+            assert_eq!(n.hello(p, c), None);
+        }
+        assert_eq!(n.hello(p, c), Some((RejectCode::Busy, 1)));
+        assert_eq!(n.hello(p, c), Some((RejectCode::Busy, 1)));
+        // Over its own rate, the peer took nothing from its address's: two more peers
+        // from the address get the two places left, the third is refused.
+        let (q, d) = n.connect("10.0.0.2");
+        assert_eq!(n.hello(q, d), None);
+        let (r, e) = n.connect("10.0.0.2");
+        assert_eq!(n.hello(r, e), None);
+        let (s, f) = n.connect("10.0.0.2");
+        assert_eq!(n.hello(s, f), Some((RejectCode::Busy, 1)));
+        // Another address has its own rate.
+        let (t, g) = n.connect("10.0.0.3");
+        assert_eq!(n.hello(t, g), None);
+        // A second later, one more each.
+        n.now += every;
+        assert_eq!(n.hello(p, c), None);
+        assert_eq!(n.hello(p, c), Some((RejectCode::Busy, 1)));
+    }
+
+    #[test]
+    fn connections_that_have_not_authenticated_are_capped_per_address() {
+        let mut n = Node::new(|c| c.with_max_unauthenticated_per_address(8, 3));
+        let now = n.now;
+        let a: IpAddr = "10.0.0.2".parse().expect("ip");
+        let b: IpAddr = "10.0.0.3".parse().expect("ip");
+        let conns: Vec<ConnectionId> = (100..200).map(ConnectionId::new_unchecked).collect();
+        // 100 sockets from one address: 8 get into the transport upgrade, the rest are
+        // refused at once.
+        let admitted = conns
+            .iter()
+            .filter(|c| n.core.admit_inbound_pending(**c, Some(a), now).is_ok())
+            .count();
+        assert_eq!(admitted, 8);
+        assert_eq!(n.core.refused_connections(), 92);
+        assert_eq!(
+            n.core.admit_inbound_pending(conns[8], Some(a), now),
+            Err(ConnRefusal::Pending)
+        );
+        // Another address is not affected.
+        let other = ConnectionId::new_unchecked(300);
+        assert_eq!(n.core.admit_inbound_pending(other, Some(b), now), Ok(()));
+        // One upgrade times out: its place is free again.
+        n.core.on_listen_failure(conns[0]);
+        assert_eq!(n.core.admit_inbound_pending(conns[8], Some(a), now), Ok(()));
+        // Up without a session: 3 from the address, then refused.
+        for (i, c) in conns[1..5].iter().enumerate() {
+            let r = n
+                .core
+                .admit_inbound_established(*c, PeerId::random(), Some(a), now);
+            if i < 3 {
+                assert_eq!(r, Ok(()));
+            } else {
+                assert_eq!(r, Err(ConnRefusal::Unauthenticated));
+                n.core.on_listen_failure(*c);
+            }
+        }
+        // A connection that closes frees its place.
+        n.core
+            .on_connection_closed(PeerId::random(), conns[1], 0, now);
+        let r = n
+            .core
+            .admit_inbound_established(conns[5], PeerId::random(), Some(a), now);
+        assert_eq!(r, Ok(()));
+        assert!(n.core.gate.pending.len() <= 8 + 1);
+    }
+
+    #[test]
+    fn a_banned_address_keeps_room_for_a_newcomer_to_be_told_the_time_left() {
+        let mut n = Node::new(|c| {
+            c.with_ip_auth_limit(3, Duration::from_secs(60), Duration::from_secs(60))
+        });
+        let ip: IpAddr = "10.0.0.2".parse().expect("ip");
+        let mut started = false;
+        for _ in 0..3 {
+            n.core.cx.now = n.now;
+            started = n.core.cx.record_auth_failure(PeerId::random(), Some(ip));
+        }
+        assert!(started, "the 3rd failure starts the ban (and says so)");
+        let now = n.now;
+        let c1 = ConnectionId::new_unchecked(100);
+        let c2 = ConnectionId::new_unchecked(101);
+        let c3 = ConnectionId::new_unchecked(102);
+        assert_eq!(n.core.admit_inbound_pending(c1, Some(ip), now), Ok(()));
+        assert_eq!(n.core.admit_inbound_pending(c2, Some(ip), now), Ok(()));
+        assert_eq!(
+            n.core.admit_inbound_pending(c3, Some(ip), now),
+            Err(ConnRefusal::Banned(60))
+        );
+        // The newcomer's connection comes up and its HELLO is answered RATE_LIMITED with
+        // the seconds left.
+        let newcomer = PeerId::random();
+        assert_eq!(
+            n.core
+                .admit_inbound_established(c1, newcomer, Some(ip), now),
+            Ok(())
+        );
+        n.core
+            .on_connection_established(newcomer, c1, Some(ip), None, now);
+        n.core.take_actions();
+        n.now += Duration::from_secs(18);
+        assert_eq!(n.hello(newcomer, c1), Some((RejectCode::RateLimited, 42)));
+        // Every address-keyed limit treats the /64 or the IPv4 address as one.
+        let mapped: IpAddr = "::ffff:10.0.0.2".parse().expect("ip");
+        assert!(
+            n.core
+                .cx
+                .ban_remaining(&PeerId::random(), Some(mapped))
+                .is_some()
+        );
     }
 }

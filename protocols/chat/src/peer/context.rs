@@ -13,7 +13,7 @@ use super::{Action, ChannelToken, Pending, ReqToken};
 use crate::config::Config;
 use crate::crypto::{AuthKey, RsaKeyPair};
 use crate::error::{OpenError, RejectCode};
-use crate::limits::{FailureLimiter, LogThrottle};
+use crate::limits::{AddrKey, FailureLimiter, LogThrottle, RateLimiter};
 use crate::session::SessionParams;
 use crate::types::{Event, OpenId};
 use crate::wire::{Hello, Request, Response, SESSION_ID_LEN};
@@ -21,12 +21,23 @@ use crate::wire::{Hello, Request, Response, SESSION_ID_LEN};
 /// How many recently closed sessions are remembered (see `Context::recently_closed`).
 const RECENTLY_CLOSED: usize = 1024;
 
+/// How many peers or addresses the rate limiters and ban lists track at most.
+const MAX_TRACKED: usize = 4096;
+
 /// Every *other* peer's share of the node-wide budgets, counted by the router when an input
 /// may need it (a `HELLO`, an open). The peer adds its own share at the moment it decides.
+///
+/// Peers' handshakes and our own opens draw on separate budgets (SPEC.md §8), so that
+/// peers sending `HELLO`s cannot use up our ability to connect, nor our opens theirs.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Budget {
-    /// Handshakes in progress and opens waiting, other peers.
-    pub(crate) handshakes: usize,
+    /// Handshakes other peers started with us, in progress (a held `HELLO` is counted by
+    /// the context).
+    pub(crate) inbound: usize,
+    /// Of those, the ones whose peer is connected from the address of the input.
+    pub(crate) inbound_from_addr: usize,
+    /// Our opens towards other peers: handshakes in progress and opens waiting.
+    pub(crate) opens: usize,
     /// Sessions (any state), other peers.
     pub(crate) sessions: usize,
 }
@@ -74,7 +85,10 @@ pub(crate) struct Context {
     pub(crate) outbound: HashMap<ReqToken, Pending>,
     pub(crate) deferred_hellos: VecDeque<DeferredHello>,
     pub(crate) peer_failures: FailureLimiter<PeerId>,
-    pub(crate) ip_failures: FailureLimiter<IpAddr>,
+    pub(crate) ip_failures: FailureLimiter<AddrKey>,
+    /// `HELLO`s per peer and per address (SPEC.md §8).
+    pub(crate) hello_by_peer: RateLimiter<PeerId>,
+    pub(crate) hello_by_addr: RateLimiter<AddrKey>,
     pub(crate) log_throttle: LogThrottle<(PeerId, &'static str)>,
     /// Sessions closed in the last `rotation_grace` (at most [`RECENTLY_CLOSED`]): records
     /// the peer sent before it learnt of the close (its own goodbye, in-flight chat) are
@@ -97,6 +111,8 @@ impl Context {
     ) -> Self {
         let (pf, pw, pb) = config.peer_failures;
         let (ipf, ipw, ipb) = config.ip_failures;
+        let (peer_burst, peer_every) = config.hello_rate_per_peer;
+        let (addr_burst, addr_every) = config.hello_rate_per_address;
         Context {
             local_auth: config.secret.auth_key(),
             config,
@@ -106,8 +122,10 @@ impl Context {
             connections: HashMap::new(),
             outbound: HashMap::new(),
             deferred_hellos: VecDeque::new(),
-            peer_failures: FailureLimiter::new(pf, pw, pb, 4096),
-            ip_failures: FailureLimiter::new(ipf, ipw, ipb, 4096),
+            peer_failures: FailureLimiter::new(pf, pw, pb, MAX_TRACKED),
+            ip_failures: FailureLimiter::new(ipf, ipw, ipb, MAX_TRACKED),
+            hello_by_peer: RateLimiter::new(peer_burst, peer_every, MAX_TRACKED),
+            hello_by_addr: RateLimiter::new(addr_burst, addr_every, MAX_TRACKED),
             log_throttle: LogThrottle::new(Duration::from_secs(60), 4096),
             recently_closed: VecDeque::new(),
             dirty: HashSet::new(),
@@ -188,12 +206,74 @@ impl Context {
 
     pub(crate) fn ban_remaining(&self, peer: &PeerId, ip: Option<IpAddr>) -> Option<Duration> {
         let by_peer = self.peer_failures.banned(peer, self.now);
-        let by_ip = ip.and_then(|ip| self.ip_failures.banned(&ip, self.now));
+        let by_ip = ip.and_then(|ip| self.ip_failures.banned(&AddrKey::from(ip), self.now));
         by_peer.max(by_ip)
     }
 
     pub(crate) fn connection_ip(&self, connection: ConnectionId) -> Option<IpAddr> {
         self.connections.get(&connection).and_then(|(_, ip)| *ip)
+    }
+
+    /// Counts a failed authentication of `peer` from `ip`; returns whether it started a
+    /// ban of the peer or of its address.
+    pub(crate) fn record_auth_failure(&mut self, peer: PeerId, ip: Option<IpAddr>) -> bool {
+        let now = self.now;
+        let banned_peer = self.peer_failures.record_failure(&peer, now);
+        let banned_ip =
+            ip.is_some_and(|ip| self.ip_failures.record_failure(&AddrKey::from(ip), now));
+        banned_peer || banned_ip
+    }
+
+    /// Whether a `HELLO` from `peer` on `connection` may start (or replace) a handshake
+    /// (SPEC.md §8): the peer's and the address's `HELLO` rate, then, unless it replaces
+    /// the peer's own pending handshake (`has_responder`, or a held `HELLO`), the
+    /// per-address and node-wide caps on peers' handshakes. `Err` carries the answer:
+    /// `BUSY` with the seconds to wait.
+    pub(crate) fn admit_hello(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        others: &Budget,
+        has_responder: bool,
+    ) -> Result<(), (RejectCode, u32)> {
+        let now = self.now;
+        let key = self.connection_ip(connection).map(AddrKey::from);
+        // The peer first: a HELLO over the peer's own rate takes nothing from its
+        // address's, so one flooding peer cannot use up the rate of honest peers behind
+        // the same address (many identities from one address still can: that is what the
+        // per-address rate is for).
+        if let Err(wait) = self.hello_by_peer.try_take(&peer, now) {
+            self.note_misbehaviour(peer, "sent HELLOs too fast");
+            return Err((RejectCode::Busy, secs(wait)));
+        }
+        if let Some(k) = key
+            && let Err(wait) = self.hello_by_addr.try_take(&k, now)
+        {
+            self.note_misbehaviour(peer, "sent HELLOs too fast (its address did)");
+            return Err((RejectCode::Busy, secs(wait)));
+        }
+        let held = self.deferred_hellos.iter().any(|d| d.peer == peer);
+        if has_responder || held {
+            // One pending handshake per peer: this one takes the place of the last.
+            return Ok(());
+        }
+        let retry = secs(self.config.handshake_timeout);
+        if let Some(k) = key {
+            let held_from_addr = self
+                .deferred_hellos
+                .iter()
+                .filter(|d| self.connection_ip(d.connection).map(AddrKey::from) == Some(k))
+                .count();
+            if others.inbound_from_addr + held_from_addr >= self.config.max_handshakes_per_address {
+                self.note_misbehaviour(peer, "hit the handshake limit of its address");
+                return Err((RejectCode::Busy, retry));
+            }
+        }
+        if others.inbound + self.deferred_hellos.len() >= self.config.max_pending_handshakes {
+            self.note_misbehaviour(peer, "hit the handshake limit");
+            return Err((RejectCode::Busy, retry));
+        }
+        Ok(())
     }
 
     pub(crate) fn remember_closed(&mut self, peer: PeerId, session_id: [u8; SESSION_ID_LEN]) {
@@ -222,7 +302,9 @@ impl Context {
     }
 }
 
-/// Seconds for a `RATE_LIMITED` answer (rounded up).
+/// Whole seconds for a `RATE_LIMITED` or `BUSY` answer, rounded up (so that a peer that
+/// waits that long finds the limit over: 60 s is 60, 59.2 s is 60, 0.3 s is 1).
 pub(crate) fn secs(d: Duration) -> u32 {
-    u32::try_from(d.as_secs().saturating_add(1)).unwrap_or(u32::MAX)
+    let whole = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
+    u32::try_from(whole).unwrap_or(u32::MAX)
 }

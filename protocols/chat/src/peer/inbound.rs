@@ -30,6 +30,11 @@ impl Peer {
             cx.note_misbehaviour(peer, "kept trying while rate-limited");
             return cx.reject(channel, RejectCode::RateLimited, secs(left));
         }
+        if let Err((code, detail)) =
+            cx.admit_hello(peer, connection, &others, self.responder.is_some())
+        {
+            return cx.reject(channel, code, detail);
+        }
         // Simultaneous handshakes (SPEC.md §5.7): the smaller PeerId's goes ahead.
         if self.initiator.is_some() {
             if cx.local_peer.to_bytes() < peer.to_bytes() {
@@ -39,13 +44,6 @@ impl Peer {
             self.yield_to_peer(cx);
         }
         let has_session = self.session.is_some();
-        let held = cx.deferred_hellos.iter().any(|d| d.peer == peer);
-        let replacing = self.responder.is_some() || held;
-        let pending = others.handshakes + self.handshakes() + cx.deferred_hellos.len();
-        if !replacing && pending >= cx.config.max_pending_handshakes {
-            cx.note_misbehaviour(peer, "hit the handshake limit");
-            return cx.reject(channel, RejectCode::Busy, 0);
-        }
         let sessions = others.sessions + usize::from(has_session);
         if !has_session && sessions >= cx.config.max_sessions {
             return cx.reject(channel, RejectCode::Busy, 0);
@@ -113,16 +111,12 @@ impl Peer {
             // The proof verified but its key material does not decrypt: a private-key
             // operation the peer can repeat at will, so it counts like a wrong proof
             // (SPEC.md §5.2), though it is no wrong secret.
-            let banned_peer = cx.peer_failures.record_failure(&peer, now);
-            let banned_ip = ip.is_some_and(|ip| cx.ip_failures.record_failure(&ip, now));
-            if banned_peer || banned_ip {
+            if cx.record_auth_failure(peer, ip) {
                 tracing::warn!(%peer, address = ?ip, "too many failed handshakes: banned for a while");
             }
             cx.note_misbehaviour(peer, "sent an AUTH whose key material does not decrypt");
         } else if e.code == RejectCode::AuthFailed {
-            let banned_peer = cx.peer_failures.record_failure(&peer, now);
-            let banned_ip = ip.is_some_and(|ip| cx.ip_failures.record_failure(&ip, now));
-            let banned = banned_peer || banned_ip;
+            let banned = cx.record_auth_failure(peer, ip);
             if banned {
                 tracing::warn!(%peer, address = ?ip, "too many failed authentications: banned for a while");
             } else if let Some(n) = cx.log_throttle.hit((peer, "failed to authenticate"), now) {

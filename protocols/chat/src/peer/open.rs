@@ -45,8 +45,7 @@ impl Peer {
             self.opens.push(Open::new(open, &secret));
             return;
         }
-        let pending = others.handshakes + self.handshakes() + cx.deferred_hellos.len();
-        if pending >= cx.config.max_pending_handshakes {
+        if others.opens + self.handshakes() >= cx.config.max_pending_opens {
             let error = OpenError::LocalLimit("too many handshakes in progress");
             return cx.fail_open(Some(peer), [open], error);
         }
