@@ -17,7 +17,7 @@ use futures::FutureExt;
 use futures_timer::Delay;
 use libp2p::PeerId;
 use libp2p::core::transport::PortUse;
-use libp2p::core::{Endpoint, Multiaddr};
+use libp2p::core::{ConnectedPoint, Endpoint, Multiaddr};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::behaviour::{ConnectionClosed, ConnectionEstablished, DialFailure, FromSwarm};
@@ -58,6 +58,10 @@ pub struct Behaviour {
     /// Our listen addresses, as the swarm reports them: the swarm drops these from a dial
     /// (it never dials itself), so `connect` recognises them first.
     listen_addrs: Vec<Multiaddr>,
+    /// Every established connection: its peer, and the address we dialed if we dialed it
+    /// (bounded by the swarm's connection limits). `connect` to an address we already
+    /// have a connection to opens on that connection instead of dialing again.
+    connections: HashMap<ConnectionId, (PeerId, Option<Multiaddr>)>,
 }
 
 impl Behaviour {
@@ -94,6 +98,7 @@ impl Behaviour {
             next_open_id: 1,
             waker: None,
             listen_addrs: Vec::new(),
+            connections: HashMap::new(),
         }
     }
 
@@ -149,6 +154,29 @@ impl Behaviour {
                     peer: None,
                     error: OpenError::Dial("that address is this node".into()),
                 }));
+            return open;
+        }
+        // Already connected to that peer, or to whoever answers at that address: open on
+        // that connection. A user who retries `connect` (a wrong secret, say) then reuses
+        // one connection instead of piling up new ones until the per-peer connection limit
+        // refuses the next dial locally; the listener sees every attempt and applies its
+        // failure limits (SPEC §8).
+        let known = match peer_in_addr {
+            Some(peer) => self
+                .connections
+                .values()
+                .any(|(p, _)| *p == peer)
+                .then_some(peer),
+            None => self
+                .connections
+                .values()
+                .find(|(_, dialed)| dialed.as_ref() == Some(&without_peer))
+                .map(|(p, _)| *p),
+        };
+        if let Some(peer) = known {
+            self.core.open(peer, open, secret, Instant::now());
+            self.carry_out();
+            self.wake();
             return open;
         }
         // A new source port: see above.
@@ -448,6 +476,17 @@ impl Behaviour {
 
     fn on_connection_established(&mut self, ev: ConnectionEstablished<'_>) {
         let ip = ip_of(ev.endpoint.get_remote_address());
+        let dialed = match ev.endpoint {
+            ConnectedPoint::Dialer { address, .. } => Some(
+                address
+                    .iter()
+                    .filter(|p| !matches!(p, Protocol::P2p(_)))
+                    .collect(),
+            ),
+            ConnectedPoint::Listener { .. } => None,
+        };
+        self.connections
+            .insert(ev.connection_id, (ev.peer_id, dialed));
         let dial = self.pending_dials.remove(&ev.connection_id);
         self.core
             .on_connection_established(ev.peer_id, ev.connection_id, ip, dial, Instant::now());
@@ -455,6 +494,7 @@ impl Behaviour {
     }
 
     fn on_connection_closed(&mut self, ev: ConnectionClosed<'_>) {
+        self.connections.remove(&ev.connection_id);
         let remaining = u32::try_from(ev.remaining_established).unwrap_or(u32::MAX);
         self.core
             .on_connection_closed(ev.peer_id, ev.connection_id, remaining, Instant::now());

@@ -1062,3 +1062,76 @@ async fn connected_pair_with_own_secrets() -> (Net, libp2p::PeerId, libp2p::Peer
         .await;
     (net, p0, p1)
 }
+
+/// Retrying `connect host:port:secret` with a wrong secret reuses the connection already
+/// open to that address: the listener sees every attempt, so its failure limit bans the
+/// dialer (and says so in its event), and the dialer is told `RateLimited`, not a local
+/// "connection denied" once the per-peer connection limit is reached (issue 11 item 5).
+#[tokio::test]
+async fn retried_connects_to_an_address_reuse_its_connection_and_reach_the_ban() {
+    init_tracing();
+    let cfgs = vec![
+        config(0, "right").with_peer_auth_limit(
+            3,
+            Duration::from_secs(60),
+            Duration::from_secs(30),
+        ),
+        config(1, "whatever"),
+    ];
+    let mut net = Net::new(cfgs).await;
+    let p0 = net.peer(0);
+    let addr = net.addrs[0].clone();
+    let mut errors = Vec::new();
+    let mut banned = Vec::new();
+    for _ in 0..4 {
+        let open = net
+            .b(1)
+            .connect(addr.clone(), Secret::new("wrong").unwrap());
+        let e = net
+            .until(|i, ev| match ev {
+                Event::InboundAuthFailed { banned: b, .. } if i == 0 => {
+                    banned.push(*b);
+                    None
+                }
+                Event::OpenFailed { open: o, error, .. } if i == 1 && *o == open => {
+                    Some(error.clone())
+                }
+                _ => None,
+            })
+            .await;
+        errors.push(e);
+        assert_eq!(
+            net.swarms[1].network_info().num_peers(),
+            1,
+            "one peer after {} attempts",
+            errors.len()
+        );
+        assert_eq!(
+            net.swarms[1]
+                .network_info()
+                .connection_counters()
+                .num_established_outgoing(),
+            1,
+            "a retried connect dialed again: {errors:?}"
+        );
+    }
+    assert_eq!(
+        errors[..3],
+        [
+            OpenError::WrongSecret,
+            OpenError::WrongSecret,
+            OpenError::WrongSecret
+        ]
+    );
+    assert!(
+        matches!(errors[3], OpenError::RateLimited(_)),
+        "{:?}",
+        errors[3]
+    );
+    assert_eq!(
+        banned,
+        [false, false, true],
+        "the third failure bans, and says so"
+    );
+    assert!(net.swarms[1].is_connected(&p0));
+}
