@@ -103,7 +103,7 @@ impl Peer {
         auth: AuthKey,
     ) {
         let peer = self.id;
-        let (init, hello) = Initiator::start(cx.local_peer, peer, key, auth.clone());
+        let (init, hello) = Initiator::start(cx.local_peer, peer, key, &auth);
         let hs_id = *init.hs_id();
         let now = cx.now;
         self.initiator = Some(InitiatorHs {
@@ -238,7 +238,16 @@ impl Peer {
                     });
                     cx.send(peer, Request::Auth(auth), Pending::Auth { peer, hs_id });
                 }
-                Err(e) => self.fail_initiator(cx, OpenError::Protocol(e.what.into()), None),
+                Err(e) => {
+                    // A bad share or key in the CHALLENGE (SPEC.md §5.1): fail the open and
+                    // tell the responder, which holds a pending handshake for it.
+                    let err = if e.code == RejectCode::AuthFailed {
+                        OpenError::PeerAuthFailed
+                    } else {
+                        OpenError::Protocol(e.what.into())
+                    };
+                    self.fail_initiator(cx, err, Some((hs_id, e.code)))
+                }
             },
             Response::Reject {
                 code: RejectCode::HandshakeConflict,
