@@ -43,6 +43,11 @@ pub fn cpace_share(
     crypto::share_of(&y, &g)
 }
 
+/// A rotation's Diffie-Hellman share `enc(x · B)` (SPEC.md §7) with `x` taken from `seed`.
+pub fn dh_share(seed: &[u8; 64]) -> [u8; 32] {
+    crypto::dh_share(&Scalar::from_bytes_mod_order_wide(seed))
+}
+
 /// `K_conf` (SPEC.md §5.1) of a side whose scalar came from `seed` (see [`cpace_share`]),
 /// given the peer's share and the transcript hash; `None` if the share is refused or `Z` is
 /// the identity.
