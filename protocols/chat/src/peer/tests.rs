@@ -601,3 +601,50 @@ fn a_challenge_with_a_bad_share_fails_the_open_and_aborts_the_responders_handsha
         assert!(net.established(A).is_empty() && net.established(B).is_empty());
     }
 }
+
+#[test]
+fn an_auth_failed_for_an_abandoned_handshake_fails_the_opens_with_that_secret_at_once() {
+    // A (the larger PeerId) opens B with a wrong secret; its AUTH is in flight when a HELLO
+    // of B's arrives (crossing): A yields. B's answer to the abandoned AUTH, AUTH_FAILED,
+    // still proves the open's secret wrong: the open fails now, instead of waiting for B's
+    // handshake and then trying the wrong secret again.
+    let mut ids = ordered_ids();
+    ids.reverse();
+    let mut net = Net::with(ids, false);
+    net.secrets[B] = Secret::new("not-what-B-holds").unwrap();
+    net.connect();
+    let open = net.open(A);
+    net.pump();
+    net.deliver_one(); // HELLO -> B
+    net.deliver_one(); // CHALLENGE -> A; A's AUTH is now on the wire
+    assert!(matches!(
+        net.wire.front(),
+        Some(Msg::Request {
+            request: Request::Auth(_),
+            ..
+        })
+    ));
+    // B's crossing HELLO (made by hand: B's own machine waits while it answers A's).
+    let (_, hello) = crate::handshake::Initiator::start(
+        net.ids[B],
+        net.ids[A],
+        test_key(B),
+        &net.secrets[A].auth_key(),
+    );
+    let conn = ConnectionId::new_unchecked(1 + A);
+    net.nodes[A].on_request(
+        net.ids[B],
+        conn,
+        Request::Hello(hello),
+        ChannelToken(9999),
+        net.now,
+    );
+    net.pump();
+    assert_eq!(open_outcome(&net, A, open), None, "the open waits");
+    net.deliver_one(); // A's AUTH -> B: AUTH_FAILED on the wire
+    net.deliver_one(); // AUTH_FAILED -> A
+    assert!(matches!(
+        open_outcome(&net, A, open),
+        Some(Err(OpenError::WrongSecret))
+    ));
+}
