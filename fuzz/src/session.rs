@@ -1357,12 +1357,17 @@ impl Sim {
         let Msg::Req {
             from: init,
             token: Some(token),
-            request: Request::Hello(hello),
+            request: Request::Hello(in_flight),
         } = self.net.remove(i)
         else {
             return;
         };
         let resp = 1 - init;
+        // The HELLO as the initiator sent it (the copy in flight may have been corrupted):
+        // its transcript holds that one.
+        let Some(hello) = self.hellos[init].get(&in_flight.hs_id).cloned() else {
+            return;
+        };
         let seed = {
             let mut s = [0x3c; 64];
             s[..16].copy_from_slice(&hello.hs_id);
@@ -1380,14 +1385,16 @@ impl Sim {
                 &seed,
             ),
         };
+        let before = self.net.len();
         self.deliver(Msg::Resp {
             to: init,
             token,
             response: Response::Challenge(challenge.clone()),
         });
-        // The initiator answers with its AUTH (unless the CHALLENGE reached a handshake
-        // past that stage, or none).
-        let Some(j) = self.net.iter().position(|m| {
+        // The initiator answers with its AUTH, made over our CHALLENGE (unless the CHALLENGE
+        // reached a handshake past that stage, or none: an AUTH already on the network was
+        // made over another CHALLENGE, and a proof over ours would rightly fail for it).
+        let Some(j) = self.net.iter().skip(before).position(|m| {
             matches!(
                 m,
                 Msg::Req {
@@ -1399,6 +1406,7 @@ impl Sim {
         }) else {
             return;
         };
+        let j = before + j;
         let Msg::Req {
             token: Some(token),
             request: Request::Auth(auth),
