@@ -128,6 +128,16 @@ fn node_config(args: &Args) -> Result<NodeConfig, RunError> {
         (Some(s), None) => Secret::new(s.clone())?,
         (None, None) => Secret::generate(),
     };
+    // Guessing is online only (SPEC.md §10), one guess per handshake within the limits, but
+    // a weak user-chosen secret still falls to many addresses: say so, with SECURITY.md's rate.
+    let bits = secret.strength_bits();
+    if (args.secret.is_some() || args.secret_file.is_some()) && bits < 40 {
+        eprintln!(
+            "noctua: warning: this secret is weak (about {bits} bits): each address can test \
+             about 600 guesses an hour against it (SECURITY.md); leave out --secret for a \
+             generated one"
+        );
+    }
     let name = match &args.id {
         Some(id) => {
             let clean = sanitize::name(id);

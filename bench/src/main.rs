@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 mod figures;
+mod guess;
 mod keys;
 mod net;
 mod noctua;
@@ -95,6 +96,13 @@ enum Mode {
         #[arg(long)]
         quic: bool,
     },
+    /// The CPU ceiling of online guessing: wrong-secret HELLO+AUTH refused per second by
+    /// the protocol core (no transport, no rate limits), one line
+    Guess {
+        /// Guesses measured
+        #[arg(short = 'n', long, default_value_t = 2000)]
+        count: usize,
+    },
     /// One N-node mesh in this process; prints one JSON line
     #[command(hide = true)]
     ScaleChild {
@@ -162,6 +170,10 @@ async fn run(cli: Cli) -> ExitCode {
             }
             let v = scale::child(sys, nodes, broadcasts, lazy, keys).await;
             println!("{v}");
+            return ExitCode::SUCCESS;
+        }
+        Some(Mode::Guess { count }) => {
+            guess::run(count.max(1));
             return ExitCode::SUCCESS;
         }
         Some(Mode::Profile {

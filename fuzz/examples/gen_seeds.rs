@@ -42,10 +42,11 @@ fn wire_seeds(dir: &Path) {
         (
             "hello",
             Request::Hello(Hello {
-                version: 1,
+                version: wire::VERSION,
                 hs_id: [1; 16],
                 nonce: [2; 32],
                 public_key: vec![0x30; 270],
+                share: [6; 32],
             }),
         ),
         (
@@ -77,6 +78,7 @@ fn wire_seeds(dir: &Path) {
                 hs_id: [1; 16],
                 nonce: [2; 32],
                 public_key: vec![0x30; 270],
+                share: [6; 32],
             }),
         ),
         (
@@ -140,6 +142,7 @@ fn wire_seeds(dir: &Path) {
                 new_epoch: 1,
                 nonce: [1; 32],
                 public_key: vec![0x30; 270],
+                share: [6; 32],
             },
         ),
         (
@@ -148,6 +151,7 @@ fn wire_seeds(dir: &Path) {
                 new_epoch: 1,
                 nonce: [1; 32],
                 public_key: vec![0x30; 270],
+                share: [6; 32],
                 wrapped: vec![2; 256],
             },
         ),
@@ -299,6 +303,23 @@ fn session_seeds(dir: &Path) {
             .concat(),
         ),
         (
+            "forge-auth-ok",
+            0b0000_0000,
+            [
+                vec![
+                    Open { side: 0 },
+                    ForgeAuthOk { bytes: vec![9] },
+                    HostileHello {
+                        to: 0,
+                        key: 1,
+                        fill: 0,
+                    },
+                ],
+                d(4),
+            ]
+            .concat(),
+        ),
+        (
             "handshake-hostile",
             0b0000_0000,
             [
@@ -324,6 +345,10 @@ fn session_seeds(dir: &Path) {
                             new_epoch: 1,
                             nonce: [3; 32],
                             public_key: vec![0],
+                            share: [
+                                7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                            ],
                         }),
                     },
                     RawPlain {

@@ -1,4 +1,4 @@
-//! Fuzz target `wire`: the public codec of `/noctua/chat/1.0.0` (SPEC.md §3).
+//! Fuzz target `wire`: the public codec of `/noctua/chat/2.0.0` (SPEC.md §3).
 //!
 //! Every input is used three ways:
 //! 1. as a body for `decode_request`, `decode_response` and `decode_content` (two size
@@ -331,6 +331,7 @@ fn structured(u: &mut Unstructured<'_>) -> AResult<()> {
                         hs_id: u.arbitrary()?,
                         nonce: u.arbitrary()?,
                         public_key,
+                        share: u.arbitrary()?,
                     };
                     (Request::Hello(h), over)
                 }
@@ -363,6 +364,7 @@ fn structured(u: &mut Unstructured<'_>) -> AResult<()> {
                         hs_id: u.arbitrary()?,
                         nonce: u.arbitrary()?,
                         public_key,
+                        share: u.arbitrary()?,
                     };
                     (Response::Challenge(c), over)
                 }
@@ -431,6 +433,7 @@ fn structured(u: &mut Unstructured<'_>) -> AResult<()> {
                         new_epoch: u.arbitrary()?,
                         nonce: u.arbitrary()?,
                         public_key,
+                        share: u.arbitrary()?,
                     };
                     (c, over)
                 }
@@ -441,6 +444,7 @@ fn structured(u: &mut Unstructured<'_>) -> AResult<()> {
                         new_epoch: u.arbitrary()?,
                         nonce: u.arbitrary()?,
                         public_key,
+                        share: u.arbitrary()?,
                         wrapped,
                     };
                     (c, o1 || o2)

@@ -19,7 +19,9 @@
 //!   whose key material the initiator made, a `SessionEstablished` only for a session the
 //!   other side created, with equal safety numbers on both sides; proofs forged per
 //!   SPEC.md §5.2/§5.3 with garbage key material fail as `DECRYPT_FAILED`, never as a wrong
-//!   secret;
+//!   secret (the harness forges them as a peer that knows the secret would: it runs CPace
+//!   with its own scalar, as the initiator of a hostile `HELLO` or as the responder to a
+//!   `HELLO` it intercepts);
 //! * an open completes only after the peer proved *that open's* secret (see
 //!   [`ABORT_ON_UNPROVEN_OPEN`]);
 //! * no open waits forever: once the network settles and the virtual clock passes every
@@ -36,7 +38,9 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
 use libp2p::PeerId;
-use noctua_chat::fuzzing::{AuthKey, FailureCause, Node, NodeAction, RsaKeyPair, Secret};
+use noctua_chat::fuzzing::{
+    FailureCause, Node, NodeAction, RsaKeyPair, Secret, cpace_confirm_key, cpace_share, dh_share,
+};
 use noctua_chat::wire::{self, Auth, AuthOk, Challenge, Content, Hello, Record, Request, Response};
 use noctua_chat::{Config, Event, OpenId, RejectCode, Rejections, Role, SessionState};
 use sha2::{Digest, Sha256};
@@ -113,10 +117,12 @@ pub enum Op {
     /// A hostile `HELLO` with a real key reaches `to` from the other peer.
     HostileHello { to: u8, key: u8, fill: u8 },
     /// Someone who knows the responder's secret sends it an `AUTH` with a valid proof for
-    /// the last handshake seen, but these bytes as key material.
+    /// the last handshake, if the harness made its `HELLO` ([`Op::HostileHello`]), but these
+    /// bytes as key material.
     ForgeAuth { bytes: Vec<u8> },
-    /// Someone who knows the initiator's secret answers an `AUTH` on the network with an
-    /// `AUTH_OK` carrying a valid proof over these bytes as key material.
+    /// Someone who knows the initiator's secret intercepts a `HELLO` on the network, answers
+    /// it with its own `CHALLENGE`, and answers the `AUTH` that follows with an `AUTH_OK`
+    /// carrying a valid proof over these bytes as key material.
     ForgeAuthOk { bytes: Vec<u8> },
     /// Check that a fresh message from each side is acknowledged, if both are active in
     /// the same session and epoch.
@@ -379,7 +385,7 @@ fn bytes16(h: &mut Sha256, v: &[u8]) {
 /// The transcript hash of SPEC.md §5.1, computed independently of the crate.
 fn transcript_hash(hello: &Hello, challenge: &Challenge, i: &PeerId, r: &PeerId) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(b"noctua/chat/1 handshake");
+    h.update(b"noctua/chat/2 handshake");
     h.update(hello.hs_id);
     bytes16(&mut h, &i.to_bytes());
     bytes16(&mut h, &r.to_bytes());
@@ -387,11 +393,13 @@ fn transcript_hash(hello: &Hello, challenge: &Challenge, i: &PeerId, r: &PeerId)
     bytes16(&mut h, &challenge.public_key);
     h.update(hello.nonce);
     h.update(challenge.nonce);
+    h.update(hello.share);
+    h.update(challenge.share);
     h.finalize().into()
 }
 
-fn hmac(key: &AuthKey, parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_bytes()).expect("any key");
+fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key");
     for p in parts {
         mac.update(p);
     }
@@ -419,14 +427,30 @@ fn fix_up(content: &mut Content) {
             *pk = keys()[usize::from(pk[0] % 2)].public_der().to_vec();
         }
     }
+    // A share whose last 31 bytes are zero becomes a valid one (most random bytes are no
+    // group element at all).
+    fn share(s: &mut [u8; 32]) {
+        if s[1..].iter().all(|b| *b == 0) {
+            *s = dh_share(&[s[0] | 1; 64]);
+        }
+    }
     match content {
-        Content::RekeyInit { public_key, .. } => key(public_key),
+        Content::RekeyInit {
+            public_key,
+            share: sh,
+            ..
+        } => {
+            key(public_key);
+            share(sh);
+        }
         Content::RekeyReply {
             public_key,
+            share: sh,
             wrapped,
             ..
         } => {
             key(public_key);
+            share(sh);
             *wrapped = garbage_wrapped(std::mem::take(wrapped));
         }
         Content::RekeyCommit { wrapped, .. } => *wrapped = garbage_wrapped(std::mem::take(wrapped)),
@@ -605,6 +629,9 @@ struct Sim {
     step_requests: [Vec<Request>; 2],
     /// The answer to the last hostile request.
     last_hostile_answer: Option<Response>,
+    /// Scalar seeds of the hostile `HELLO`s, by handshake id (the harness is their
+    /// initiator and can prove the secret it used).
+    hostile_seeds: HashMap<[u8; 16], [u8; 64]>,
     trace: bool,
 }
 
@@ -669,6 +696,7 @@ impl Sim {
             step_events: Default::default(),
             step_requests: Default::default(),
             last_hostile_answer: None,
+            hostile_seeds: HashMap::new(),
             trace,
         };
         sim.connect();
@@ -1223,33 +1251,69 @@ impl Sim {
         });
     }
 
+    /// A hostile `HELLO` to `to` from the other peer, with a real key and a CPace share
+    /// made with `to`'s own secret and a scalar the harness keeps (so that
+    /// [`Self::forge_auth`] can prove the secret). A `fill` of 0 sends the identity as the
+    /// share instead, which `to` must never answer with a `CHALLENGE`.
     fn hostile_hello(&mut self, to: usize, key: u8, fill: u8) {
+        let from = 1 - to;
+        let hs_id = [fill; 16];
+        let seed = [fill ^ 0xa5; 64];
+        let share = if fill == 0 {
+            [0; 32]
+        } else {
+            cpace_share(
+                &secret(LOCAL_SECRETS[to]),
+                &hs_id,
+                &self.ids[from],
+                &self.ids[to],
+                &seed,
+            )
+        };
+        self.hostile_seeds.insert(hs_id, seed);
         let hello = Hello {
             version: wire::VERSION,
-            hs_id: [fill; 16],
+            hs_id,
             nonce: [fill ^ 0x55; 32],
             public_key: keys()[usize::from(key % 2)].public_der().to_vec(),
+            share,
         };
+        self.last_hostile_answer = None;
         self.deliver(Msg::Req {
-            from: 1 - to,
+            from,
             token: None,
             request: Request::Hello(hello),
         });
+        if fill == 0 {
+            // Refused as BAD_KEY, or earlier for another reason (a crossing, a ban, a
+            // budget), but never answered with a CHALLENGE.
+            assert!(
+                !matches!(self.last_hostile_answer, Some(Response::Challenge(_))),
+                "an identity share was answered with a CHALLENGE"
+            );
+        }
     }
 
-    /// An `AUTH` with a valid proof (the attacker knows the responder's secret) over garbage
-    /// key material: refused for its key material, never as a wrong secret.
+    /// An `AUTH` with a valid proof (the attacker knows the responder's secret and ran the
+    /// hostile `HELLO` of the last handshake) over garbage key material: refused for its key
+    /// material, never as a wrong secret.
     fn forge_auth(&mut self, wrapped: Vec<u8>) {
         let Some((init, hello, challenge)) = self.last_transcript.clone() else {
+            return;
+        };
+        // Only the harness's own HELLOs: a real initiator's scalar is not ours to use.
+        let Some(seed) = self.hostile_seeds.get(&hello.hs_id).copied() else {
             return;
         };
         let resp = 1 - init;
         let wrapped = garbage_wrapped(wrapped);
         let th = transcript_hash(&hello, &challenge, &self.ids[init], &self.ids[resp]);
-        let key = AuthKey::from_secret(&secret(LOCAL_SECRETS[resp]));
+        let Some(k_conf) = cpace_confirm_key(&seed, &challenge.share, &th) else {
+            return;
+        };
         let mac = hmac(
-            &key,
-            &[b"noctua/chat/1 initiator proof", &th, &with_len16(&wrapped)],
+            &k_conf,
+            &[b"noctua/chat/2 initiator proof", &th, &with_len16(&wrapped)],
         );
         let auth = Auth {
             hs_id: hello.hs_id,
@@ -1272,16 +1336,18 @@ impl Sim {
         }
     }
 
-    /// An `AUTH_OK` with a valid proof (the attacker knows the secret the initiator used)
-    /// over garbage key material, answering an `AUTH` on the network: the initiator must
-    /// not establish, and aborts with `DECRYPT_FAILED` if it aborts.
+    /// Someone who knows the secret an initiator uses intercepts its `HELLO` in flight,
+    /// answers it with its own `CHALLENGE` (CPace with its own scalar, the responder's real
+    /// key), and answers the `AUTH` that follows with an `AUTH_OK` carrying a valid proof over
+    /// these bytes as key material: the initiator must not establish, and aborts with
+    /// `DECRYPT_FAILED` if it aborts.
     fn forge_auth_ok(&mut self, wrapped: Vec<u8>) {
         let Some(i) = self.net.iter().position(|m| {
             matches!(
                 m,
                 Msg::Req {
                     token: Some(_),
-                    request: Request::Auth(_),
+                    request: Request::Hello(_),
                     ..
                 }
             )
@@ -1291,32 +1357,73 @@ impl Sim {
         let Msg::Req {
             from: init,
             token: Some(token),
-            request: Request::Auth(auth),
+            request: Request::Hello(in_flight),
         } = self.net.remove(i)
         else {
             return;
         };
         let resp = 1 - init;
-        let Some(hello) = self.hellos[init].get(&auth.hs_id).cloned() else {
+        // The HELLO as the initiator sent it (the copy in flight may have been corrupted):
+        // its transcript holds that one.
+        let Some(hello) = self.hellos[init].get(&in_flight.hs_id).cloned() else {
             return;
         };
-        // The initiator's transcript holds the AUTH it sent, whatever the network made of
-        // the copy in flight.
-        let Some(auth) = self.auths[init].get(&auth.hs_id).cloned() else {
+        let seed = {
+            let mut s = [0x3c; 64];
+            s[..16].copy_from_slice(&hello.hs_id);
+            s
+        };
+        let challenge = Challenge {
+            hs_id: hello.hs_id,
+            nonce: [0x5a; 32],
+            public_key: keys()[resp].public_der().to_vec(),
+            share: cpace_share(
+                &self.open_secret[init],
+                &hello.hs_id,
+                &self.ids[init],
+                &self.ids[resp],
+                &seed,
+            ),
+        };
+        let before = self.net.len();
+        self.deliver(Msg::Resp {
+            to: init,
+            token,
+            response: Response::Challenge(challenge.clone()),
+        });
+        // The initiator answers with its AUTH, made over our CHALLENGE (unless the CHALLENGE
+        // reached a handshake past that stage, or none: an AUTH already on the network was
+        // made over another CHALLENGE, and a proof over ours would rightly fail for it).
+        let Some(j) = self.net.iter().skip(before).position(|m| {
+            matches!(
+                m,
+                Msg::Req {
+                    token: Some(_),
+                    request: Request::Auth(a),
+                    from,
+                } if *from == init && a.hs_id == hello.hs_id
+            )
+        }) else {
             return;
         };
-        // The CHALLENGE the initiator's transcript holds (not the last one the responder
-        // sent: a duplicated HELLO gets a second CHALLENGE with another nonce).
-        let Some(challenge) = self.challenges_taken[init].get(&auth.hs_id).cloned() else {
+        let j = before + j;
+        let Msg::Req {
+            token: Some(token),
+            request: Request::Auth(auth),
+            ..
+        } = self.net.remove(j)
+        else {
             return;
         };
         let wrapped = garbage_wrapped(wrapped);
         let th = transcript_hash(&hello, &challenge, &self.ids[init], &self.ids[resp]);
-        let key = AuthKey::from_secret(&self.open_secret[init]);
+        let Some(k_conf) = cpace_confirm_key(&seed, &hello.share, &th) else {
+            return;
+        };
         let mac = hmac(
-            &key,
+            &k_conf,
             &[
-                b"noctua/chat/1 responder proof",
+                b"noctua/chat/2 responder proof",
                 &th,
                 &with_len16(&auth.wrapped),
                 &with_len16(&wrapped),
@@ -1334,6 +1441,8 @@ impl Sim {
                 sealed: vec![0; 16],
             },
         };
+        self.step_events = Default::default();
+        self.step_requests = Default::default();
         self.deliver(Msg::Resp {
             to: init,
             token,

@@ -9,7 +9,7 @@ use crate::error::RejectCode;
 use crate::wire::{AEAD_TAG_LEN, Ack, Record, Role, SESSION_ID_LEN};
 
 /// Associated-data label of every record.
-const RECORD_LABEL: &[u8] = b"noctua/chat/1 record";
+const RECORD_LABEL: &[u8] = b"noctua/chat/2 record";
 
 /// Sequence numbers at or above this are never used (SPEC.md §6.1).
 pub(crate) const SEQ_LIMIT: u64 = 1 << 32;
@@ -270,11 +270,9 @@ fn aad(rec: &Record) -> [u8; RECORD_LABEL.len() + crate::wire::RECORD_HEADER_LEN
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::{AuthKey, Secret};
 
     fn secrets() -> EpochSecrets {
-        let auth: AuthKey = Secret::new("s").unwrap().auth_key();
-        EpochSecrets::initial(&[1; 32], &[2; 32], &[3; 32], &auth, &[4; 16])
+        EpochSecrets::initial(&[1; 32], &[5; 32], &[2; 32], &[3; 32], &[4; 16])
     }
 
     fn pair() -> (EpochKeys, EpochKeys) {

@@ -16,9 +16,9 @@ use crate::wire::{Request, Response, WireError, decode_request, decode_response}
 use crate::wire::{encode_request, encode_response};
 
 /// The protocol name.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/noctua/chat/1.0.0");
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/noctua/chat/2.0.0");
 
-/// The `/noctua/chat/1.0.0` codec: one length-prefixed frame per request and response.
+/// The `/noctua/chat/2.0.0` codec: one length-prefixed frame per request and response.
 #[derive(Debug, Clone)]
 pub struct Codec {
     max_frame: usize,

@@ -1,22 +1,31 @@
-//! Cryptographic building blocks (SPEC.md §2, §4, §5.5, §5.6): the connection secret, RSA
-//! key transport, the HKDF key schedule, HMAC proofs and the safety number.
+//! Cryptographic building blocks (SPEC.md §2, §4, §5.5, §5.6): the connection secret and its
+//! password key, the CPace group operations on ristretto255, RSA key transport, the HKDF key
+//! schedule, HMAC proofs and the safety number.
 //!
 //! Everything secret here zeroizes itself when dropped and has a `Debug` that prints no
-//! secret bytes, so that no log line can carry one by accident.
+//! secret bytes, so that no log line can carry one by accident. Randomness comes from the
+//! operating system's generator only ([`random`]).
 
 use std::fmt;
 
+use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::IsIdentity;
 use hkdf::{Hkdf, HkdfExtract};
 use hmac::{Hmac, KeyInit, Mac};
 use rand::Rng;
+use rand::rand_core::UnwrapErr;
+use rand::rngs::SysRng;
 use rsa::pkcs1::{DecodeRsaPublicKey, EncodeRsaPublicKey};
 use rsa::traits::PublicKeyParts;
 use rsa::{PrivateKey, PublicKey};
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::wire::{ACK_TAG_LEN, MAC_LEN, Role, SESSION_ID_LEN};
+pub(crate) use crate::wire::SHARE_LEN;
+use crate::wire::{ACK_TAG_LEN, Role, SESSION_ID_LEN};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -26,11 +35,86 @@ pub(crate) const CONTRIBUTION_LEN: usize = 32;
 /// RSA modulus sizes a peer may use (SPEC.md §2).
 pub const ACCEPTED_RSA_BITS: [usize; 3] = [2048, 3072, 4096];
 
-/// Fills an array with bytes from the thread-local CSPRNG.
+/// `random(n)` (SPEC.md §2): an array of bytes straight from the operating system's
+/// generator (`getrandom`), never from a userspace generator whose state would predict its
+/// future output.
+///
+/// The OS generator does not fail on the systems we run on once the kernel's pool is seeded;
+/// if it ever did, drawing key material from anything else would be worse than stopping, so
+/// a failure panics (nothing a peer or a user sends can cause it).
 pub(crate) fn random<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
-    rand::rng().fill_bytes(&mut out);
+    UnwrapErr(SysRng).fill_bytes(&mut out);
     out
+}
+
+/// `scalar()` (SPEC.md §2): 64 bytes of [`random`] reduced modulo the group order, never zero.
+pub(crate) fn scalar() -> Zeroizing<Scalar> {
+    loop {
+        let wide = Zeroizing::new(random::<64>());
+        let s = Zeroizing::new(Scalar::from_bytes_mod_order_wide(&wide));
+        if *s != Scalar::ZERO {
+            return s;
+        }
+    }
+}
+
+/// `dec(share)` (SPEC.md §2): a canonical encoding of a group element other than the
+/// identity, or `None` (the caller answers `BAD_KEY`).
+pub(crate) fn decode_share(share: &[u8; SHARE_LEN]) -> Option<RistrettoPoint> {
+    let point = CompressedRistretto(*share).decompress()?;
+    if point.is_identity() {
+        return None;
+    }
+    Some(point)
+}
+
+/// `enc(y · P)`.
+pub(crate) fn share_of(y: &Scalar, p: &RistrettoPoint) -> [u8; SHARE_LEN] {
+    (y * p).compress().to_bytes()
+}
+
+/// `enc(x · B)`: a rotation's Diffie-Hellman share (SPEC.md §7).
+pub(crate) fn dh_share(x: &Scalar) -> [u8; SHARE_LEN] {
+    share_of(x, &RISTRETTO_BASEPOINT_POINT)
+}
+
+/// `enc(y · P)` as a shared secret: `None` if it is the identity (SPEC.md §5.1: a failed
+/// proof; §7: a failed rotation). The point itself is zeroized before returning.
+pub(crate) fn shared_secret(y: &Scalar, p: &RistrettoPoint) -> Option<Zeroizing<[u8; SHARE_LEN]>> {
+    let mut z = y * p;
+    let identity = z.is_identity();
+    let out = Zeroizing::new(z.compress().to_bytes());
+    z.zeroize();
+    if identity { None } else { Some(out) }
+}
+
+/// `H512(x)`.
+fn h512(parts: &[&[u8]]) -> Zeroizing<[u8; 64]> {
+    let mut h = Sha512::new();
+    for p in parts {
+        h.update(p);
+    }
+    Zeroizing::new(h.finalize().into())
+}
+
+/// `HKDF-Expand(HKDF-Extract(salt, ikm), info, 32)`.
+fn hkdf32(salt: &[u8], ikm: &[&[u8]], info: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut ext = HkdfExtract::<Sha256>::new(Some(salt));
+    for part in ikm {
+        ext.input_ikm(part);
+    }
+    let (mut prk, hk) = ext.finalize();
+    let mut out = Zeroizing::new([0u8; 32]);
+    // 32 bytes is far below HKDF-SHA256's 8160-byte limit.
+    let _ = hk.expand(info, &mut out[..]);
+    prk.as_mut_slice().zeroize();
+    out
+}
+
+/// `K_conf = HKDF-Expand(HKDF-Extract(th, enc(Z)), "noctua/chat/2 confirm", 32)` (SPEC.md §5.1).
+pub(crate) fn confirm_key(th: &[u8; 32], z: &[u8; SHARE_LEN]) -> Zeroizing<[u8; 32]> {
+    hkdf32(th, &[z], b"noctua/chat/2 confirm")
 }
 
 /// A connection secret: what a dialer must know to open a session with us.
@@ -58,10 +142,33 @@ impl Secret {
     /// Longest accepted secret, in bytes.
     pub const MAX_LEN: usize = 256;
 
-    /// A fresh secret of 128 random bits, as 22 characters of URL-safe base64.
+    /// Bits of entropy in a generated secret (SPEC.md §4).
+    pub const GENERATED_BITS: u32 = 60;
+
+    /// A fresh secret of 60 random bits, as 12 characters of lower-case Crockford base32 in
+    /// three groups of four joined by `-` (SPEC.md §4), e.g. `7kq2-m9xd-4htr`: short enough
+    /// to read aloud; guessing it is online only, one guess per handshake.
     pub fn generate() -> Self {
-        let bytes = Zeroizing::new(random::<16>());
-        Secret(base64url(&bytes[..]))
+        let bits = Zeroizing::new(u64::from_be_bytes(random::<8>()) >> 4);
+        let mut out = String::with_capacity(14);
+        for i in 0..12 {
+            if i > 0 && i % 4 == 0 {
+                out.push('-');
+            }
+            let shift = 5 * (11 - i);
+            let index = ((*bits >> shift) & 0x1f) as usize;
+            out.push(char::from(CROCKFORD[index]));
+        }
+        Secret(out)
+    }
+
+    /// A rough estimate of the secret's strength in bits: how many guesses, as a power of
+    /// two, a guesser that knows how people choose secrets needs. A secret in the generated
+    /// form counts [`Self::GENERATED_BITS`]; for others the estimate is generous to short
+    /// random strings and hard on words, repeats, runs and common choices. It is for a
+    /// warning (SPEC.md §4), not a guarantee.
+    pub fn strength_bits(&self) -> u32 {
+        strength_bits(&self.0)
     }
 
     /// A user-chosen secret. It may not be empty, longer than 256 bytes, or contain `:`,
@@ -90,12 +197,12 @@ impl Secret {
         &self.0
     }
 
-    /// Derives `K_auth` (SPEC.md §4).
+    /// Derives the password key `K_pw` (SPEC.md §4).
     pub(crate) fn auth_key(&self) -> AuthKey {
-        let hk = Hkdf::<Sha256>::new(Some(b"noctua/chat/1 secret"), self.0.as_bytes());
+        let hk = Hkdf::<Sha256>::new(Some(b"noctua/chat/2 secret"), self.0.as_bytes());
         let mut key = [0u8; 32];
         // 32 bytes is far below HKDF-SHA256's 8160-byte limit.
-        let _ = hk.expand(b"auth", &mut key);
+        let _ = hk.expand(b"pake password", &mut key);
         AuthKey(key)
     }
 }
@@ -122,13 +229,87 @@ impl std::str::FromStr for Secret {
     }
 }
 
-/// Unpadded URL-safe base64 (RFC 4648 §5), constant-time: secrets pass through it.
+/// Lower-case Crockford base32 (SPEC.md §4): no `i`, `l`, `o`, `u`.
+const CROCKFORD: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+/// Is `text` a secret in the generated form (`xxxx-xxxx-xxxx`, Crockford base32)?
+fn is_generated_form(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 14
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 9 {
+                *c == b'-'
+            } else {
+                CROCKFORD.contains(c)
+            }
+        })
+}
+
+/// Choices so common that a guesser tries them (and their variants with digits) first.
+const COMMON: [&str; 24] = [
+    "password", "passw0rd", "secret", "letmein", "welcome", "qwerty", "qwertz", "azerty", "abc",
+    "abcd", "admin", "login", "hello", "dragon", "monkey", "master", "iloveyou", "sunshine",
+    "princess", "football", "baseball", "noctua", "chat", "test",
+];
+
+/// See [`Secret::strength_bits`]. Pure, and constant in nothing: it only runs on the user's
+/// own secret, on the user's machine.
+pub(crate) fn strength_bits(text: &str) -> u32 {
+    if is_generated_form(text) {
+        return Secret::GENERATED_BITS;
+    }
+    let lower = text.to_lowercase();
+    // A common choice, possibly followed by digits or punctuation: a dictionary hit costs
+    // the guesser ~10 bits, each trailing character ~3.3 bits (mostly digits).
+    let stem = lower.trim_end_matches(|c: char| !c.is_alphabetic());
+    let suffix_chars = lower.chars().count() - stem.chars().count();
+    if COMMON.contains(&stem) || (stem.is_empty() && lower.chars().all(|c| c.is_ascii_digit())) {
+        let digits_only = stem.is_empty();
+        let base = if digits_only { 0.0 } else { 10.0 };
+        return (base + 3.33 * suffix_chars as f64).round() as u32;
+    }
+    // The pool a guesser must search, from the classes of characters used.
+    let (mut lower_c, mut upper_c, mut digit_c, mut other_c) = (false, false, false, false);
+    for c in text.chars() {
+        if c.is_ascii_lowercase() {
+            lower_c = true;
+        } else if c.is_ascii_uppercase() {
+            upper_c = true;
+        } else if c.is_ascii_digit() {
+            digit_c = true;
+        } else {
+            other_c = true;
+        }
+    }
+    let pool = 26 * u32::from(lower_c)
+        + 26 * u32::from(upper_c)
+        + 10 * u32::from(digit_c)
+        + 33 * u32::from(other_c);
+    let per_char = f64::from(pool.max(2)).log2();
+    // A character that repeats the previous one, or continues a run (`abc`, `321`), adds
+    // about one bit, not a full character's worth.
+    let mut bits = 0.0;
+    let mut prev: Option<char> = None;
+    for c in text.chars() {
+        let cheap = prev.is_some_and(|p| {
+            let (p, c) = (p as i64, c as i64);
+            (c - p).abs() <= 1
+        });
+        bits += if cheap { 1.0 } else { per_char };
+        prev = Some(c);
+    }
+    bits.round() as u32
+}
+
+/// Unpadded URL-safe base64 (RFC 4648 §5), constant-time.
+#[cfg(test)]
 fn base64url(bytes: &[u8]) -> String {
     use base64ct::Encoding;
     base64ct::Base64UrlUnpadded::encode_string(bytes)
 }
 
-/// `K_auth`: the HMAC key derived from a connection secret.
+/// `K_pw`: the PAKE's password key derived from a connection secret (SPEC.md §4). It keys
+/// nothing directly: it selects the CPace generator ([`AuthKey::generator`]).
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub(crate) struct AuthKey([u8; 32]);
 
@@ -137,9 +318,22 @@ impl AuthKey {
         &self.0
     }
 
-    /// `HMAC(K_auth, parts...)`.
-    pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; MAC_LEN] {
-        hmac(&self.0, parts)
+    /// The CPace generator `g = G.hash("noctua/chat/2 cpace generator" || K_pw || hs_id ||
+    /// peer(I) || peer(R))` (SPEC.md §5.1), bound to the handshake and both `PeerId`s.
+    pub(crate) fn generator(
+        &self,
+        hs_id: &[u8],
+        initiator: &[u8],
+        responder: &[u8],
+    ) -> Zeroizing<RistrettoPoint> {
+        let wide = h512(&[
+            b"noctua/chat/2 cpace generator",
+            &self.0,
+            hs_id,
+            &bytes16(initiator),
+            &bytes16(responder),
+        ]);
+        Zeroizing::new(RistrettoPoint::from_uniform_bytes(&wide))
     }
 }
 
@@ -220,7 +414,7 @@ impl RsaKeyPair {
         if !ACCEPTED_RSA_BITS.contains(&bits) {
             return Err(KeyError::UnsupportedSize(bits));
         }
-        let private = PrivateKey::new(&mut rand::rng(), bits).map_err(|_| KeyError::Generation)?;
+        let private = PrivateKey::new(&mut SysRng, bits).map_err(|_| KeyError::Generation)?;
         Self::from_private(private, 0)
     }
 
@@ -275,7 +469,7 @@ impl RsaKeyPair {
         }
         let plain = Zeroizing::new(
             self.private
-                .oaep_decrypt_with_rng::<Sha256, _>(&mut rand::rng(), wrapped)
+                .oaep_decrypt_with_rng::<Sha256, _>(&mut SysRng, wrapped)
                 .map_err(|_| KeyError::Operation)?,
         );
         if plain.len() != CONTRIBUTION_LEN {
@@ -320,7 +514,7 @@ impl PeerPublicKey {
         contribution: &[u8; CONTRIBUTION_LEN],
     ) -> Result<Vec<u8>, KeyError> {
         self.key
-            .oaep_encrypt_with_rng::<Sha256, _>(&mut rand::rng(), contribution)
+            .oaep_encrypt_with_rng::<Sha256, _>(&mut SysRng, contribution)
             .map_err(|_| KeyError::Operation)
     }
 }
@@ -341,7 +535,7 @@ impl EpochSecrets {
         // 160 bytes is far below HKDF-SHA256's limit.
         let _ = hk.expand_multi_info(
             &[
-                b"noctua/chat/1 epoch keys",
+                b"noctua/chat/2 epoch keys",
                 session_id,
                 &epoch.to_be_bytes(),
             ],
@@ -362,37 +556,43 @@ impl EpochSecrets {
         s
     }
 
-    /// Epoch 0, from the handshake (SPEC.md §5.5).
+    /// Epoch 0, from the handshake: `prk_0 = HKDF-Extract(th, enc(Z) || k_i || k_r)`
+    /// (SPEC.md §5.5).
     pub(crate) fn initial(
         th: &[u8; 32],
+        z: &[u8; SHARE_LEN],
         k_i: &[u8; CONTRIBUTION_LEN],
         k_r: &[u8; CONTRIBUTION_LEN],
-        auth: &AuthKey,
         session_id: &[u8; SESSION_ID_LEN],
     ) -> Self {
-        let mut ext = HkdfExtract::<Sha256>::new(Some(th));
-        ext.input_ikm(k_i);
-        ext.input_ikm(k_r);
-        ext.input_ikm(auth.as_bytes());
-        let (_, hk) = ext.finalize();
-        Self::expand(&hk, session_id, 0)
+        Self::derive(th, &[z, k_i, k_r], session_id, 0)
     }
 
-    /// Epoch `new_epoch`, from the previous chain key and a rotation (SPEC.md §7).
+    /// Epoch `new_epoch`, from the previous chain key and a rotation:
+    /// `prk = HKDF-Extract(chain_e, enc(Z_e) || k_a || k_b || rth)` (SPEC.md §7).
     pub(crate) fn next(
         &self,
         rth: &[u8; 32],
+        z_e: &[u8; SHARE_LEN],
         k_a: &[u8; CONTRIBUTION_LEN],
         k_b: &[u8; CONTRIBUTION_LEN],
         session_id: &[u8; SESSION_ID_LEN],
         new_epoch: u32,
     ) -> Self {
-        let mut ext = HkdfExtract::<Sha256>::new(Some(&self.chain));
-        ext.input_ikm(k_a);
-        ext.input_ikm(k_b);
-        ext.input_ikm(rth);
-        let (_, hk) = ext.finalize();
-        Self::expand(&hk, session_id, new_epoch)
+        Self::derive(&self.chain, &[z_e, k_a, k_b, rth], session_id, new_epoch)
+    }
+
+    /// `HKDF-Extract(salt, ikm...)` then the epoch expansion. The PRK is overwritten before
+    /// it goes (the HMAC states inside `Hkdf` zeroize themselves: `sha2`'s `zeroize` feature).
+    fn derive(salt: &[u8], ikm: &[&[u8]], session_id: &[u8; SESSION_ID_LEN], epoch: u32) -> Self {
+        let mut ext = HkdfExtract::<Sha256>::new(Some(salt));
+        for part in ikm {
+            ext.input_ikm(part);
+        }
+        let (mut prk, hk) = ext.finalize();
+        let out = Self::expand(&hk, session_id, epoch);
+        prk.as_mut_slice().zeroize();
+        out
     }
 
     /// Zeroizes what a retired epoch no longer needs: the chain key and the send key of
@@ -422,7 +622,7 @@ impl EpochSecrets {
     }
 }
 
-/// `tag = HMAC(ack_X, "noctua/chat/1 ack" || session_id || epoch || sender || seq)[..16]`.
+/// `tag = HMAC(ack_X, "noctua/chat/2 ack" || session_id || epoch || sender || seq)[..16]`.
 pub(crate) fn ack_tag(
     ack_key: &[u8; 32],
     session_id: &[u8; SESSION_ID_LEN],
@@ -433,7 +633,7 @@ pub(crate) fn ack_tag(
     let full = hmac(
         ack_key,
         &[
-            b"noctua/chat/1 ack",
+            b"noctua/chat/2 ack",
             session_id,
             &epoch.to_be_bytes(),
             &[sender.to_byte()],
@@ -452,7 +652,7 @@ pub struct SafetyNumber([u32; 6]);
 impl SafetyNumber {
     pub(crate) fn from_transcript(th: &[u8; 32]) -> Self {
         let s = Sha256::new()
-            .chain_update(b"noctua/chat/1 safety number")
+            .chain_update(b"noctua/chat/2 safety number")
             .chain_update(th)
             .finalize();
         let mut groups = [0u32; 6];
@@ -495,17 +695,124 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generated_secrets_are_22_url_safe_chars_and_distinct() {
+    fn generated_secrets_are_three_groups_of_four_crockford_chars() {
         let a = Secret::generate();
         let b = Secret::generate();
-        assert_eq!(a.expose().len(), 22);
-        assert!(
-            a.expose()
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        );
+        let text = a.expose();
+        assert_eq!(text.len(), 14);
+        let groups: Vec<&str> = text.split('-').collect();
+        assert_eq!(groups.len(), 3);
+        for g in &groups {
+            assert_eq!(g.len(), 4);
+            assert!(g.bytes().all(|c| CROCKFORD.contains(&c)), "{text}");
+            assert!(!g.contains(['i', 'l', 'o', 'u']));
+        }
         assert_ne!(a, b);
-        assert!(Secret::new(a.expose()).is_ok());
+        assert!(Secret::new(text).is_ok());
+        assert_eq!(a.strength_bits(), 60);
+    }
+
+    #[test]
+    fn generated_secrets_carry_sixty_uniform_bits() {
+        // Every character position takes every one of the 32 symbols over enough draws
+        // (a stuck position or a skewed alphabet would not), including the first, which
+        // holds the top bits.
+        let mut seen = [[false; 32]; 12];
+        for _ in 0..2000 {
+            let s = Secret::generate();
+            let chars: Vec<u8> = s.expose().bytes().filter(|c| *c != b'-').collect();
+            for (i, c) in chars.iter().enumerate() {
+                let index = CROCKFORD.iter().position(|x| x == c).unwrap();
+                seen[i][index] = true;
+            }
+        }
+        assert!(seen.iter().all(|pos| pos.iter().all(|s| *s)));
+    }
+
+    #[test]
+    fn a_protocol_1_default_secret_is_still_a_valid_strong_secret() {
+        let old = Secret::new("Zm9vYmFyYmF6cXV4MTIzNA").unwrap();
+        assert!(old.strength_bits() >= 100);
+    }
+
+    #[test]
+    fn weak_secrets_are_estimated_weak_and_strong_ones_strong() {
+        for weak in [
+            "1",
+            "1234",
+            "123456",
+            "aaaaaaaa",
+            "abcdefgh",
+            "password",
+            "Password1",
+            "secret",
+            "letmein!",
+            "qwerty123",
+            "hunter2",
+            "12345678901",
+        ] {
+            let bits = Secret::new(weak).unwrap().strength_bits();
+            assert!(bits < 40, "{weak:?} estimated at {bits} bits");
+        }
+        for strong in [
+            "7kq2-m9xd-4htr",
+            "correct-horse-battery-staple",
+            "Tr0ub4dor&3-x9Lq",
+            "Zm9vYmFyYmF6cXV4MTIzNA",
+        ] {
+            let bits = Secret::new(strong).unwrap().strength_bits();
+            assert!(bits >= 40, "{strong:?} estimated at {bits} bits");
+        }
+        // More of the same kind never makes a secret weaker.
+        assert!(strength_bits("x7q") < strength_bits("x7q9"));
+    }
+
+    #[test]
+    fn key_material_comes_from_the_os_generator_only() {
+        // No source file of the crate may draw from a userspace generator (rand's
+        // thread-local `rng()`, `thread_rng`, `StdRng`...): its state predicts future key
+        // material (issue 10, item 4). Tests may, so test modules are cut off first.
+        fn visit(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    visit(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        visit(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        assert!(files.len() > 10);
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap();
+            for bad in [
+                "rand::rng()",
+                "thread_rng",
+                "StdRng",
+                "SmallRng",
+                "ThreadRng",
+            ] {
+                assert!(!code.contains(bad), "{} uses {bad}", f.display());
+            }
+        }
+        assert!(include_str!("crypto.rs").contains("UnwrapErr(SysRng)"));
+    }
+
+    #[test]
+    fn scalars_are_never_zero_and_shares_decode() {
+        for _ in 0..64 {
+            let y = scalar();
+            assert_ne!(*y, Scalar::ZERO);
+            let share = dh_share(&y);
+            assert!(decode_share(&share).is_some());
+        }
+        assert!(decode_share(&[0; 32]).is_none());
     }
 
     #[test]
@@ -549,10 +856,11 @@ mod tests {
         let s = Secret::new("hunter2-very-secret").unwrap();
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(!format!("{:?}", s.auth_key()).contains("hunter2"));
+        assert_eq!(format!("{:?}", s.auth_key()), "AuthKey(<redacted>)");
     }
 
     #[test]
-    fn different_secrets_give_different_auth_keys() {
+    fn different_secrets_give_different_password_keys() {
         let a = Secret::new("one").unwrap().auth_key();
         let b = Secret::new("two").unwrap().auth_key();
         assert_ne!(a.as_bytes(), b.as_bytes());

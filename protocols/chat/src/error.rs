@@ -157,7 +157,7 @@ pub enum OpenError {
     /// The address could not be dialed (unreachable host, closed port, ...).
     #[error("could not connect: {0}")]
     Dial(String),
-    /// The peer answered but does not speak `/noctua/chat/1.0.0`.
+    /// The peer answered but does not speak `/noctua/chat/2.0.0`.
     #[error("the peer does not speak the Noctua chat protocol")]
     UnsupportedProtocol,
     /// The peer refused our proof: the secret we used is not its secret.

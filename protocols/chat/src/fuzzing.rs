@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use curve25519_dalek::scalar::Scalar;
 use libp2p::PeerId;
 use libp2p::swarm::ConnectionId;
 
@@ -23,21 +24,41 @@ use crate::wire::{Record, Request, Response, Role, SESSION_ID_LEN};
 
 pub use crate::crypto::{RsaKeyPair, SafetyNumber, Secret};
 
-/// `K_auth` derived from a connection secret (SPEC.md §4), to compute proofs as a hostile
-/// peer that knows the secret would.
-#[derive(Clone)]
-pub struct AuthKey(crypto::AuthKey);
+/// A CPace share `enc(y · g)` (SPEC.md §5.1) for the handshake `hs_id` between `initiator`
+/// and `responder` under `secret`, with the scalar `y` taken from `seed` (reduced modulo the
+/// group order) so that a fuzz input stays deterministic. With it and
+/// [`cpace_confirm_key`] a harness computes proofs as a hostile peer that knows the secret
+/// would. A seed that reduces to zero gives the identity, which peers refuse.
+pub fn cpace_share(
+    secret: &Secret,
+    hs_id: &[u8],
+    initiator: &PeerId,
+    responder: &PeerId,
+    seed: &[u8; 64],
+) -> [u8; 32] {
+    let g = secret
+        .auth_key()
+        .generator(hs_id, &initiator.to_bytes(), &responder.to_bytes());
+    let y = Scalar::from_bytes_mod_order_wide(seed);
+    crypto::share_of(&y, &g)
+}
 
-impl AuthKey {
-    /// Derives `K_auth` from `secret`.
-    pub fn from_secret(secret: &Secret) -> Self {
-        AuthKey(secret.auth_key())
-    }
+/// A rotation's Diffie-Hellman share `enc(x · B)` (SPEC.md §7) with `x` taken from `seed`.
+pub fn dh_share(seed: &[u8; 64]) -> [u8; 32] {
+    crypto::dh_share(&Scalar::from_bytes_mod_order_wide(seed))
+}
 
-    /// The key bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        self.0.as_bytes()
-    }
+/// `K_conf` (SPEC.md §5.1) of a side whose scalar came from `seed` (see [`cpace_share`]),
+/// given the peer's share and the transcript hash; `None` if the share is refused or `Z` is
+/// the identity.
+pub fn cpace_confirm_key(
+    seed: &[u8; 64],
+    peer_share: &[u8; 32],
+    th: &[u8; 32],
+) -> Option<[u8; 32]> {
+    let y = Scalar::from_bytes_mod_order_wide(seed);
+    let z = crypto::shared_secret(&y, &crypto::decode_share(peer_share)?)?;
+    Some(*crypto::confirm_key(th, &z))
 }
 
 /// Why an outbound request failed (the kinds of libp2p's `OutboundFailure`).
@@ -276,11 +297,10 @@ impl Node {
         session_id: [u8; SESSION_ID_LEN],
         now: Instant,
     ) {
-        let auth = Secret::new("fuzz").expect("a valid secret").auth_key();
         let est = handshake::Established {
             role,
             session_id,
-            secrets: EpochSecrets::initial(&seed, &[1; 32], &[2; 32], &auth, &session_id),
+            secrets: EpochSecrets::initial(&seed, &[3; 32], &[1; 32], &[2; 32], &session_id),
             safety_number: SafetyNumber::from_transcript(&seed),
         };
         self.core.install_synthetic(peer, est, now)

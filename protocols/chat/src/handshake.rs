@@ -1,28 +1,38 @@
 //! The handshake as a pure state machine (SPEC.md §5): no I/O, no timers, no global state.
 //! The behaviour feeds it wire messages and sends what it returns.
 //!
+//! The secret is proven with CPace over ristretto255 (SPEC.md §5.1, §5.8): each side blinds a
+//! generator derived from `K_pw`, `hs_id` and both `PeerId`s with an ephemeral scalar, and
+//! the proofs are keyed from the shared element `Z`, which also feeds the key schedule.
+//!
 //! Initiator: [`Initiator::start`] → `HELLO`; [`Initiator::on_challenge`] → `AUTH`;
 //! [`AwaitingAuthOk::on_auth_ok`] → [`Established`].
 //! Responder: [`Responder::on_hello`] → `CHALLENGE`; [`Responder::on_auth`] → [`Established`]
 //! plus the fields of `AUTH_OK`.
+//!
+//! Every scalar, shared element and derived key lives in a `Zeroizing` wrapper and is wiped
+//! when the step that needed it returns or the state is dropped (a discarded handshake).
 
 use std::sync::Arc;
 
+use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::scalar::Scalar;
 use libp2p::PeerId;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::crypto::{
-    AuthKey, CONTRIBUTION_LEN, EpochSecrets, PeerPublicKey, RsaKeyPair, SafetyNumber, bytes16,
-    ct_eq, hash_bytes16, random,
+    AuthKey, CONTRIBUTION_LEN, EpochSecrets, PeerPublicKey, RsaKeyPair, SHARE_LEN, SafetyNumber,
+    bytes16, confirm_key, ct_eq, decode_share, hash_bytes16, hmac, random, scalar, share_of,
+    shared_secret,
 };
 use crate::error::RejectCode;
 use crate::wire::{
     Auth, AuthOk, Challenge, HS_ID_LEN, Hello, MAC_LEN, NONCE_LEN, Role, SESSION_ID_LEN, VERSION,
 };
 
-const INITIATOR_PROOF: &[u8] = b"noctua/chat/1 initiator proof";
-const RESPONDER_PROOF: &[u8] = b"noctua/chat/1 responder proof";
+const INITIATOR_PROOF: &[u8] = b"noctua/chat/2 initiator proof";
+const RESPONDER_PROOF: &[u8] = b"noctua/chat/2 responder proof";
 
 /// What a completed handshake yields: everything a session needs.
 pub(crate) struct Established {
@@ -46,6 +56,7 @@ impl HandshakeError {
 }
 
 /// The public transcript fields, hashed (SPEC.md §5.1).
+#[allow(clippy::too_many_arguments)]
 fn transcript_hash(
     hs_id: &[u8; HS_ID_LEN],
     initiator: &PeerId,
@@ -54,9 +65,11 @@ fn transcript_hash(
     pub_r: &[u8],
     nonce_i: &[u8; NONCE_LEN],
     nonce_r: &[u8; NONCE_LEN],
+    share_i: &[u8; SHARE_LEN],
+    share_r: &[u8; SHARE_LEN],
 ) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(b"noctua/chat/1 handshake");
+    h.update(b"noctua/chat/2 handshake");
     h.update(hs_id);
     hash_bytes16(&mut h, &initiator.to_bytes());
     hash_bytes16(&mut h, &responder.to_bytes());
@@ -64,17 +77,43 @@ fn transcript_hash(
     hash_bytes16(&mut h, pub_r);
     h.update(nonce_i);
     h.update(nonce_r);
+    h.update(share_i);
+    h.update(share_r);
     h.finalize().into()
 }
 
 fn session_id_of(th: &[u8; 32]) -> [u8; SESSION_ID_LEN] {
     let d = Sha256::new()
-        .chain_update(b"noctua/chat/1 session id")
+        .chain_update(b"noctua/chat/2 session id")
         .chain_update(th)
         .finalize();
     let mut id = [0u8; SESSION_ID_LEN];
     id.copy_from_slice(&d[..SESSION_ID_LEN]);
     id
+}
+
+/// `mac_i = HMAC(K_conf, "noctua/chat/2 initiator proof" || th || bytes16(wrapped_i))`.
+fn initiator_proof(k_conf: &[u8; 32], th: &[u8; 32], wrapped_i: &[u8]) -> [u8; MAC_LEN] {
+    hmac(k_conf, &[INITIATOR_PROOF, th, &bytes16(wrapped_i)])
+}
+
+/// `mac_r = HMAC(K_conf, "noctua/chat/2 responder proof" || th || bytes16(wrapped_i) ||
+/// bytes16(wrapped_r))`.
+fn responder_proof(
+    k_conf: &[u8; 32],
+    th: &[u8; 32],
+    wrapped_i: &[u8],
+    wrapped_r: &[u8],
+) -> [u8; MAC_LEN] {
+    hmac(
+        k_conf,
+        &[
+            RESPONDER_PROOF,
+            th,
+            &bytes16(wrapped_i),
+            &bytes16(wrapped_r),
+        ],
+    )
 }
 
 /// The initiator after sending `HELLO`.
@@ -84,23 +123,31 @@ pub(crate) struct Initiator {
     hs_id: [u8; HS_ID_LEN],
     nonce: [u8; NONCE_LEN],
     key: Arc<RsaKeyPair>,
-    auth: AuthKey,
+    /// `y_i`, zeroized on drop.
+    y: Zeroizing<Scalar>,
+    share: [u8; SHARE_LEN],
 }
 
 impl Initiator {
+    /// Starts a handshake towards `remote` proving the secret whose `K_pw` is `auth` (the
+    /// open's secret, SPEC.md §5).
     pub(crate) fn start(
         local: PeerId,
         remote: PeerId,
         key: Arc<RsaKeyPair>,
-        auth: AuthKey,
+        auth: &AuthKey,
     ) -> (Self, Hello) {
         let hs_id = random::<HS_ID_LEN>();
         let nonce = random::<NONCE_LEN>();
+        let g = auth.generator(&hs_id, &local.to_bytes(), &remote.to_bytes());
+        let y = scalar();
+        let share = share_of(&y, &g);
         let hello = Hello {
             version: VERSION,
             hs_id,
             nonce,
             public_key: key.public_der().to_vec(),
+            share,
         };
         (
             Initiator {
@@ -109,7 +156,8 @@ impl Initiator {
                 hs_id,
                 nonce,
                 key,
-                auth,
+                y,
+                share,
             },
             hello,
         )
@@ -119,7 +167,8 @@ impl Initiator {
         &self.hs_id
     }
 
-    /// Validates the responder's key, wraps our contribution for it and proves the secret.
+    /// Validates the responder's key and share, computes `Z` and `K_conf`, wraps our
+    /// contribution for the responder's key and proves the secret.
     pub(crate) fn on_challenge(
         self,
         ch: &Challenge,
@@ -132,6 +181,12 @@ impl Initiator {
         }
         let pub_r = PeerPublicKey::parse(&ch.public_key)
             .map_err(|_| HandshakeError::new(RejectCode::BadKey, "responder key"))?;
+        let share_r = decode_share(&ch.share)
+            .ok_or(HandshakeError::new(RejectCode::BadKey, "responder share"))?;
+        let z = shared_secret(&self.y, &share_r).ok_or(HandshakeError::new(
+            RejectCode::AuthFailed,
+            "shared element is the identity",
+        ))?;
         let th = transcript_hash(
             &self.hs_id,
             &self.local,
@@ -140,12 +195,15 @@ impl Initiator {
             pub_r.der(),
             &self.nonce,
             &ch.nonce,
+            &self.share,
+            &ch.share,
         );
+        let k_conf = confirm_key(&th, &z);
         let k_i = Zeroizing::new(random::<CONTRIBUTION_LEN>());
         let wrapped_i = pub_r
             .wrap_contribution(&k_i)
             .map_err(|_| HandshakeError::new(RejectCode::BadKey, "wrapping for responder key"))?;
-        let mac_i = self.auth.mac(&[INITIATOR_PROOF, &th, &bytes16(&wrapped_i)]);
+        let mac_i = initiator_proof(&k_conf, &th, &wrapped_i);
         let auth = Auth {
             hs_id: self.hs_id,
             wrapped: wrapped_i.clone(),
@@ -155,10 +213,11 @@ impl Initiator {
             AwaitingAuthOk {
                 hs_id: self.hs_id,
                 th,
+                z,
+                k_conf,
                 k_i,
                 wrapped_i,
                 key: self.key,
-                auth: self.auth,
             },
             auth,
         ))
@@ -169,10 +228,11 @@ impl Initiator {
 pub(crate) struct AwaitingAuthOk {
     hs_id: [u8; HS_ID_LEN],
     th: [u8; 32],
+    z: Zeroizing<[u8; SHARE_LEN]>,
+    k_conf: Zeroizing<[u8; 32]>,
     k_i: Zeroizing<[u8; CONTRIBUTION_LEN]>,
     wrapped_i: Vec<u8>,
     key: Arc<RsaKeyPair>,
-    auth: AuthKey,
 }
 
 impl AwaitingAuthOk {
@@ -190,12 +250,7 @@ impl AwaitingAuthOk {
                 "AUTH_OK for another handshake",
             ));
         }
-        let expected: [u8; MAC_LEN] = self.auth.mac(&[
-            RESPONDER_PROOF,
-            &self.th,
-            &bytes16(&self.wrapped_i),
-            &bytes16(&ok.wrapped),
-        ]);
+        let expected = responder_proof(&self.k_conf, &self.th, &self.wrapped_i, &ok.wrapped);
         if !ct_eq(&expected, &ok.mac) {
             return Err(HandshakeError::new(
                 RejectCode::AuthFailed,
@@ -209,18 +264,23 @@ impl AwaitingAuthOk {
         Ok(Established {
             role: Role::Initiator,
             session_id,
-            secrets: EpochSecrets::initial(&self.th, &self.k_i, &k_r, &self.auth, &session_id),
+            secrets: EpochSecrets::initial(&self.th, &self.z, &self.k_i, &k_r, &session_id),
             safety_number: SafetyNumber::from_transcript(&self.th),
         })
     }
 }
 
-/// The responder after answering `HELLO` with `CHALLENGE`.
+/// The responder after answering `HELLO` with `CHALLENGE`. It keeps `y_r` and the decoded
+/// `share_i` and computes `Z` only when an `AUTH` arrives (SPEC.md §5.1 allows either), so
+/// that a flood of `HELLO`s costs one scalar multiplication each, not two.
 pub(crate) struct Responder {
     hs_id: [u8; HS_ID_LEN],
     th: [u8; 32],
     pub_i: PeerPublicKey,
     key: Arc<RsaKeyPair>,
+    /// `y_r`, zeroized on drop.
+    y: Zeroizing<Scalar>,
+    share_i: RistrettoPoint,
 }
 
 /// The fields of `AUTH_OK` besides its record.
@@ -230,12 +290,14 @@ pub(crate) struct AuthOkParts {
 }
 
 impl Responder {
-    /// Validates a `HELLO` and builds the `CHALLENGE`.
+    /// Validates a `HELLO` and builds the `CHALLENGE`, blinding the generator of our own
+    /// secret (`auth`, our `K_pw`).
     pub(crate) fn on_hello(
         local: PeerId,
         remote: PeerId,
         hello: &Hello,
         key: Arc<RsaKeyPair>,
+        auth: &AuthKey,
     ) -> Result<(Self, Challenge), HandshakeError> {
         if hello.version != VERSION {
             return Err(HandshakeError::new(
@@ -245,6 +307,11 @@ impl Responder {
         }
         let pub_i = PeerPublicKey::parse(&hello.public_key)
             .map_err(|_| HandshakeError::new(RejectCode::BadKey, "initiator key"))?;
+        let share_i = decode_share(&hello.share)
+            .ok_or(HandshakeError::new(RejectCode::BadKey, "initiator share"))?;
+        let g = auth.generator(&hello.hs_id, &remote.to_bytes(), &local.to_bytes());
+        let y = scalar();
+        let share_r = share_of(&y, &g);
         let nonce_r = random::<NONCE_LEN>();
         let th = transcript_hash(
             &hello.hs_id,
@@ -254,11 +321,14 @@ impl Responder {
             key.public_der(),
             &hello.nonce,
             &nonce_r,
+            &hello.share,
+            &share_r,
         );
         let challenge = Challenge {
             hs_id: hello.hs_id,
             nonce: nonce_r,
             public_key: key.public_der().to_vec(),
+            share: share_r,
         };
         Ok((
             Responder {
@@ -266,6 +336,8 @@ impl Responder {
                 th,
                 pub_i,
                 key,
+                y,
+                share_i,
             },
             challenge,
         ))
@@ -275,12 +347,11 @@ impl Responder {
         &self.hs_id
     }
 
-    /// Checks the initiator's proof in constant time; only if it holds is the RSA private
-    /// key applied to its ciphertext (SPEC.md §5.2).
+    /// Computes `Z` and checks the initiator's proof in constant time; only if it holds is
+    /// the RSA private key applied to its ciphertext (SPEC.md §5.2).
     pub(crate) fn on_auth(
         self,
         auth_msg: &Auth,
-        auth: &AuthKey,
     ) -> Result<(Established, AuthOkParts), HandshakeError> {
         if auth_msg.hs_id != self.hs_id {
             return Err(HandshakeError::new(
@@ -288,7 +359,12 @@ impl Responder {
                 "AUTH for another handshake",
             ));
         }
-        let expected = auth.mac(&[INITIATOR_PROOF, &self.th, &bytes16(&auth_msg.wrapped)]);
+        let z = shared_secret(&self.y, &self.share_i).ok_or(HandshakeError::new(
+            RejectCode::AuthFailed,
+            "shared element is the identity",
+        ))?;
+        let k_conf = confirm_key(&self.th, &z);
+        let expected = initiator_proof(&k_conf, &self.th, &auth_msg.wrapped);
         if !ct_eq(&expected, &auth_msg.mac) {
             return Err(HandshakeError::new(
                 RejectCode::AuthFailed,
@@ -306,18 +382,13 @@ impl Responder {
             .pub_i
             .wrap_contribution(&k_r)
             .map_err(|_| HandshakeError::new(RejectCode::BadKey, "wrapping for initiator key"))?;
-        let mac_r = auth.mac(&[
-            RESPONDER_PROOF,
-            &self.th,
-            &bytes16(&auth_msg.wrapped),
-            &bytes16(&wrapped_r),
-        ]);
+        let mac_r = responder_proof(&k_conf, &self.th, &auth_msg.wrapped, &wrapped_r);
         let session_id = session_id_of(&self.th);
         Ok((
             Established {
                 role: Role::Responder,
                 session_id,
-                secrets: EpochSecrets::initial(&self.th, &k_i, &k_r, auth, &session_id),
+                secrets: EpochSecrets::initial(&self.th, &z, &k_i, &k_r, &session_id),
                 safety_number: SafetyNumber::from_transcript(&self.th),
             },
             AuthOkParts {
@@ -334,6 +405,8 @@ mod tests {
     use crate::crypto::Secret;
     use crate::test_keys::test_key;
     use crate::wire::Record;
+    use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+    use hkdf::Hkdf;
 
     fn dummy_record() -> Record {
         Record {
@@ -345,6 +418,10 @@ mod tests {
         }
     }
 
+    fn key(secret: &str) -> AuthKey {
+        Secret::new(secret).unwrap().auth_key()
+    }
+
     struct Run {
         i: Result<Established, HandshakeError>,
         r: Option<Established>,
@@ -353,12 +430,11 @@ mod tests {
     fn run(secret_i: &str, secret_r: &str, tamper: impl Fn(&mut Auth)) -> Run {
         let (pi, pr) = (PeerId::random(), PeerId::random());
         let (ki, kr) = (test_key(0), test_key(1));
-        let auth_r = Secret::new(secret_r).unwrap().auth_key();
-        let (init, hello) = Initiator::start(pi, pr, ki, Secret::new(secret_i).unwrap().auth_key());
-        let (resp, ch) = Responder::on_hello(pr, pi, &hello, kr).unwrap();
+        let (init, hello) = Initiator::start(pi, pr, ki, &key(secret_i));
+        let (resp, ch) = Responder::on_hello(pr, pi, &hello, kr, &key(secret_r)).unwrap();
         let (wait, mut auth) = init.on_challenge(&ch).unwrap();
         tamper(&mut auth);
-        match resp.on_auth(&auth, &auth_r) {
+        match resp.on_auth(&auth) {
             Ok((est_r, parts)) => {
                 let ok = AuthOk {
                     hs_id: auth.hs_id,
@@ -409,25 +485,26 @@ mod tests {
 
     #[test]
     fn proof_does_not_transfer_to_another_responder() {
-        // A relay: I talks to R1, and R1 forwards I's AUTH to R2, which shares the secret.
+        // A relay: I talks to R1, and R1 forwards I's HELLO and AUTH to R2, which shares
+        // the secret.
         let (pi, pr1, pr2) = (PeerId::random(), PeerId::random(), PeerId::random());
-        let auth = Secret::new("shared").unwrap().auth_key();
-        let (init, hello) = Initiator::start(pi, pr1, test_key(0), auth.clone());
-        let (_r1, ch1) = Responder::on_hello(pr1, pi, &hello, test_key(1)).unwrap();
-        let (r2, _ch2) = Responder::on_hello(pr2, pi, &hello, test_key(2)).unwrap();
+        let auth = key("shared");
+        let (init, hello) = Initiator::start(pi, pr1, test_key(0), &auth);
+        let (_r1, ch1) = Responder::on_hello(pr1, pi, &hello, test_key(1), &auth).unwrap();
+        let (r2, _ch2) = Responder::on_hello(pr2, pi, &hello, test_key(2), &auth).unwrap();
         let (_wait, auth_msg) = init.on_challenge(&ch1).unwrap();
-        let err = r2.on_auth(&auth_msg, &auth).err().unwrap();
+        let err = r2.on_auth(&auth_msg).err().unwrap();
         assert_eq!(err.code, RejectCode::AuthFailed);
     }
 
     #[test]
     fn responder_proof_is_checked_by_the_initiator() {
         let (pi, pr) = (PeerId::random(), PeerId::random());
-        let auth = Secret::new("s").unwrap().auth_key();
-        let (init, hello) = Initiator::start(pi, pr, test_key(0), auth.clone());
-        let (resp, ch) = Responder::on_hello(pr, pi, &hello, test_key(1)).unwrap();
+        let auth = key("s");
+        let (init, hello) = Initiator::start(pi, pr, test_key(0), &auth);
+        let (resp, ch) = Responder::on_hello(pr, pi, &hello, test_key(1), &auth).unwrap();
         let (wait, auth_msg) = init.on_challenge(&ch).unwrap();
-        let (_, parts) = resp.on_auth(&auth_msg, &auth).unwrap();
+        let (_, parts) = resp.on_auth(&auth_msg).unwrap();
         let mut mac = parts.mac;
         mac[31] ^= 0x80;
         let ok = AuthOk {
@@ -445,18 +522,217 @@ mod tests {
     #[test]
     fn bad_keys_and_versions_are_refused() {
         let (pi, pr) = (PeerId::random(), PeerId::random());
-        let auth = Secret::new("s").unwrap().auth_key();
-        let (_, mut hello) = Initiator::start(pi, pr, test_key(0), auth);
-        hello.version = 2;
-        let err = Responder::on_hello(pr, pi, &hello, test_key(1))
-            .err()
-            .unwrap();
-        assert_eq!(err.code, RejectCode::UnsupportedVersion);
-        hello.version = 1;
+        let auth = key("s");
+        let (_, mut hello) = Initiator::start(pi, pr, test_key(0), &auth);
+        for version in [1, 3] {
+            hello.version = version;
+            let err = Responder::on_hello(pr, pi, &hello, test_key(1), &auth)
+                .err()
+                .unwrap();
+            assert_eq!(err.code, RejectCode::UnsupportedVersion);
+        }
+        hello.version = VERSION;
         hello.public_key.truncate(100);
-        let err = Responder::on_hello(pr, pi, &hello, test_key(1))
+        let err = Responder::on_hello(pr, pi, &hello, test_key(1), &auth)
             .err()
             .unwrap();
         assert_eq!(err.code, RejectCode::BadKey);
+    }
+
+    /// Shares a peer must refuse (SPEC.md §2): the identity, a non-canonical encoding (the
+    /// field element p, i.e. 0 written non-reduced), a negative field element, and bytes
+    /// that are no point at all.
+    fn bad_shares() -> Vec<[u8; SHARE_LEN]> {
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        let mut negative = RISTRETTO_BASEPOINT_POINT.compress().to_bytes();
+        negative[0] |= 1;
+        vec![[0u8; 32], p, negative, [0xff; 32]]
+    }
+
+    #[test]
+    fn a_bad_or_identity_share_is_bad_key_on_both_sides() {
+        let (pi, pr) = (PeerId::random(), PeerId::random());
+        let auth = key("s");
+        for bad in bad_shares() {
+            assert!(decode_share(&bad).is_none());
+            // Responder: the HELLO is refused before any state exists.
+            let (_, mut hello) = Initiator::start(pi, pr, test_key(0), &auth);
+            hello.share = bad;
+            let err = Responder::on_hello(pr, pi, &hello, test_key(1), &auth)
+                .err()
+                .unwrap();
+            assert_eq!(err.code, RejectCode::BadKey);
+            // Initiator: a CHALLENGE carrying it fails the handshake.
+            let (init, hello) = Initiator::start(pi, pr, test_key(0), &auth);
+            let (_, mut ch) = Responder::on_hello(pr, pi, &hello, test_key(1), &auth).unwrap();
+            ch.share = bad;
+            let err = init.on_challenge(&ch).err().unwrap();
+            assert_eq!(err.code, RejectCode::BadKey);
+        }
+    }
+
+    /// `K_conf` from a candidate `enc(Z)`, as SPEC.md §5.1 derives it.
+    fn k_conf_from(th: &[u8; 32], z: &[u8; 32]) -> [u8; 32] {
+        *confirm_key(th, z)
+    }
+
+    /// The protocol-1 proof key: HKDF of the secret alone. With it, anyone who saw an AUTH
+    /// could test guesses of the secret offline.
+    fn protocol_1_key(secret: &str) -> [u8; 32] {
+        let hk = Hkdf::<Sha256>::new(Some(b"noctua/chat/1 secret"), secret.as_bytes());
+        let mut k = [0u8; 32];
+        hk.expand(b"auth", &mut k).unwrap();
+        k
+    }
+
+    /// Everything an observer of a handshake sees, and the responder's scalar (which an
+    /// observer does not see, and a responder does).
+    struct Observed {
+        pi: PeerId,
+        pr: PeerId,
+        hello: Hello,
+        ch: Challenge,
+        auth: Auth,
+        th: [u8; 32],
+        y_r: Scalar,
+    }
+
+    fn observe(secret_i: &str, secret_r: &str) -> Observed {
+        let (pi, pr) = (PeerId::random(), PeerId::random());
+        let (init, hello) = Initiator::start(pi, pr, test_key(0), &key(secret_i));
+        let (resp, ch) = Responder::on_hello(pr, pi, &hello, test_key(1), &key(secret_r)).unwrap();
+        let (_wait, auth) = init.on_challenge(&ch).unwrap();
+        // The transcript hash is public: every input is on the wire.
+        let th = transcript_hash(
+            &hello.hs_id,
+            &pi,
+            &pr,
+            &hello.public_key,
+            &ch.public_key,
+            &hello.nonce,
+            &ch.nonce,
+            &hello.share,
+            &ch.share,
+        );
+        assert_eq!(th, resp.th);
+        Observed {
+            pi,
+            pr,
+            hello,
+            ch,
+            auth,
+            th,
+            y_r: *resp.y,
+        }
+    }
+
+    /// Every `enc(Z)` an attacker can form from the transcript and a candidate secret
+    /// without either side's scalar: the generator, both shares, their sum and difference.
+    fn scalar_free_candidates(o: &Observed, secret: &str) -> Vec<[u8; 32]> {
+        let g = *key(secret).generator(&o.hello.hs_id, &o.pi.to_bytes(), &o.pr.to_bytes());
+        let si = decode_share(&o.hello.share).unwrap();
+        let sr = decode_share(&o.ch.share).unwrap();
+        [g, si, sr, si + sr, si - sr, si + g, sr + g]
+            .iter()
+            .map(|p| p.compress().to_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn a_passive_observer_who_knows_the_secret_cannot_check_the_proof() {
+        // Today's protocol 1 falls to this: the proof is an HMAC keyed from the secret alone,
+        // so the transcript plus the right secret verifies it (and a wrong one does not):
+        // an offline test of every guess. In protocol 2 the proof needs Z, which needs a
+        // scalar no observer sees, so even the *right* secret verifies nothing.
+        let o = observe("correct-horse", "correct-horse");
+        let mac_i = o.auth.mac;
+        for secret in ["correct-horse", "wrong-guess"] {
+            let p1 = hmac(
+                &protocol_1_key(secret),
+                &[INITIATOR_PROOF, &o.th, &bytes16(&o.auth.wrapped)],
+            );
+            assert!(!ct_eq(&p1, &mac_i));
+            for z in scalar_free_candidates(&o, secret) {
+                let k = k_conf_from(&o.th, &z);
+                assert!(
+                    !ct_eq(&initiator_proof(&k, &o.th, &o.auth.wrapped), &mac_i),
+                    "the proof verified without a scalar"
+                );
+            }
+        }
+        // Control: the responder, which holds y_r, does verify it (so the recomputation
+        // above is the right formula, missing only the scalar).
+        let z = shared_secret(&o.y_r, &decode_share(&o.hello.share).unwrap()).unwrap();
+        let k = k_conf_from(&o.th, &z);
+        assert!(ct_eq(&initiator_proof(&k, &o.th, &o.auth.wrapped), &mac_i));
+    }
+
+    #[test]
+    fn an_active_responder_tests_one_guess_per_handshake() {
+        // A host that answers a dial (an address taken over) picks its guess, so it knows
+        // y_r and its generator. After the AUTH it can tell whether *that* guess was right
+        // and nothing else: with its scalar, Z = y_r · share_i is the same whatever secret it
+        // tries afterwards, and the proof verifies only if its guess was the dialer's secret.
+        let o = observe("dialer-secret", "attacker-guess");
+        let z = shared_secret(&o.y_r, &decode_share(&o.hello.share).unwrap()).unwrap();
+        let k = k_conf_from(&o.th, &z);
+        assert!(!ct_eq(
+            &initiator_proof(&k, &o.th, &o.auth.wrapped),
+            &o.auth.mac
+        ));
+        // Offline after the fact, with the right secret as a candidate: still nothing. The
+        // dialer's Z is y_i · y_r · g(guess), and y_i · g(guess) is on no wire.
+        for secret in ["dialer-secret", "attacker-guess", "another"] {
+            let g = key(secret).generator(&o.hello.hs_id, &o.pi.to_bytes(), &o.pr.to_bytes());
+            let mut zs = scalar_free_candidates(&o, secret);
+            zs.push((o.y_r * *g).compress().to_bytes());
+            for z in zs {
+                let k = k_conf_from(&o.th, &z);
+                assert!(!ct_eq(
+                    &initiator_proof(&k, &o.th, &o.auth.wrapped),
+                    &o.auth.mac
+                ));
+            }
+        }
+        // Control: had the guess been right, that one handshake would have told it so.
+        let o = observe("dialer-secret", "dialer-secret");
+        let z = shared_secret(&o.y_r, &decode_share(&o.hello.share).unwrap()).unwrap();
+        let k = k_conf_from(&o.th, &z);
+        assert!(ct_eq(
+            &initiator_proof(&k, &o.th, &o.auth.wrapped),
+            &o.auth.mac
+        ));
+    }
+
+    #[test]
+    fn shares_are_fresh_and_say_nothing_about_the_secret() {
+        // Two handshakes with the same secret, peers and keys give unrelated shares, and a
+        // share is never the generator itself (y is never 0 or 1 in practice; the point is
+        // that it is blinded).
+        let (pi, pr) = (PeerId::random(), PeerId::random());
+        let auth = key("same");
+        let (_, h1) = Initiator::start(pi, pr, test_key(0), &auth);
+        let (_, h2) = Initiator::start(pi, pr, test_key(0), &auth);
+        assert_ne!(h1.share, h2.share);
+        let g = auth.generator(&h1.hs_id, &pi.to_bytes(), &pr.to_bytes());
+        assert_ne!(h1.share, g.compress().to_bytes());
+        assert!(decode_share(&h1.share).is_some());
+    }
+
+    #[test]
+    fn the_generator_binds_the_secret_the_handshake_and_both_peers() {
+        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let k = key("s");
+        let base = *k.generator(&[1; 16], &a.to_bytes(), &b.to_bytes());
+        for other in [
+            *key("t").generator(&[1; 16], &a.to_bytes(), &b.to_bytes()),
+            *k.generator(&[2; 16], &a.to_bytes(), &b.to_bytes()),
+            *k.generator(&[1; 16], &b.to_bytes(), &a.to_bytes()),
+            *k.generator(&[1; 16], &a.to_bytes(), &c.to_bytes()),
+        ] {
+            assert_ne!(base.compress(), other.compress());
+        }
     }
 }

@@ -1,9 +1,10 @@
-//! `noctua-chat`: the `/noctua/chat/1.0.0` protocol as a libp2p [`NetworkBehaviour`].
+//! `noctua-chat`: the `/noctua/chat/2.0.0` protocol as a libp2p [`NetworkBehaviour`].
 //!
 //! Two nodes that share a connection secret open an end-to-end encrypted *session*: a
-//! request-response exchange in which the dialer proves knowledge of the listener's secret
-//! (HMAC-SHA256, the secret never on the wire), both sides contribute key material wrapped
-//! with each other's RSA-OAEP key, and every chat message then travels as an AES-256-GCM
+//! request-response exchange in which both sides prove knowledge of the listener's secret
+//! with a balanced PAKE (CPace over ristretto255, bound to both `PeerId`s: nothing on the wire
+//! lets anyone test guesses offline), agree an ephemeral Diffie-Hellman value, and contribute
+//! key material wrapped with each other's RSA-OAEP key; every chat message then travels as an AES-256-GCM
 //! record with a counter nonce, a replay window and an authenticated delivery receipt.
 //! Sessions rotate to fresh keys every 30 minutes and after a number of messages, and each
 //! has a safety number users can compare. `SPEC.md` in this crate is the wire contract.
@@ -36,11 +37,13 @@
 //! # Security properties
 //!
 //! See `SPEC.md` §10 for what is and is not protected. In short: mutual authentication by
-//! secret with proofs bound to both `PeerId`s, both RSA keys and both nonces; RSA private
-//! keys applied only to input from peers that already proved the secret; per-direction
-//! AES-256-GCM keys; replay, reordering, reflection and tampering refused and counted;
-//! rotation with forward secrecy across epochs once the RSA key pair has been regenerated;
-//! every queue, frame, session and handshake bounded.
+//! secret through a PAKE bound to both `PeerId`s, both RSA keys, nonces and shares, one
+//! online guess per handshake and none offline; RSA private keys applied only to input from
+//! peers that already proved the secret; per-direction AES-256-GCM keys; replay, reordering,
+//! reflection and tampering refused and counted; an ephemeral Diffie-Hellman exchange in
+//! every handshake and rotation (forward secrecy, and a passive thief of a node's memory is
+//! out after the next rotation); key material from the operating system's generator; every
+//! queue, frame, session and handshake bounded.
 //!
 //! # Structure
 //!

@@ -6,13 +6,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use curve25519_dalek::scalar::Scalar;
 use libp2p::PeerId;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::channel::{EpochKeys, SEQ_ROTATE};
 use crate::crypto::{
-    CONTRIBUTION_LEN, PeerPublicKey, RsaKeyPair, SafetyNumber, hash_bytes16, random,
+    CONTRIBUTION_LEN, PeerPublicKey, RsaKeyPair, SHARE_LEN, SafetyNumber, decode_share, dh_share,
+    hash_bytes16, random, scalar, shared_secret,
 };
 use crate::error::RejectCode;
 use crate::handshake::Established;
@@ -101,12 +103,17 @@ pub(crate) enum Slot {
     Next,
 }
 
+/// A rotation in progress (SPEC.md §7). Its scalar and shared element are `Zeroizing`: they
+/// are wiped when the rotation completes (the variant is replaced) or is abandoned (dropped).
 enum Rotation {
     /// We started it: `REKEY_INIT` sent, waiting for `REKEY_REPLY`.
     Initiated {
         new_epoch: u32,
         nonce_a: [u8; NONCE_LEN],
         key: Arc<RsaKeyPair>,
+        /// `x_a`.
+        x_a: Zeroizing<Scalar>,
+        share_a: [u8; SHARE_LEN],
         started: Instant,
     },
     /// We started it and sent `REKEY_COMMIT`; `next` holds the new keys until `REKEY_DONE`.
@@ -117,6 +124,10 @@ enum Rotation {
         nonce_a: [u8; NONCE_LEN],
         nonce_b: [u8; NONCE_LEN],
         pub_a: Vec<u8>,
+        share_a: [u8; SHARE_LEN],
+        share_b: [u8; SHARE_LEN],
+        /// `Z_e = x_b · dec(share_a)`; `x_b` itself is gone once this is computed.
+        z_e: Zeroizing<[u8; SHARE_LEN]>,
         key: Arc<RsaKeyPair>,
         k_b: Zeroizing<[u8; CONTRIBUTION_LEN]>,
         wrapped_b: Vec<u8>,
@@ -372,27 +383,35 @@ impl Session {
         }
         let new_epoch = self.current.number.checked_add(1)?;
         let nonce_a = random::<NONCE_LEN>();
+        let x_a = scalar();
+        let share_a = dh_share(&x_a);
         let content = Content::RekeyInit {
             new_epoch,
             nonce: nonce_a,
             public_key: key.public_der().to_vec(),
+            share: share_a,
         };
         self.rotation = Some(Rotation::Initiated {
             new_epoch,
             nonce_a,
             key,
+            x_a,
+            share_a,
             started: now,
         });
         self.state = SessionState::Rotating;
         Some(content)
     }
 
-    /// The peer starts a rotation: answer with `REKEY_REPLY`, or refuse.
+    /// The peer starts a rotation: answer with `REKEY_REPLY`, or refuse. A bad RSA key or
+    /// `share` is refused (`BAD_KEY`) before anything of ours changes, so a rotation of our
+    /// own that would otherwise yield to this one goes on.
     pub(crate) fn on_rekey_init(
         &mut self,
         new_epoch: u32,
         nonce_a: [u8; NONCE_LEN],
         pub_a: &[u8],
+        share_a: &[u8; SHARE_LEN],
         key: Arc<RsaKeyPair>,
         now: Instant,
     ) -> Result<Content, RotationError> {
@@ -402,8 +421,8 @@ impl Session {
                 "rekey for an unexpected epoch",
             ));
         }
-        match &self.rotation {
-            None => {}
+        let yield_ours = match &self.rotation {
+            None => false,
             Some(Rotation::Initiated { .. }) if self.role == Role::Initiator => {
                 // Simultaneous rotation: the session initiator's wins (SPEC.md §7.1).
                 return Err(rot_err(
@@ -411,29 +430,38 @@ impl Session {
                     "simultaneous rotation",
                 ));
             }
-            Some(Rotation::Initiated { .. }) => {
-                tracing::debug!(peer = %self.peer, "simultaneous rotation: yielding to the peer's");
-                self.rotation = None;
-                self.yield_until = None;
-            }
+            Some(Rotation::Initiated { .. }) => true,
             Some(_) => {
                 return Err(rot_err(
                     RejectCode::BadState,
                     "rotation already in progress",
                 ));
             }
-        }
+        };
         let pub_a_key = PeerPublicKey::parse(pub_a)
             .map_err(|_| rot_err(RejectCode::BadKey, "peer rekey key"))?;
+        let share_a_point =
+            decode_share(share_a).ok_or(rot_err(RejectCode::BadKey, "peer rekey share"))?;
+        let x_b = scalar();
+        let share_b = dh_share(&x_b);
+        let z_e = shared_secret(&x_b, &share_a_point)
+            .ok_or(rot_err(RejectCode::BadKey, "peer rekey share"))?;
+        drop(x_b);
         let k_b = Zeroizing::new(random::<CONTRIBUTION_LEN>());
         let wrapped_b = pub_a_key
             .wrap_contribution(&k_b)
             .map_err(|_| rot_err(RejectCode::BadKey, "wrapping for peer key"))?;
+        if yield_ours {
+            tracing::debug!(peer = %self.peer, "simultaneous rotation: yielding to the peer's");
+            self.rotation = None;
+            self.yield_until = None;
+        }
         let nonce_b = random::<NONCE_LEN>();
         let reply = Content::RekeyReply {
             new_epoch,
             nonce: nonce_b,
             public_key: key.public_der().to_vec(),
+            share: share_b,
             wrapped: wrapped_b.clone(),
         };
         self.rotation = Some(Rotation::Replied {
@@ -441,6 +469,9 @@ impl Session {
             nonce_a,
             nonce_b,
             pub_a: pub_a.to_vec(),
+            share_a: *share_a,
+            share_b,
+            z_e,
             key,
             k_b,
             wrapped_b,
@@ -456,6 +487,7 @@ impl Session {
             new_epoch,
             nonce: nonce_b,
             public_key: pub_b,
+            share: share_b,
             wrapped: wrapped_b,
         } = content
         else {
@@ -472,6 +504,8 @@ impl Session {
             new_epoch: ours,
             nonce_a,
             key,
+            x_a,
+            share_a,
             started,
         }) = self.rotation.take()
         else {
@@ -488,6 +522,12 @@ impl Session {
         }
         let pub_b_key = PeerPublicKey::parse(pub_b)
             .map_err(|_| rot_err(RejectCode::BadKey, "peer rekey key"))?;
+        // Our rotation is gone (taken above): any failure from here fails it (SPEC.md §7).
+        let share_b_point =
+            decode_share(share_b).ok_or(rot_err(RejectCode::BadKey, "peer rekey share"))?;
+        let z_e = shared_secret(&x_a, &share_b_point)
+            .ok_or(rot_err(RejectCode::BadKey, "peer rekey share"))?;
+        drop(x_a);
         // The record carrying `wrapped_b` was authenticated by the session before we got here.
         let k_b = key
             .unwrap_contribution(wrapped_b)
@@ -504,13 +544,15 @@ impl Session {
             pub_b,
             &nonce_a,
             nonce_b,
+            &share_a,
+            share_b,
             &wrapped_a,
             wrapped_b,
         );
         let secrets = self
             .current
             .secrets()
-            .next(&rth, &k_a, &k_b, &self.id, ours);
+            .next(&rth, &z_e, &k_a, &k_b, &self.id, ours);
         self.next = Some(EpochKeys::new(
             ours,
             self.role,
@@ -545,6 +587,9 @@ impl Session {
             nonce_a,
             nonce_b,
             pub_a,
+            share_a,
+            share_b,
+            z_e,
             key,
             k_b,
             wrapped_b,
@@ -573,13 +618,15 @@ impl Session {
             key.public_der(),
             &nonce_a,
             &nonce_b,
+            &share_a,
+            &share_b,
             wrapped_a,
             &wrapped_b,
         );
         let secrets = self
             .current
             .secrets()
-            .next(&rth, &k_a, &k_b, &self.id, new_epoch);
+            .next(&rth, &z_e, &k_a, &k_b, &self.id, new_epoch);
         let keys = EpochKeys::new(new_epoch, self.role, self.id, secrets, self.params.window);
         self.install(keys, now);
         Ok(())
@@ -664,11 +711,13 @@ fn rekey_hash(
     pub_b: &[u8],
     nonce_a: &[u8; NONCE_LEN],
     nonce_b: &[u8; NONCE_LEN],
+    share_a: &[u8; SHARE_LEN],
+    share_b: &[u8; SHARE_LEN],
     wrapped_a: &[u8],
     wrapped_b: &[u8],
 ) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(b"noctua/chat/1 rekey");
+    h.update(b"noctua/chat/2 rekey");
     h.update(session_id);
     h.update(new_epoch.to_be_bytes());
     h.update([rotator.to_byte()]);
@@ -676,6 +725,8 @@ fn rekey_hash(
     hash_bytes16(&mut h, pub_b);
     h.update(nonce_a);
     h.update(nonce_b);
+    h.update(share_a);
+    h.update(share_b);
     hash_bytes16(&mut h, wrapped_a);
     hash_bytes16(&mut h, wrapped_b);
     h.finalize().into()
@@ -684,7 +735,7 @@ fn rekey_hash(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::{EpochSecrets, Secret};
+    use crate::crypto::EpochSecrets;
     use crate::test_keys::test_key;
     use crate::wire::ChatMessage;
 
@@ -699,11 +750,10 @@ mod tests {
     }
 
     fn pair(now: Instant) -> (Session, Session) {
-        let auth = Secret::new("s").unwrap().auth_key();
         let mk = |role| Established {
             role,
             session_id: [9; 16],
-            secrets: EpochSecrets::initial(&[1; 32], &[2; 32], &[3; 32], &auth, &[9; 16]),
+            secrets: EpochSecrets::initial(&[1; 32], &[4; 32], &[2; 32], &[3; 32], &[9; 16]),
             safety_number: SafetyNumber::from_transcript(&[1; 32]),
         };
         let mut i = Session::new(PeerId::random(), mk(Role::Initiator), params(), now);
@@ -731,12 +781,13 @@ mod tests {
             new_epoch,
             nonce,
             public_key,
+            share,
         } = content
         else {
             panic!()
         };
         let reply = b
-            .on_rekey_init(new_epoch, nonce, &public_key, test_key(kb), now)
+            .on_rekey_init(new_epoch, nonce, &public_key, &share, test_key(kb), now)
             .unwrap();
         let reply_rec = b.seal(&reply, now).unwrap();
         let (reply, _) = a.open(&reply_rec, now).unwrap();
@@ -767,12 +818,13 @@ mod tests {
             new_epoch,
             nonce,
             public_key,
+            share,
         } = init
         else {
             panic!()
         };
         let reply = b
-            .on_rekey_init(new_epoch, nonce, &public_key, test_key(1), now)
+            .on_rekey_init(new_epoch, nonce, &public_key, &share, test_key(1), now)
             .unwrap();
         assert_eq!(
             b.on_rekey_reply(&reply).unwrap_err().code,
@@ -847,12 +899,13 @@ mod tests {
             new_epoch,
             nonce,
             public_key,
+            share,
         } = c
         else {
             panic!()
         };
         let err = i
-            .on_rekey_init(new_epoch, nonce, &public_key, test_key(0), now)
+            .on_rekey_init(new_epoch, nonce, &public_key, &share, test_key(0), now)
             .unwrap_err();
         assert_eq!(err.code, RejectCode::RotationConflict);
         // R receives I's INIT: yields and answers.
@@ -861,12 +914,13 @@ mod tests {
             new_epoch,
             nonce,
             public_key,
+            share,
         } = c
         else {
             panic!()
         };
         let reply = r
-            .on_rekey_init(new_epoch, nonce, &public_key, test_key(1), now)
+            .on_rekey_init(new_epoch, nonce, &public_key, &share, test_key(1), now)
             .unwrap();
         let reply_rec = r.seal(&reply, now).unwrap();
         let (reply, _) = i.open(&reply_rec, now).unwrap();
@@ -892,13 +946,21 @@ mod tests {
         let err = r.on_rekey_commit(1, &[0; 256], now).unwrap_err();
         assert_eq!(err.code, RejectCode::BadState);
         let err = r
-            .on_rekey_init(5, [0; 32], test_key(0).public_der(), test_key(1), now)
+            .on_rekey_init(
+                5,
+                [0; 32],
+                test_key(0).public_der(),
+                &[0; 32],
+                test_key(1),
+                now,
+            )
             .unwrap_err();
         assert_eq!(err.code, RejectCode::BadState);
         let reply = Content::RekeyReply {
             new_epoch: 1,
             nonce: [0; 32],
             public_key: vec![],
+            share: [0; 32],
             wrapped: vec![],
         };
         assert_eq!(
@@ -938,6 +1000,217 @@ mod tests {
         // The responder waits 5 % longer.
         assert!(!r2.rotation_due(t));
         assert!(r2.rotation_due(now + Duration::from_secs(63)));
+    }
+
+    /// The public messages of one rotation started by `a`, and `a`'s scalar `x_a` (which a
+    /// passive thief never sees).
+    struct Observed {
+        init: Content,
+        reply: Content,
+        commit: Content,
+        x_a: Scalar,
+    }
+
+    fn rotate_observed(a: &mut Session, b: &mut Session, now: Instant) -> Observed {
+        let init = a.begin_rotation(test_key(0), now).unwrap();
+        let Some(Rotation::Initiated { x_a, .. }) = &a.rotation else {
+            panic!()
+        };
+        let x_a = **x_a;
+        let Content::RekeyInit {
+            new_epoch,
+            nonce,
+            ref public_key,
+            share,
+        } = init
+        else {
+            panic!()
+        };
+        let reply = b
+            .on_rekey_init(new_epoch, nonce, public_key, &share, test_key(1), now)
+            .unwrap();
+        let commit = a.on_rekey_reply(&reply).unwrap();
+        let Content::RekeyCommit {
+            new_epoch,
+            ref wrapped,
+        } = commit
+        else {
+            panic!()
+        };
+        b.on_rekey_commit(new_epoch, wrapped, now).unwrap();
+        assert!(a.promote_next(now));
+        Observed {
+            init,
+            reply,
+            commit,
+            x_a,
+        }
+    }
+
+    #[test]
+    fn every_rotation_runs_a_fresh_diffie_hellman_exchange() {
+        // Two rotations with the same RSA key pairs: fresh shares each time, and keys that
+        // differ from each other and from the previous epoch.
+        let now = Instant::now();
+        let (mut a, mut b) = pair(now);
+        let first = rotate_observed(&mut a, &mut b, now);
+        let k1 = a.current.secrets().key_i2r;
+        let second = rotate_observed(&mut a, &mut b, now);
+        let k2 = a.current.secrets().key_i2r;
+        assert_eq!((a.epoch(), b.epoch()), (2, 2));
+        assert_eq!(k2, b.current.secrets().key_i2r);
+        assert_ne!(k1, k2);
+        let shares = |o: &Observed| match (&o.init, &o.reply) {
+            (Content::RekeyInit { share: sa, .. }, Content::RekeyReply { share: sb, .. }) => {
+                (*sa, *sb)
+            }
+            _ => panic!(),
+        };
+        let (sa1, sb1) = shares(&first);
+        let (sa2, sb2) = shares(&second);
+        assert!(sa1 != sa2 && sb1 != sb2 && sa1 != sb1);
+    }
+
+    #[test]
+    fn rsa_private_keys_and_the_chain_key_do_not_give_the_next_epoch() {
+        // A thief who read a node's memory before the rotation holds chain_e and, say, both
+        // RSA private keys (here: the test keys), and records the rotation's messages. It
+        // unwraps k_a and k_b and computes rth, but Z_e needs x_a or x_b: none of the values
+        // it can form without a scalar gives epoch e+1. (Protocol 1 fell to exactly this: its
+        // epoch keys were HKDF(chain_e, k_a || k_b || rth).)
+        let now = Instant::now();
+        let (mut a, mut b) = pair(now);
+        let chain_e = a.current.secrets().chain;
+        let session_id = a.id;
+        let o = rotate_observed(&mut a, &mut b, now);
+        let target = a.current.secrets().key_i2r;
+        let (
+            Content::RekeyInit {
+                new_epoch,
+                nonce: nonce_a,
+                public_key: pub_a,
+                share: share_a,
+            },
+            Content::RekeyReply {
+                nonce: nonce_b,
+                public_key: pub_b,
+                share: share_b,
+                wrapped: wrapped_b,
+                ..
+            },
+            Content::RekeyCommit {
+                wrapped: wrapped_a, ..
+            },
+        ) = (&o.init, &o.reply, &o.commit)
+        else {
+            panic!()
+        };
+        let k_a = test_key(1).unwrap_contribution(wrapped_a).unwrap();
+        let k_b = test_key(0).unwrap_contribution(wrapped_b).unwrap();
+        let rth = rekey_hash(
+            &session_id,
+            *new_epoch,
+            a.role,
+            pub_a,
+            pub_b,
+            nonce_a,
+            nonce_b,
+            share_a,
+            share_b,
+            wrapped_a,
+            wrapped_b,
+        );
+        let chain = EpochSecrets {
+            chain: chain_e,
+            key_i2r: [0; 32],
+            key_r2i: [0; 32],
+            ack_i: [0; 32],
+            ack_r: [0; 32],
+        };
+        let derive = |z: &[u8; 32]| chain.next(&rth, z, &k_a, &k_b, &session_id, *new_epoch);
+        // Protocol 1's schedule: no Diffie-Hellman input at all.
+        let p1 = {
+            let mut ext = hkdf::HkdfExtract::<Sha256>::new(Some(&chain_e));
+            ext.input_ikm(&k_a[..]);
+            ext.input_ikm(&k_b[..]);
+            ext.input_ikm(&rth);
+            let (_, hk) = ext.finalize();
+            let mut okm = [0u8; 64];
+            hk.expand_multi_info(
+                &[
+                    b"noctua/chat/2 epoch keys",
+                    &session_id,
+                    &new_epoch.to_be_bytes(),
+                ],
+                &mut okm,
+            )
+            .unwrap();
+            okm
+        };
+        assert_ne!(p1[32..64], target);
+        let pa = decode_share(share_a).unwrap();
+        let pb = decode_share(share_b).unwrap();
+        let b_point = curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+        for guess in [pa, pb, pa + pb, pa - pb, b_point] {
+            let z = guess.compress().to_bytes();
+            assert_ne!(derive(&z).key_i2r, target, "derived e+1 without a scalar");
+        }
+        // Control: with x_a the same inputs do give e+1.
+        let z = shared_secret(&o.x_a, &pb).unwrap();
+        assert_eq!(derive(&z).key_i2r, target);
+    }
+
+    #[test]
+    fn a_bad_rekey_share_is_refused_and_fails_only_a_rotation_in_progress() {
+        let now = Instant::now();
+        let (mut a, mut b) = pair(now);
+        // REKEY_INIT with the identity or a non-canonical share: BAD_KEY, the session goes
+        // on in its epoch and a later honest rotation works.
+        for bad in [[0u8; 32], [0xff; 32]] {
+            let err = b
+                .on_rekey_init(1, [0; 32], test_key(0).public_der(), &bad, test_key(1), now)
+                .unwrap_err();
+            assert_eq!((err.code, err.fatal), (RejectCode::BadKey, false));
+            assert!(b.rotation.is_none());
+        }
+        // A responder with its own rotation waiting does not yield to a bad one.
+        b.begin_rotation(test_key(1), now).unwrap();
+        let err = b
+            .on_rekey_init(
+                1,
+                [0; 32],
+                test_key(0).public_der(),
+                &[0; 32],
+                test_key(1),
+                now,
+            )
+            .unwrap_err();
+        assert_eq!(err.code, RejectCode::BadKey);
+        assert!(b.is_initiating(1));
+        b.abort_rotation();
+        // REKEY_REPLY with a bad share: our rotation in progress fails.
+        let init = a.begin_rotation(test_key(0), now).unwrap();
+        let Content::RekeyInit {
+            new_epoch,
+            nonce,
+            public_key,
+            share,
+        } = init
+        else {
+            panic!()
+        };
+        let mut reply = b
+            .on_rekey_init(new_epoch, nonce, &public_key, &share, test_key(1), now)
+            .unwrap();
+        if let Content::RekeyReply { share, .. } = &mut reply {
+            *share = [0; 32];
+        }
+        assert_eq!(
+            a.on_rekey_reply(&reply).unwrap_err().code,
+            RejectCode::BadKey
+        );
+        assert!(a.rotation.is_none());
+        assert_eq!(a.epoch(), 0);
     }
 
     #[test]

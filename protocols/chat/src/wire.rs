@@ -1,4 +1,4 @@
-//! The wire format of `/noctua/chat/1.0.0` (SPEC.md §3): message types and their strict,
+//! The wire format of `/noctua/chat/2.0.0` (SPEC.md §3): message types and their strict,
 //! bounded encoding.
 //!
 //! This module is public so that tests, fuzzers and other implementations can speak the
@@ -15,6 +15,8 @@ pub const HS_ID_LEN: usize = 16;
 pub const SESSION_ID_LEN: usize = 16;
 /// Length of a handshake or rekey nonce.
 pub const NONCE_LEN: usize = 32;
+/// Length of an encoded ristretto255 element: a PAKE or Diffie-Hellman `share` (SPEC.md §2).
+pub const SHARE_LEN: usize = 32;
 /// Length of a handshake proof (HMAC-SHA256).
 pub const MAC_LEN: usize = 32;
 /// Length of an acknowledgement tag (truncated HMAC-SHA256).
@@ -24,7 +26,7 @@ pub const AEAD_TAG_LEN: usize = 16;
 /// Length of a record header (everything before `sealed`).
 pub const RECORD_HEADER_LEN: usize = SESSION_ID_LEN + 4 + 1 + 8;
 /// The only protocol version this crate speaks (`HELLO.version`).
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Most messages in one `CHAT` record (SPEC.md §3.5).
 pub const MAX_BATCH: usize = 1024;
 /// Longest display name, in bytes.
@@ -126,6 +128,8 @@ pub struct Hello {
     pub nonce: [u8; NONCE_LEN],
     /// The initiator's RSA public key, PKCS#1 DER.
     pub public_key: Vec<u8>,
+    /// `share_i = enc(y_i · g)`: the initiator's CPace share (SPEC.md §5.1).
+    pub share: [u8; SHARE_LEN],
 }
 
 /// `AUTH`: the initiator's proof and key contribution (SPEC.md §5.2).
@@ -148,6 +152,8 @@ pub struct Challenge {
     pub nonce: [u8; NONCE_LEN],
     /// The responder's RSA public key, PKCS#1 DER.
     pub public_key: Vec<u8>,
+    /// `share_r = enc(y_r · g)`: the responder's CPace share (SPEC.md §5.1).
+    pub share: [u8; SHARE_LEN],
 }
 
 /// `AUTH_OK`: the responder's proof, key contribution and first record (SPEC.md §5.3).
@@ -318,6 +324,8 @@ pub enum Content {
         nonce: [u8; NONCE_LEN],
         /// The rotating side's current RSA public key.
         public_key: Vec<u8>,
+        /// `share_a = enc(x_a · B)`: its ephemeral Diffie-Hellman share (SPEC.md §7).
+        share: [u8; SHARE_LEN],
     },
     /// Answer to `REKEY_INIT`.
     RekeyReply {
@@ -327,6 +335,8 @@ pub enum Content {
         nonce: [u8; NONCE_LEN],
         /// The answering side's current RSA public key.
         public_key: Vec<u8>,
+        /// `share_b = enc(x_b · B)`: its ephemeral Diffie-Hellman share (SPEC.md §7).
+        share: [u8; SHARE_LEN],
         /// Its key material, wrapped for the rotating side's key.
         wrapped: Vec<u8>,
     },
@@ -575,6 +585,7 @@ pub fn decode_request(body: &[u8]) -> Result<Request, WireError> {
             hs_id: r.array()?,
             nonce: r.array()?,
             public_key: r.bytes16("public key", MAX_PUBLIC_KEY_LEN)?.to_vec(),
+            share: r.array()?,
         }),
         tag::AUTH => Request::Auth(Auth {
             hs_id: r.array()?,
@@ -602,7 +613,8 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
                 .u8(h.version)
                 .raw(&h.hs_id)
                 .raw(&h.nonce)
-                .bytes16(&h.public_key);
+                .bytes16(&h.public_key)
+                .raw(&h.share);
         }
         Request::Auth(a) => {
             w.u8(tag::AUTH)
@@ -631,6 +643,7 @@ pub fn decode_response(body: &[u8]) -> Result<Response, WireError> {
             hs_id: r.array()?,
             nonce: r.array()?,
             public_key: r.bytes16("public key", MAX_PUBLIC_KEY_LEN)?.to_vec(),
+            share: r.array()?,
         }),
         tag::AUTH_OK => Response::AuthOk(AuthOk {
             hs_id: r.array()?,
@@ -664,7 +677,8 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
             w.u8(tag::CHALLENGE)
                 .raw(&c.hs_id)
                 .raw(&c.nonce)
-                .bytes16(&c.public_key);
+                .bytes16(&c.public_key)
+                .raw(&c.share);
         }
         Response::AuthOk(a) => {
             w.u8(tag::AUTH_OK)
@@ -740,11 +754,13 @@ pub fn decode_content(plain: &[u8], max_message: usize) -> Result<Content, WireE
             new_epoch: r.u32()?,
             nonce: r.array()?,
             public_key: r.bytes16("public key", MAX_PUBLIC_KEY_LEN)?.to_vec(),
+            share: r.array()?,
         },
         tag::REKEY_REPLY => Content::RekeyReply {
             new_epoch: r.u32()?,
             nonce: r.array()?,
             public_key: r.bytes16("public key", MAX_PUBLIC_KEY_LEN)?.to_vec(),
+            share: r.array()?,
             wrapped: r.bytes16("wrapped key", MAX_WRAPPED_LEN)?.to_vec(),
         },
         tag::REKEY_COMMIT => Content::RekeyCommit {
@@ -774,22 +790,26 @@ pub fn encode_content(content: &Content) -> Vec<u8> {
             new_epoch,
             nonce,
             public_key,
+            share,
         } => {
             w.u8(tag::REKEY_INIT)
                 .u32(*new_epoch)
                 .raw(nonce)
-                .bytes16(public_key);
+                .bytes16(public_key)
+                .raw(share);
         }
         Content::RekeyReply {
             new_epoch,
             nonce,
             public_key,
+            share,
             wrapped,
         } => {
             w.u8(tag::REKEY_REPLY)
                 .u32(*new_epoch)
                 .raw(nonce)
                 .bytes16(public_key)
+                .raw(share)
                 .bytes16(wrapped);
         }
         Content::RekeyCommit { new_epoch, wrapped } => {
@@ -857,10 +877,11 @@ mod tests {
     fn every_request_round_trips() {
         let reqs = [
             Request::Hello(Hello {
-                version: 1,
+                version: VERSION,
                 hs_id: [1; 16],
                 nonce: [2; 32],
                 public_key: vec![3; 270],
+                share: [6; 32],
             }),
             Request::Auth(Auth {
                 hs_id: [1; 16],
@@ -886,6 +907,7 @@ mod tests {
                 hs_id: [1; 16],
                 nonce: [2; 32],
                 public_key: vec![3; 270],
+                share: [6; 32],
             }),
             Response::AuthOk(AuthOk {
                 hs_id: [1; 16],
@@ -938,10 +960,11 @@ mod tests {
     #[test]
     fn oversized_fields_are_too_large() {
         let hello = Request::Hello(Hello {
-            version: 1,
+            version: VERSION,
             hs_id: [1; 16],
             nonce: [2; 32],
             public_key: vec![3; MAX_PUBLIC_KEY_LEN + 1],
+            share: [6; 32],
         });
         let err = decode_request(&encode_request(&hello)).unwrap_err();
         assert_eq!(err.reject_code(), RejectCode::TooLarge);
@@ -978,11 +1001,13 @@ mod tests {
                 new_epoch: 1,
                 nonce: [1; 32],
                 public_key: vec![1; 10],
+                share: [9; 32],
             },
             Content::RekeyReply {
                 new_epoch: 1,
                 nonce: [1; 32],
                 public_key: vec![1; 10],
+                share: [9; 32],
                 wrapped: vec![2; 256],
             },
             Content::RekeyCommit {

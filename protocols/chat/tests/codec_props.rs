@@ -47,14 +47,18 @@ fn request() -> impl Strategy<Value = Request> {
             any::<u8>(),
             any::<[u8; 16]>(),
             any::<[u8; 32]>(),
-            bytes(600)
+            bytes(600),
+            any::<[u8; 32]>()
         )
-            .prop_map(|(version, hs_id, nonce, public_key)| Request::Hello(Hello {
-                version,
-                hs_id,
-                nonce,
-                public_key
-            })),
+            .prop_map(
+                |(version, hs_id, nonce, public_key, share)| Request::Hello(Hello {
+                    version,
+                    hs_id,
+                    nonce,
+                    public_key,
+                    share
+                })
+            ),
         (any::<[u8; 16]>(), bytes(512), any::<[u8; 32]>()).prop_map(|(hs_id, wrapped, mac)| {
             Request::Auth(Auth {
                 hs_id,
@@ -69,15 +73,20 @@ fn request() -> impl Strategy<Value = Request> {
 
 fn response() -> impl Strategy<Value = Response> {
     prop_oneof![
-        (any::<[u8; 16]>(), any::<[u8; 32]>(), bytes(600)).prop_map(
-            |(hs_id, nonce, public_key)| {
+        (
+            any::<[u8; 16]>(),
+            any::<[u8; 32]>(),
+            bytes(600),
+            any::<[u8; 32]>()
+        )
+            .prop_map(|(hs_id, nonce, public_key, share)| {
                 Response::Challenge(Challenge {
                     hs_id,
                     nonce,
                     public_key,
+                    share,
                 })
-            }
-        ),
+            }),
         (any::<[u8; 16]>(), bytes(512), any::<[u8; 32]>(), record()).prop_map(
             |(hs_id, wrapped, mac, record)| Response::AuthOk(AuthOk {
                 hs_id,
@@ -117,21 +126,36 @@ fn content() -> impl Strategy<Value = Content> {
     prop_oneof![
         proptest::collection::vec(msg, 1..20).prop_map(Content::Chat),
         "[a-zA-Z é]{0,20}".prop_map(|name| Content::Profile { name }),
-        (any::<u32>(), any::<[u8; 32]>(), bytes(600)).prop_map(|(new_epoch, nonce, public_key)| {
-            Content::RekeyInit {
-                new_epoch,
-                nonce,
-                public_key,
-            }
-        }),
-        (any::<u32>(), any::<[u8; 32]>(), bytes(600), bytes(512)).prop_map(
-            |(new_epoch, nonce, public_key, wrapped)| Content::RekeyReply {
-                new_epoch,
-                nonce,
-                public_key,
-                wrapped
-            }
-        ),
+        (
+            any::<u32>(),
+            any::<[u8; 32]>(),
+            bytes(600),
+            any::<[u8; 32]>()
+        )
+            .prop_map(|(new_epoch, nonce, public_key, share)| {
+                Content::RekeyInit {
+                    new_epoch,
+                    nonce,
+                    public_key,
+                    share,
+                }
+            }),
+        (
+            any::<u32>(),
+            any::<[u8; 32]>(),
+            bytes(600),
+            any::<[u8; 32]>(),
+            bytes(512)
+        )
+            .prop_map(|(new_epoch, nonce, public_key, share, wrapped)| {
+                Content::RekeyReply {
+                    new_epoch,
+                    nonce,
+                    public_key,
+                    share,
+                    wrapped,
+                }
+            }),
         (any::<u32>(), bytes(512))
             .prop_map(|(new_epoch, wrapped)| Content::RekeyCommit { new_epoch, wrapped }),
         any::<u32>().prop_map(|new_epoch| Content::RekeyDone { new_epoch }),

@@ -4,7 +4,7 @@
 //!
 //! * the **node** under test (`noctua_chat::Behaviour`);
 //! * an **honest peer** (another `Behaviour`) with an active session with the node;
-//! * one or more **abusers** ([`spec_peer::RawStreams`]): raw `/noctua/chat/1.0.0` streams
+//! * one or more **abusers** ([`spec_peer::RawStreams`]): raw `/noctua/chat/2.0.0` streams
 //!   under the test's full control, speaking the protocol (built by the spec peer of the
 //!   `noctua-spec-peer` crate) deliberately wrong: garbage, truncated and oversized frames, bodies that
 //!   never end, messages out of order, wrong MACs, replays, floods, silence.
@@ -304,6 +304,7 @@ async fn messages_before_authentication() {
                     new_epoch: 1,
                     nonce: random(),
                     public_key: s.local_pub.clone(),
+                    share: random(),
                 },
                 Content::RekeyCommit {
                     new_epoch: 1,
@@ -324,6 +325,7 @@ async fn messages_before_authentication() {
                 new_epoch: 1,
                 nonce: random(),
                 public_key: s.local_pub.clone(),
+                share: random(),
             });
             let rec = seal_raw(&k0.key_r2i, s.session_id, 0, Role::Initiator, seq, &plain);
             scripts.push((a, Script::request(&Request::Record(rec))));

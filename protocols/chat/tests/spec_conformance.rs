@@ -768,11 +768,13 @@ async fn contents_out_of_place_are_bad_state() {
                 new_epoch: 2,
                 nonce: random(),
                 public_key: s.local_pub.clone(),
+                share: random(), // p2 compile-only stub (protocol-2 field)
             },
             Content::RekeyReply {
                 new_epoch: 1,
                 nonce: random(),
                 public_key: s.local_pub.clone(),
+                share: random(), // p2 compile-only stub (protocol-2 field)
                 wrapped: vec![7; 256],
             },
         ];

@@ -57,6 +57,8 @@ impl SpecInitiator {
             hs_id: self.hs_id,
             nonce: self.nonce_i,
             public_key: self.pub_i.clone(),
+            // p2 compile-only stub: helper specpeer implements protocol 2 here.
+            share: [0; 32],
         })
     }
 
@@ -313,6 +315,8 @@ impl SpecResponder {
             hs_id: hello.hs_id,
             nonce: nonce_r,
             public_key: pub_r,
+            // p2 compile-only stub: helper specpeer implements protocol 2 here.
+            share: [0; 32],
         })
     }
 

@@ -301,6 +301,7 @@ impl SpecSession {
                 new_epoch,
                 nonce,
                 public_key,
+                ..
             } => match self.on_rekey_init(rec.epoch, *new_epoch, nonce, public_key) {
                 Ok(reply) => Response::Reply(reply),
                 Err(code) => Response::Reject { code, detail: 0 },
@@ -374,6 +375,8 @@ impl SpecSession {
             new_epoch,
             nonce: nonce_a,
             public_key: pub_a.clone(),
+            // p2 compile-only stub: helper specpeer implements protocol 2 here.
+            share: [0; 32],
         });
         self.rekey_out = Some(RekeyOut {
             new_epoch,
@@ -402,6 +405,7 @@ impl SpecSession {
                 nonce,
                 public_key,
                 wrapped,
+                ..
             } if new_epoch == out.new_epoch => (nonce, public_key, wrapped),
             other => {
                 return Err(format!(
@@ -489,6 +493,8 @@ impl SpecSession {
             new_epoch,
             nonce: nonce_b,
             public_key: pub_b.clone(),
+            // p2 compile-only stub: helper specpeer implements protocol 2 here.
+            share: [0; 32],
             wrapped: wrapped_b.clone(),
         });
         self.rekey_in = Some(RekeyIn {

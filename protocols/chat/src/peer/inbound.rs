@@ -66,7 +66,7 @@ impl Peer {
             });
             return;
         };
-        match Responder::on_hello(cx.local_peer, peer, &hello, key) {
+        match Responder::on_hello(cx.local_peer, peer, &hello, key, &cx.local_auth) {
             Ok((state, challenge)) => {
                 self.responder = Some(ResponderHs {
                     state,
@@ -101,7 +101,7 @@ impl Peer {
             cx.note_misbehaviour(peer, "sent AUTH for an unknown handshake");
             return cx.reject(channel, RejectCode::UnknownHandshake, 0);
         };
-        let e = match hs.state.on_auth(&auth, &cx.local_auth) {
+        let e = match hs.state.on_auth(&auth) {
             Ok((est, parts)) => {
                 return self.complete_responder(cx, est, parts, auth.hs_id, channel);
             }
@@ -344,7 +344,8 @@ impl Peer {
                 new_epoch,
                 nonce,
                 public_key,
-            } => self.on_rekey_init(cx, new_epoch, nonce, public_key, channel),
+                share,
+            } => self.on_rekey_init(cx, new_epoch, nonce, public_key, share, channel),
             Content::RekeyCommit { new_epoch, wrapped } => {
                 self.on_rekey_commit(cx, new_epoch, wrapped, channel)
             }
@@ -363,6 +364,7 @@ impl Peer {
         new_epoch: u32,
         nonce: [u8; wire::NONCE_LEN],
         public_key: Vec<u8>,
+        share: [u8; wire::SHARE_LEN],
         channel: ChannelToken,
     ) {
         let now = cx.now;
@@ -373,7 +375,7 @@ impl Peer {
         let Some(s) = self.session.as_mut() else {
             return;
         };
-        match s.on_rekey_init(new_epoch, nonce, &public_key, key, now) {
+        match s.on_rekey_init(new_epoch, nonce, &public_key, &share, key, now) {
             Ok(reply) => match s.seal(&reply, now) {
                 Some(rec) => {
                     tracing::debug!(%peer, new_epoch, "rotation: answering the peer's");

@@ -227,6 +227,10 @@ pub(crate) struct Peer {
     /// (SPEC.md §5.7.2): they fail if it has not completed `handshake_timeout` later.
     pub(crate) yielded_at: Option<Instant>,
     pub(crate) initiator: Option<InitiatorHs>,
+    /// Our handshake that gave way to a crossing one after its `AUTH` had left, with the
+    /// secret it proved: an `AUTH_FAILED` answering it still says that secret is wrong, so
+    /// the opens that use it fail at once instead of trying it again (issue 10, item 2).
+    pub(crate) abandoned: Option<([u8; HS_ID_LEN], AuthKey)>,
     pub(crate) responder: Option<ResponderHs>,
     /// Opens answered by the next session established with this peer.
     pub(crate) opens: Vec<Open>,
@@ -252,6 +256,7 @@ impl Peer {
             session_hs: None,
             yielded_at: None,
             initiator: None,
+            abandoned: None,
             responder: None,
             opens: Vec::new(),
             waiting: Vec::new(),

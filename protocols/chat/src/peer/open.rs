@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::crypto::{AuthKey, Secret};
+use crate::crypto::{AuthKey, Secret, ct_eq};
 use crate::error::{CloseReason, OpenError, RejectCode};
 use crate::handshake::{AwaitingAuthOk, Initiator};
 use crate::session::{Session, SessionState, Slot};
@@ -102,7 +102,7 @@ impl Peer {
         auth: AuthKey,
     ) {
         let peer = self.id;
-        let (init, hello) = Initiator::start(cx.local_peer, peer, key, auth.clone());
+        let (init, hello) = Initiator::start(cx.local_peer, peer, key, &auth);
         let hs_id = *init.hs_id();
         let now = cx.now;
         self.initiator = Some(InitiatorHs {
@@ -148,7 +148,12 @@ impl Peer {
     /// it, once each. An open that already yielded fails instead.
     pub(crate) fn yield_to_peer(&mut self, cx: &mut Context) {
         let now = cx.now;
-        self.initiator = None;
+        if let Some(hs) = self.initiator.take()
+            && matches!(hs.stage, InitStage::SentAuth(_))
+        {
+            // Its AUTH is on its way: the answer still tells whether its secret is right.
+            self.abandoned = Some((hs.hs_id, hs.auth));
+        }
         let (again, first): (Vec<Open>, Vec<Open>) = std::mem::take(&mut self.opens)
             .into_iter()
             .partition(|o| o.yielded);
@@ -237,7 +242,16 @@ impl Peer {
                     });
                     cx.send(peer, Request::Auth(auth), Pending::Auth { peer, hs_id });
                 }
-                Err(e) => self.fail_initiator(cx, OpenError::Protocol(e.what.into()), None),
+                Err(e) => {
+                    // A bad share or key in the CHALLENGE (SPEC.md §5.1): fail the open and
+                    // tell the responder, which holds a pending handshake for it.
+                    let err = if e.code == RejectCode::AuthFailed {
+                        OpenError::PeerAuthFailed
+                    } else {
+                        OpenError::Protocol(e.what.into())
+                    };
+                    self.fail_initiator(cx, err, Some((hs_id, e.code)))
+                }
             },
             Response::Reject {
                 code: RejectCode::HandshakeConflict,
@@ -264,7 +278,7 @@ impl Peer {
         resp: Response,
     ) {
         let Some(hs) = self.initiator.take_if(|hs| hs.hs_id == hs_id) else {
-            return;
+            return self.on_abandoned_auth_response(cx, hs_id, &resp);
         };
         let InitStage::SentAuth(wait) = hs.stage else {
             self.initiator = Some(hs);
@@ -274,6 +288,45 @@ impl Peer {
             Response::AuthOk(ok) => self.complete_initiator(cx, wait, ok, hs_id, hs.auth),
             other => self.fail_initiator(cx, open_error_from_response(other), None),
         }
+    }
+
+    /// The answer to the `AUTH` of a handshake we abandoned for a crossing one. An
+    /// `AUTH_FAILED` proves the secret it used wrong: the opens waiting with that secret
+    /// fail now (`WrongSecret`) rather than run a handshake of their own that would be
+    /// refused again and counted against us. Any other answer changes nothing.
+    fn on_abandoned_auth_response(
+        &mut self,
+        cx: &mut Context,
+        hs_id: [u8; HS_ID_LEN],
+        resp: &Response,
+    ) {
+        let Some((_, auth)) = self.abandoned.take_if(|(id, _)| *id == hs_id) else {
+            return;
+        };
+        if !matches!(
+            resp,
+            Response::Reject {
+                code: RejectCode::AuthFailed,
+                ..
+            }
+        ) {
+            return;
+        }
+        let (wrong, others): (Vec<Open>, Vec<Open>) = std::mem::take(&mut self.opens)
+            .into_iter()
+            .partition(|o| ct_eq(o.auth.as_bytes(), auth.as_bytes()));
+        self.opens = others;
+        if self.opens.is_empty() {
+            self.yielded_at = None;
+            self.gc = true;
+        }
+        let peer = self.id;
+        tracing::debug!(%peer, failed = wrong.len(), "the abandoned handshake's secret was refused");
+        cx.fail_open(
+            Some(peer),
+            wrong.into_iter().map(|o| o.id),
+            OpenError::WrongSecret,
+        );
     }
 
     fn complete_initiator(

@@ -521,3 +521,130 @@ fn an_abort_for_another_handshake_leaves_the_unconfirmed_session_alone() {
     assert_eq!(net.established(B), vec![(Role::Responder, vec![])]);
     assert_eq!(net.session_id(A), net.session_id(B));
 }
+
+/// The outcome of `side`'s open `open`, if it ended.
+fn open_outcome(
+    net: &Net,
+    side: usize,
+    open: crate::types::OpenId,
+) -> Option<Result<Role, OpenError>> {
+    outcomes(net, side)
+        .into_iter()
+        .find(|(o, _)| *o == open)
+        .map(|(_, r)| r)
+}
+
+#[test]
+fn a_hello_with_an_identity_share_is_refused_as_bad_key_and_leaves_nothing() {
+    let mut net = Net::new();
+    net.connect();
+    let open = net.open(A);
+    net.pump();
+    let Some(Msg::Request {
+        request: Request::Hello(hello),
+        ..
+    }) = net.wire.front_mut()
+    else {
+        panic!("A sends HELLO first")
+    };
+    hello.share = [0; 32];
+    net.deliver_one();
+    let Some(Msg::Response {
+        response: Response::Reject { code, .. },
+        ..
+    }) = net.wire.front()
+    else {
+        panic!("B refuses the HELLO")
+    };
+    assert_eq!(*code, crate::error::RejectCode::BadKey);
+    assert_eq!(net.nodes[B].state_counts().handshakes, 0);
+    net.run();
+    assert!(matches!(
+        open_outcome(&net, A, open),
+        Some(Err(OpenError::Refused(crate::error::RejectCode::BadKey)))
+    ));
+    assert!(net.established(B).is_empty());
+}
+
+#[test]
+fn a_challenge_with_a_bad_share_fails_the_open_and_aborts_the_responders_handshake() {
+    for bad in [[0u8; 32], [0xff; 32]] {
+        let mut net = Net::new();
+        net.connect();
+        let open = net.open(A);
+        net.pump();
+        net.deliver_one(); // HELLO -> B, CHALLENGE on the wire
+        assert_eq!(net.nodes[B].state_counts().handshakes, 1);
+        let Some(Msg::Response {
+            response: Response::Challenge(ch),
+            ..
+        }) = net.wire.front_mut()
+        else {
+            panic!("B answers with a CHALLENGE")
+        };
+        ch.share = bad;
+        net.deliver_one(); // the CHALLENGE -> A
+        assert!(matches!(
+            open_outcome(&net, A, open),
+            Some(Err(OpenError::Protocol(_)))
+        ));
+        let Some(Msg::Request {
+            request: Request::Abort { code, .. },
+            ..
+        }) = net.wire.front()
+        else {
+            panic!("A aborts the handshake")
+        };
+        assert_eq!(*code, crate::error::RejectCode::BadKey.to_u16());
+        net.run();
+        assert_eq!(net.nodes[B].state_counts().handshakes, 0);
+        assert!(net.established(A).is_empty() && net.established(B).is_empty());
+    }
+}
+
+#[test]
+fn an_auth_failed_for_an_abandoned_handshake_fails_the_opens_with_that_secret_at_once() {
+    // A (the larger PeerId) opens B with a wrong secret; its AUTH is in flight when a HELLO
+    // of B's arrives (crossing): A yields. B's answer to the abandoned AUTH, AUTH_FAILED,
+    // still proves the open's secret wrong: the open fails now, instead of waiting for B's
+    // handshake and then trying the wrong secret again.
+    let mut ids = ordered_ids();
+    ids.reverse();
+    let mut net = Net::with(ids, false);
+    net.secrets[B] = Secret::new("not-what-B-holds").unwrap();
+    net.connect();
+    let open = net.open(A);
+    net.pump();
+    net.deliver_one(); // HELLO -> B
+    net.deliver_one(); // CHALLENGE -> A; A's AUTH is now on the wire
+    assert!(matches!(
+        net.wire.front(),
+        Some(Msg::Request {
+            request: Request::Auth(_),
+            ..
+        })
+    ));
+    // B's crossing HELLO (made by hand: B's own machine waits while it answers A's).
+    let (_, hello) = crate::handshake::Initiator::start(
+        net.ids[B],
+        net.ids[A],
+        test_key(B),
+        &net.secrets[A].auth_key(),
+    );
+    let conn = ConnectionId::new_unchecked(1 + A);
+    net.nodes[A].on_request(
+        net.ids[B],
+        conn,
+        Request::Hello(hello),
+        ChannelToken(9999),
+        net.now,
+    );
+    net.pump();
+    assert_eq!(open_outcome(&net, A, open), None, "the open waits");
+    net.deliver_one(); // A's AUTH -> B: AUTH_FAILED on the wire
+    net.deliver_one(); // AUTH_FAILED -> A
+    assert!(matches!(
+        open_outcome(&net, A, open),
+        Some(Err(OpenError::WrongSecret))
+    ));
+}
