@@ -1,11 +1,9 @@
 //! Records (§3.4), the keys of an epoch (§5.5, §7), ack tags (§6.2) and the safety number
 //! (§5.6).
 
+use crate::*;
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit as _};
-use noctua_chat::wire::{Record, Role};
-
-use crate::*;
 
 /// The 29-byte record header: `session_id || u32 epoch || u8 sender || u64 seq`.
 pub fn record_header(session_id: &[u8; 16], epoch: u32, sender: u8, seq: u64) -> [u8; 29] {
