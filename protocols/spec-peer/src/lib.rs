@@ -25,6 +25,8 @@ mod harness;
 mod keys;
 mod raw;
 mod record;
+#[cfg(test)]
+mod selftest;
 mod session;
 mod spec;
 mod streams;
