@@ -23,6 +23,7 @@ mod codes;
 mod handshake;
 mod harness;
 mod keys;
+pub mod leaks;
 mod raw;
 mod record;
 #[cfg(test)]
@@ -43,3 +44,7 @@ pub use session::*;
 pub use spec::*;
 pub use streams::*;
 pub use wire::*;
+
+/// The `rsa` crate the spec peer uses, for tests that read keys (e.g. the node's dumped
+/// private key).
+pub use rsa;
