@@ -210,3 +210,189 @@ fn every_reject_code_round_trips_and_unknown_ones_are_kept() {
     assert_eq!(RejectCode::from_u16(20), RejectCode::Unknown(20));
     assert_eq!(RejectCode::ALL.len(), 22);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The framing on real libp2p streams: two spec peer swarms over the memory transport.
+// ---------------------------------------------------------------------------------------------
+
+mod swarms {
+    use std::task::Poll;
+
+    use futures::StreamExt as _;
+    use libp2p::Swarm;
+    use libp2p::request_response::{Event, Message};
+    use libp2p::swarm::SwarmEvent;
+    use libp2p_swarm_test::SwarmExt as _;
+
+    use crate::*;
+
+    /// Sends `req` from `a` (through [`SpecCodec`], or verbatim bytes through [`RawCodec`])
+    /// and lets `b` answer each request it reads with `answer`; returns `a`'s response.
+    async fn exchange(
+        a: &mut Swarm<SpecBehaviour>,
+        b: &mut Swarm<SpecBehaviour>,
+        req: Result<Request, Vec<u8>>,
+        mut answer: impl FnMut(Request) -> Response,
+    ) -> Result<Response, String> {
+        let b_id = *b.local_peer_id();
+        let raw = req.is_err();
+        match req {
+            Ok(r) => {
+                a.behaviour_mut().chat.send_request(&b_id, r);
+            }
+            Err(bytes) => {
+                a.behaviour_mut().raw.send_request(&b_id, bytes);
+            }
+        }
+        loop {
+            let step = futures::future::poll_fn(|cx| {
+                if let Poll::Ready(Some(e)) = a.poll_next_unpin(cx) {
+                    return Poll::Ready((true, e));
+                }
+                if let Poll::Ready(Some(e)) = b.poll_next_unpin(cx) {
+                    return Poll::Ready((false, e));
+                }
+                Poll::Pending
+            })
+            .await;
+            match step {
+                (
+                    false,
+                    SwarmEvent::Behaviour(SpecBehaviourEvent::Chat(Event::Message {
+                        message:
+                            Message::Request {
+                                request, channel, ..
+                            },
+                        ..
+                    })),
+                ) => {
+                    let resp = answer(request);
+                    b.behaviour_mut()
+                        .chat
+                        .send_response(channel, resp)
+                        .expect("channel open");
+                }
+                (
+                    true,
+                    SwarmEvent::Behaviour(SpecBehaviourEvent::Chat(Event::Message {
+                        message: Message::Response { response, .. },
+                        ..
+                    })),
+                ) if !raw => return Ok(response),
+                (
+                    true,
+                    SwarmEvent::Behaviour(SpecBehaviourEvent::Raw(Event::Message {
+                        message: Message::Response { response, .. },
+                        ..
+                    })),
+                ) if raw => return Ok(response),
+                (
+                    true,
+                    SwarmEvent::Behaviour(SpecBehaviourEvent::Chat(Event::OutboundFailure {
+                        error,
+                        ..
+                    })),
+                )
+                | (
+                    true,
+                    SwarmEvent::Behaviour(SpecBehaviourEvent::Raw(Event::OutboundFailure {
+                        error,
+                        ..
+                    })),
+                ) => return Err(error.to_string()),
+                _ => {}
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_handshake_and_a_record_cross_real_streams_and_bad_frames_arrive_as_invalid() {
+        tokio::time::timeout(std::time::Duration::from_secs(30), run())
+            .await
+            .expect("the exchange did not finish within 30 s");
+    }
+
+    async fn run() {
+        let mut a = Swarm::new_ephemeral_tokio(|_| SpecBehaviour::new());
+        let mut b = Swarm::new_ephemeral_tokio(|_| SpecBehaviour::new());
+        b.listen().with_memory_addr_external().await;
+        a.connect(&mut b).await;
+        let (a_id, b_id) = (*a.local_peer_id(), *b.local_peer_id());
+        let init = SpecInitiator::new(a_id, b_id, b"secret", spec_rsa_key());
+        let mut resp = SpecResponder::new(b_id, b"secret", spec_rsa_key());
+
+        let hello = init.hello();
+        let got = exchange(&mut a, &mut b, Ok(hello), |r| match r {
+            Request::Hello(h) => resp.on_hello(a_id, &h),
+            other => panic!("expected HELLO, got {other:?}"),
+        })
+        .await;
+        let Ok(Response::Challenge(ch)) = got else {
+            panic!("{got:?}")
+        };
+        let sent = init.on_challenge(&ch).expect("CHALLENGE acceptable");
+        let mut r_session = None;
+        let got = exchange(&mut a, &mut b, Ok(sent.auth()), |r| match r {
+            Request::Auth(auth) => {
+                let (resp, s) = resp.on_auth(a_id, &auth);
+                r_session = s;
+                resp
+            }
+            other => panic!("expected AUTH, got {other:?}"),
+        })
+        .await;
+        let Ok(Response::AuthOk(ok)) = got else {
+            panic!("{got:?}")
+        };
+        let mut i_session = sent.on_auth_ok(&ok).expect("AUTH_OK verifies");
+        let mut r_session = r_session.expect("responder session");
+        let confirm = i_session.confirmation();
+        let got = exchange(
+            &mut a,
+            &mut b,
+            Ok(Request::Record(confirm.clone())),
+            |r| match r {
+                Request::Record(rec) => r_session.answer(&rec).response,
+                other => panic!("expected RECORD, got {other:?}"),
+            },
+        )
+        .await;
+        let Ok(Response::Ack(ack)) = got else {
+            panic!("{got:?}")
+        };
+        i_session.verify_ack(&confirm, &ack).expect("ACK verifies");
+
+        // A HELLO with a byte left over reaches the reader as Invalid; the answer frame
+        // (REJECT MALFORMED) comes back through the raw codec.
+        let mut body =
+            encode_request(&SpecInitiator::new(a_id, b_id, b"s", spec_rsa_key()).hello());
+        body.push(0);
+        let mut seen = None;
+        let got = exchange(&mut a, &mut b, Err(frame(&body)), |r| {
+            seen = Some(r);
+            Response::Reject {
+                code: RejectCode::Malformed,
+                detail: 0,
+            }
+        })
+        .await;
+        assert!(
+            matches!(seen, Some(Request::Invalid(ref e)) if e.contains("left over")),
+            "{seen:?}"
+        );
+        assert_eq!(
+            got,
+            Ok(Response::Reject {
+                code: RejectCode::Malformed,
+                detail: 0
+            })
+        );
+        // A frame of length 0 likewise.
+        let got = exchange(&mut a, &mut b, Err(vec![0, 0, 0, 0]), |r| {
+            assert!(matches!(r, Request::Invalid(_)), "{r:?}");
+            Response::Done
+        })
+        .await;
+        assert_eq!(got, Ok(Response::Done));
+    }
+}
