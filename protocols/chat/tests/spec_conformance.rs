@@ -1929,3 +1929,60 @@ async fn rekey_messages_with_a_bad_share() {
     })
     .await;
 }
+
+/// §1: the protocol id is `/noctua/chat/2.0.0`; a peer that proposes only
+/// `/noctua/chat/1.0.0` is refused at negotiation (a protocol-1 peer does not negotiate).
+#[tokio::test]
+async fn protocol_1_is_not_negotiated() {
+    within(async {
+        use futures::StreamExt as _;
+        use libp2p::request_response::{self, ProtocolSupport};
+        use libp2p_swarm_test::SwarmExt as _;
+
+        assert_eq!(PROTOCOL_ID, "/noctua/chat/2.0.0");
+        let secret = Secret::generate();
+        let mut node = libp2p::Swarm::new_ephemeral_tokio(|kp| {
+            noctua_chat::Behaviour::new(kp.public().to_peer_id(), node_config(secret.clone()))
+        });
+        let mut old = libp2p::Swarm::new_ephemeral_tokio(|_| {
+            request_response::Behaviour::with_codec(
+                RawCodec,
+                [(
+                    libp2p::StreamProtocol::new("/noctua/chat/1.0.0"),
+                    ProtocolSupport::Outbound,
+                )],
+                request_response::Config::default(),
+            )
+        });
+        node.listen().with_memory_addr_external().await;
+        old.connect(&mut node).await;
+        let node_id = *node.local_peer_id();
+        // A protocol-1 HELLO (no share), framed.
+        let init = SpecInitiator::new(*old.local_peer_id(), node_id, b"s", spec_rsa_key());
+        let mut body = encode_request(&init.hello_with_version(1));
+        body.truncate(body.len() - 32);
+        old.behaviour_mut().send_request(&node_id, frame(&body));
+        loop {
+            tokio::select! {
+                _ = node.select_next_some() => {}
+                ev = old.select_next_some() => match ev {
+                    libp2p::swarm::SwarmEvent::Behaviour(
+                        request_response::Event::OutboundFailure { error, .. },
+                    ) => {
+                        assert!(
+                            matches!(error, request_response::OutboundFailure::UnsupportedProtocols),
+                            "{error}"
+                        );
+                        break;
+                    }
+                    libp2p::swarm::SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: request_response::Message::Response { response, .. },
+                        ..
+                    }) => panic!("a protocol-1 request was answered: {response:?}"),
+                    _ => {}
+                },
+            }
+        }
+    })
+    .await;
+}
