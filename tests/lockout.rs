@@ -632,7 +632,7 @@ enum Seen {
     Connected = 4,
 }
 
-/// The `HELLO` a cheap identity sends: valid, with a fresh handshake id and nonce (the
+/// The `HELLO` a cheap identity sends: valid, with a fresh handshake id, nonce and share (the
 /// only place this test depends on the `HELLO` format).
 fn cheap_hello(public: &[u8]) -> noctua_chat::wire::Request {
     use noctua_chat::wire;
@@ -641,6 +641,11 @@ fn cheap_hello(public: &[u8]) -> noctua_chat::wire::Request {
         hs_id: rand::random(),
         nonce: rand::random(),
         public_key: public.to_vec(),
+        // Any valid group element: the listener cannot tell it from an honest share (it
+        // only finds out at AUTH, which a cheap identity never sends).
+        share: noctua_spec_peer::enc(
+            &(noctua_spec_peer::scalar() * noctua_spec_peer::base_point()),
+        ),
     })
 }
 

@@ -415,6 +415,8 @@ impl RsaKeyPair {
             return Err(KeyError::UnsupportedSize(bits));
         }
         let private = PrivateKey::new(&mut SysRng, bits).map_err(|_| KeyError::Generation)?;
+        #[cfg(debug_assertions)]
+        insecure_test_key_dump::write(&private);
         Self::from_private(private, 0)
     }
 
@@ -688,6 +690,34 @@ impl fmt::Debug for SafetyNumber {
 /// Lower-case hex of a byte string, constant-time (session ids, fingerprints).
 pub(crate) fn hex(bytes: &[u8]) -> String {
     base16ct::lower::encode_string(bytes)
+}
+
+/// Test hook, present in debug builds only (`cfg(debug_assertions)`; release builds do not
+/// contain it): when the environment variable `NOCTUA_INSECURE_TEST_KEY_DUMP` names a
+/// directory, every RSA private key this process generates is written there as PKCS#8 DER
+/// (`<pid>-<n>.der`), so that tests can look for the node's own private key in its logs and
+/// output (`protocols/chat/tests/secrets_in_logs.rs`, `tests/secrets_in_output.rs`). It
+/// defeats the point of the key: never set it outside tests.
+#[cfg(debug_assertions)]
+mod insecure_test_key_dump {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// The variable naming the directory.
+    pub(super) const VAR: &str = "NOCTUA_INSECURE_TEST_KEY_DUMP";
+
+    pub(super) fn write(private: &rsa::PrivateKey) {
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+        let Some(dir) = std::env::var_os(VAR) else {
+            return;
+        };
+        let Ok(der) = rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(private) else {
+            return;
+        };
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let path = std::path::Path::new(&dir).join(format!("{}-{n}.der", std::process::id()));
+        // A test that set the variable notices a missing file; nothing else depends on it.
+        let _ = std::fs::write(path, der.as_bytes());
+    }
 }
 
 #[cfg(test)]

@@ -639,6 +639,7 @@ mod tests {
                 hs_id: rand::random(),
                 nonce: rand::random(),
                 public_key: test_key(1).public_der().to_vec(),
+                share: crate::crypto::dh_share(&curve25519_dalek::Scalar::from(7u64)),
             };
             let channel = ChannelToken(self.next as u64);
             self.next += 1;

@@ -31,11 +31,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use noctua_chat::wire::{self, Auth, Content, Record, Request, Response, Role};
-use noctua_chat::{CloseReason, Config, Event, RejectCode, Secret, SessionState, StateCounts};
+use noctua_chat::{CloseReason, Config, Event, Secret, SessionState, StateCounts};
 use noctua_spec_peer::{
-    self as spec_peer, Outcome, Script, SpecSession, frame, random, record_header, seal_raw,
-    tampered,
+    self as spec_peer, Auth, Content, Outcome, Record, RejectCode, Request, Response, Role, Script,
+    SpecSession, frame, random, record_header, seal_raw, tampered,
 };
 
 use hostile_harness::*;
@@ -50,7 +49,7 @@ async fn garbage_and_truncated_frames() {
         let mut w = World::new(node_config(&secret)).await;
         let a = w.connected_abuser().await;
 
-        let hello = wire::encode_request(&w.initiator(a, secret.expose()).hello());
+        let hello = spec_peer::encode_request(&w.initiator(a, secret.expose()).hello());
         let mut hello_trailing = hello.clone();
         hello_trailing.push(0);
         let mut record_sender_2 = vec![0x03];
@@ -304,7 +303,7 @@ async fn messages_before_authentication() {
                     new_epoch: 1,
                     nonce: random(),
                     public_key: s.local_pub.clone(),
-                    share: random(),
+                    share: spec_peer::enc(&(spec_peer::scalar() * spec_peer::base_point())),
                 },
                 Content::RekeyCommit {
                     new_epoch: 1,
@@ -321,11 +320,11 @@ async fn messages_before_authentication() {
         }
         // ... and a REKEY_INIT for epoch 1 sealed under a wrong key.
         for seq in 300..340 {
-            let plain = wire::encode_content(&Content::RekeyInit {
+            let plain = spec_peer::encode_content(&Content::RekeyInit {
                 new_epoch: 1,
                 nonce: random(),
                 public_key: s.local_pub.clone(),
-                share: random(),
+                share: spec_peer::enc(&(spec_peer::scalar() * spec_peer::base_point())),
             });
             let rec = seal_raw(&k0.key_r2i, s.session_id, 0, Role::Initiator, seq, &plain);
             scripts.push((a, Script::request(&Request::Record(rec))));
@@ -430,14 +429,7 @@ async fn wrong_macs() {
         };
         let mut sent = init.on_challenge(&ch).expect("CHALLENGE acceptable");
         sent.wrapped_i = random::<256>().to_vec();
-        sent.mac_i = spec_peer::hmac(
-            &sent.init.k_auth,
-            &[
-                spec_peer::LABEL_INITIATOR_PROOF,
-                &sent.th,
-                &spec_peer::bytes16(&sent.wrapped_i),
-            ],
-        );
+        sent.mac_i = spec_peer::initiator_proof(&sent.k_conf, &sent.th, &sent.wrapped_i);
         w.expect_reject(a, &sent.auth(), RejectCode::DecryptFailed)
             .await;
 
@@ -451,7 +443,7 @@ async fn wrong_macs() {
             scripts.push((a, Script::request(&Request::Record(tampered(&rec)))));
         }
         for seq in 1000..1100u64 {
-            let plain = wire::encode_content(&chat(seq, "wrong key"));
+            let plain = spec_peer::encode_content(&chat(seq, "wrong key"));
             let rec = seal_raw(&k0.key_r2i, s.session_id, 0, Role::Initiator, seq, &plain);
             scripts.push((a, Script::request(&Request::Record(rec))));
         }
@@ -637,13 +629,13 @@ async fn records_for_another_session_or_epoch() {
         let mut scripts = Vec::new();
         // 0..200: the honest session's id, sealed with our keys.
         for seq in 100..300u64 {
-            let plain = wire::encode_content(&chat(seq, "into the honest session"));
+            let plain = spec_peer::encode_content(&chat(seq, "into the honest session"));
             let rec = seal_raw(&k0.key_i2r, honest_sid, 0, Role::Initiator, seq, &plain);
             scripts.push((a, Script::request(&Request::Record(rec))));
         }
         // 200..400: random session ids.
         for seq in 300..500u64 {
-            let plain = wire::encode_content(&chat(seq, "nowhere"));
+            let plain = spec_peer::encode_content(&chat(seq, "nowhere"));
             let rec = seal_raw(&k0.key_i2r, random(), 0, Role::Initiator, seq, &plain);
             scripts.push((a, Script::request(&Request::Record(rec))));
         }
@@ -655,7 +647,7 @@ async fn records_for_another_session_or_epoch() {
             .enumerate()
         {
             let seq = 500 + i as u64;
-            let plain = wire::encode_content(&chat(seq, "wrong epoch"));
+            let plain = spec_peer::encode_content(&chat(seq, "wrong epoch"));
             let rec = seal_raw(
                 &k0.key_i2r,
                 s.session_id,
@@ -682,12 +674,12 @@ async fn records_for_another_session_or_epoch() {
         let k2 = s.epoch_keys(2).clone();
         let mut scripts = Vec::new();
         for seq in 1000..1100u64 {
-            let plain = wire::encode_content(&chat(seq, "stale"));
+            let plain = spec_peer::encode_content(&chat(seq, "stale"));
             let rec = seal_raw(&k0.key_i2r, s.session_id, 0, Role::Initiator, seq, &plain);
             scripts.push((a, Script::request(&Request::Record(rec))));
         }
         for seq in 0..100u64 {
-            let plain = wire::encode_content(&chat(seq, "next"));
+            let plain = spec_peer::encode_content(&chat(seq, "next"));
             let rec = seal_raw(&k2.key_i2r, s.session_id, 3, Role::Initiator, seq, &plain);
             scripts.push((a, Script::request(&Request::Record(rec))));
         }

@@ -1,162 +1,64 @@
 //! No secret reaches the logs.
 //!
-//! A real node and the spec peer of the `noctua-spec-peer` crate (which computes every secret itself) run a
-//! full session: handshake, messages both ways, a rotation driven by each side, close. All
-//! `tracing` output of the process, libp2p's included and `log` records bridged, is captured
-//! at TRACE level. Then every secret the spec peer knows (the connection secret, `K_auth`,
-//! the RSA-transported contributions, the keys of every epoch, its own RSA private key) is
-//! looked for in the capture in every common encoding, and in the `Debug` output of the
-//! configuration, the secret, the key pair and every event the node emitted.
+//! A real node and the spec peer of the `noctua-spec-peer` crate (which computes every secret
+//! itself) run a full session: handshake, messages both ways, a rotation driven by each side,
+//! close. All `tracing` output of the process, libp2p's included and `log` records bridged,
+//! is captured at TRACE level. Then every secret is looked for in the capture in every common
+//! encoding, and in the `Debug` output of the configuration, the secret, the key pair and
+//! every event the node emitted: the node's own RSA private key (`d`, the primes, `dp`, `dq`
+//! as bytes, hex, decimal and base64, its PKCS#1 and PKCS#8 DER and PEM; learnt through the
+//! debug-build hook `NOCTUA_INSECURE_TEST_KEY_DUMP`), the connection secret, `K_pw`, `Z`,
+//! `K_conf`, the RSA-transported contributions and each rotation's `Z_e`, the keys of every
+//! epoch, and the spec peer's own RSA private key. `tests/secrets_in_output.rs` does the same
+//! for the binary's stdout, stderr and log file.
 
 mod log_capture;
 
 use std::time::Duration;
 
 use libp2p_swarm_test::SwarmExt as _;
-use noctua_chat::wire::{Content, Request, Response};
 use noctua_chat::{CloseReason, Event, RsaKeyPair, Secret};
+use noctua_spec_peer::leaks::*;
 use noctua_spec_peer::*;
-use rsa::traits::PrivateKeyParts;
 
-/// A secret and its name, for failure messages.
-struct Known {
-    name: String,
-    bytes: Vec<u8>,
-}
-
-fn hex_lower(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn base64(b: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
-    let mut out = String::new();
-    for chunk in b.chunks(3) {
-        let v = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(v[0]) << 16) | (u32::from(v[1]) << 8) | u32::from(v[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(alphabet[((n >> (18 - 6 * i)) & 0x3f) as usize]));
-            } else if pad {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn strip_ws(s: &str) -> String {
-    s.chars().filter(|c| !c.is_whitespace()).collect()
-}
-
-/// Every encoding of `b` a log line could carry, as (encoding, text to look for). The `Debug`
-/// forms are whitespace-free and lack the closing bracket, so that they match `{:?}` and
-/// `{:#?}` (one element per line, trailing comma) in a whitespace-free haystack.
-fn encodings(b: &[u8]) -> Vec<(&'static str, String, bool)> {
-    let open = |s: String| strip_ws(&s).trim_end_matches(']').to_owned();
-    let mut v = vec![
-        ("lowercase hex", hex_lower(b), false),
-        ("uppercase hex", hex_lower(b).to_uppercase(), false),
-        ("Debug {:?}", open(format!("{b:?}")), true),
-        ("Debug {:x?}", open(format!("{b:x?}")), true),
-        ("Debug {:X?}", open(format!("{b:X?}")), true),
-        ("Debug {:02x?}", open(format!("{b:02x?}")), true),
-        ("base64 standard, padded", base64(b, STANDARD, true), false),
-        (
-            "base64 standard, unpadded",
-            base64(b, STANDARD, false),
-            false,
-        ),
-        ("base64 URL-safe, padded", base64(b, URL_SAFE, true), false),
-        (
-            "base64 URL-safe, unpadded",
-            base64(b, URL_SAFE, false),
-            false,
-        ),
-    ];
-    // A prefix of a key, as a "short id" or fingerprint would show it.
-    if b.len() >= 16 {
-        v.push((
-            "lowercase hex of the first 8 bytes",
-            hex_lower(&b[..8]),
-            false,
-        ));
-        v.push((
-            "Debug of the first 8 bytes",
-            open(format!("{:?}", &b[..8])),
-            true,
-        ));
-    }
-    v
-}
-
-/// Where `secret` appears in `text` (and its whitespace-free form), by encoding.
-fn find(secret: &Known, text: &str, text_no_ws: &str, raw: Option<&[u8]>) -> Vec<String> {
-    let mut hits = Vec::new();
-    for (enc, needle, in_stripped) in encodings(&secret.bytes) {
-        let hay = if in_stripped { text_no_ws } else { text };
-        if let Some(at) = hay.find(&needle) {
-            let from = hay[..at].char_indices().rev().nth(80).map_or(0, |(i, _)| i);
-            let to = (at + needle.len() + 40).min(hay.len());
-            let to = (to..=hay.len())
-                .find(|i| hay.is_char_boundary(*i))
-                .unwrap_or(hay.len());
-            hits.push(format!(
-                "{} as {enc}: ...{}...",
-                secret.name,
-                &hay[from..to]
-            ));
-        }
-    }
-    if let Some(raw) = raw
-        && secret.bytes.len() >= 8
-        && raw.windows(secret.bytes.len()).any(|w| w == secret.bytes)
-    {
-        hits.push(format!("{} as raw bytes", secret.name));
-    }
-    hits
-}
-
-fn big(name: &str, v: &rsa::BoxedUint) -> Known {
-    Known {
-        name: name.into(),
-        bytes: v.to_be_bytes_trimmed_vartime().to_vec(),
-    }
-}
-
-/// A run of at least 32 hex digits, or of at least 16 comma-separated numbers: what key
-/// material looks like whatever it is.
-fn looks_like_key_material(s: &str) -> bool {
-    let mut run = 0;
-    for c in s.chars() {
-        run = if c.is_ascii_hexdigit() { run + 1 } else { 0 };
-        if run >= 32 {
-            return true;
-        }
-    }
-    let flat = strip_ws(s);
-    let mut numbers = 0;
-    for part in flat.split(',') {
-        let digits = part.trim_start_matches('[').trim_end_matches(']');
-        numbers = if !digits.is_empty()
-            && digits.len() <= 3
-            && digits.bytes().all(|b| b.is_ascii_digit())
-        {
-            numbers + 1
-        } else {
-            0
-        };
-        if numbers >= 16 {
-            return true;
-        }
-    }
-    false
+/// Generates the node's key with the debug-build hook on, and reads the private key back.
+fn node_key_with_its_private_half() -> (RsaKeyPair, rsa::PrivateKey) {
+    let dir = std::env::temp_dir().join(format!(
+        "noctua-secrets-in-logs-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // SAFETY: this test binary has this one test, which sets and removes the variable before
+    // it starts any other thread (the runtime is single-threaded and nothing runs on it yet);
+    // no other thread reads the environment meanwhile.
+    unsafe { std::env::set_var("NOCTUA_INSECURE_TEST_KEY_DUMP", &dir) };
+    let pair = RsaKeyPair::generate(2048).expect("keygen");
+    unsafe { std::env::remove_var("NOCTUA_INSECURE_TEST_KEY_DUMP") };
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dump dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "the debug-build hook wrote the key: {files:?}"
+    );
+    let der = std::fs::read(&files[0]).expect("dumped key");
+    std::fs::remove_dir_all(&dir).expect("remove temp dir");
+    let private = rsa::pkcs8::DecodePrivateKey::from_pkcs8_der(&der).expect("PKCS#8 DER");
+    let public =
+        rsa::pkcs1::EncodeRsaPublicKey::to_pkcs1_der(&rsa::PrivateKey::to_public_key(&private))
+            .expect("PKCS#1");
+    assert_eq!(
+        public.as_bytes(),
+        pair.public_der(),
+        "the dumped key is the node's"
+    );
+    (pair, private)
 }
 
 /// The node sends `text` to the spec peer, which acknowledges it; waits for the receipt.
@@ -178,10 +80,12 @@ async fn no_secret_reaches_the_logs() {
         log_capture::install("trace"),
         "the capturing subscriber could not be installed"
     );
+    let (node_pair, node_private) = node_key_with_its_private_half();
+    let node_pair = std::sync::Arc::new(node_pair);
     let start = log_capture::len();
     tokio::time::timeout(Duration::from_secs(30), async {
         let secret = Secret::generate();
-        let config = node_config(secret.clone());
+        let config = node_config(secret.clone()).with_rsa_key(node_pair.clone());
         let config_debug = [format!("{config:?}"), format!("{config:#?}")];
         let mut hx = Harness::new(config).await;
         let spec_id = hx.spec_id;
@@ -225,7 +129,7 @@ async fn no_secret_reaches_the_logs() {
         node_message_acked(&mut hx, &mut s, "node in epoch 2").await;
         // A wrong record, so that refusals are logged too.
         let bad = tampered(&s.chat(3, &["tampered"]));
-        hx.expect_reject(Request::Record(bad), noctua_chat::RejectCode::DecryptFailed)
+        hx.expect_reject(Request::Record(bad), RejectCode::DecryptFailed)
             .await;
         // A message of the node's that we refuse: DeliveryFailed.
         hx.behaviour()
@@ -236,7 +140,7 @@ async fn no_secret_reaches_the_logs() {
         hx.respond(
             ch,
             Response::Reject {
-                code: noctua_chat::RejectCode::Malformed,
+                code: RejectCode::Malformed,
                 detail: 0,
             },
         );
@@ -268,8 +172,7 @@ async fn no_secret_reaches_the_logs() {
         let init = hx.initiator(Secret::generate().expose());
         let ch = hx.expect_challenge(init.hello()).await;
         let sent = init.on_challenge(&ch).unwrap();
-        hx.expect_reject(sent.auth(), noctua_chat::RejectCode::AuthFailed)
-            .await;
+        hx.expect_reject(sent.auth(), RejectCode::AuthFailed).await;
         hx.node_event(|e| matches!(e, Event::InboundAuthFailed { .. }).then_some(()))
             .await;
 
@@ -299,30 +202,27 @@ async fn no_secret_reaches_the_logs() {
 
         // ----- what the spec peer knows -----
         let mut secrets = vec![
-            Known {
-                name: "the connection secret (text)".into(),
-                bytes: secret.expose().as_bytes().to_vec(),
-            },
-            Known {
-                name: "K_auth".into(),
-                bytes: s.k_auth.to_vec(),
-            },
+            known("the connection secret (text)", secret.expose().as_bytes()),
+            known("K_pw", &s.k_pw),
+            known("Z of the handshake", &s.z),
+            known("K_conf", &s.k_conf),
         ];
         assert_eq!(
             s.contributions.len(),
-            6,
-            "k_i, k_r, then k_a, k_b of each rotation"
+            8,
+            "k_i, k_r, then k_a, k_b, Z_e of each rotation"
         );
         for (i, c) in s.contributions.iter().enumerate() {
             let name = match i {
                 0 => "k_i".to_string(),
                 1 => "k_r".to_string(),
-                n => format!("{} of rotation {}", ["k_a", "k_b"][n % 2], n / 2),
+                n => format!(
+                    "{} of rotation {}",
+                    ["k_a", "k_b", "Z_e"][(n - 2) % 3],
+                    (n - 2) / 3 + 1
+                ),
             };
-            secrets.push(Known {
-                name,
-                bytes: c.to_vec(),
-            });
+            secrets.push(known(name, c));
         }
         let epochs: Vec<u32> = s.key_history.iter().map(|(e, _)| *e).collect();
         assert_eq!(epochs, [0, 1, 2]);
@@ -334,33 +234,11 @@ async fn no_secret_reaches_the_logs() {
                 ("ack_i", k.ack_i),
                 ("ack_r", k.ack_r),
             ] {
-                secrets.push(Known {
-                    name: format!("epoch {e} {part}"),
-                    bytes: bytes.to_vec(),
-                });
+                secrets.push(known(format!("epoch {e} {part}"), &bytes));
             }
         }
-        let rsa_key = spec_rsa_key();
-        secrets.push(big("RSA private exponent d", rsa_key.d()));
-        for (i, p) in rsa_key.primes().iter().enumerate() {
-            secrets.push(big(&format!("RSA prime {i}"), p));
-        }
-        if let Some(dp) = rsa_key.dp() {
-            secrets.push(big("RSA dp", dp));
-        }
-        if let Some(dq) = rsa_key.dq() {
-            secrets.push(big("RSA dq", dq));
-        }
-        let pkcs1 = rsa::pkcs1::EncodeRsaPrivateKey::to_pkcs1_der(&*rsa_key).expect("PKCS#1");
-        secrets.push(Known {
-            name: "RSA private key, PKCS#1 DER".into(),
-            bytes: pkcs1.as_bytes().to_vec(),
-        });
-        let pkcs8 = rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(&*rsa_key).expect("PKCS#8");
-        secrets.push(Known {
-            name: "RSA private key, PKCS#8 DER".into(),
-            bytes: pkcs8.as_bytes().to_vec(),
-        });
+        secrets.extend(private_key_forms("the node's", &node_private));
+        secrets.extend(private_key_forms("the spec peer's", &spec_rsa_key()));
 
         // ----- the capture is real -----
         let captured = log_capture::since(start);
@@ -394,16 +272,33 @@ async fn no_secret_reaches_the_logs() {
         // The detector finds a canary logged in each encoding.
         let canary = Known {
             name: "canary".into(),
-            bytes: random::<32>().to_vec(),
+            bytes: random::<64>().to_vec(),
+            number: true,
         };
         let canary_start = log_capture::len();
         tracing::trace!("canary hex {}", hex_lower(&canary.bytes));
         tracing::debug!("canary debug {:?}", canary.bytes);
         tracing::info!("canary pretty {:#?}", &canary.bytes[..]);
         tracing::warn!("canary base64 {}", base64(&canary.bytes, STANDARD, false));
+        tracing::error!("canary decimal {}", decimal(&canary.bytes));
+        let pem: Vec<String> = base64(&canary.bytes, STANDARD, true)
+            .as_bytes()
+            .chunks(64)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        tracing::info!(
+            "canary PEM\n-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----",
+            pem.join("\n")
+        );
         let canary_log = log_capture::since(canary_start);
         let hits = find(&canary, &canary_log, &strip_ws(&canary_log), None);
-        for enc in ["lowercase hex", "Debug {:?}", "base64 standard, unpadded"] {
+        for enc in [
+            "lowercase hex",
+            "Debug {:?}",
+            "base64 standard, unpadded",
+            "decimal",
+            "base64 across line breaks (PEM)",
+        ] {
             assert!(
                 hits.iter().any(|h| h.contains(&format!("as {enc}:"))),
                 "the detector misses a canary as {enc}: {hits:#?}\n{canary_log}"
@@ -431,8 +326,8 @@ async fn no_secret_reaches_the_logs() {
             ("Config {:#?}".into(), config_debug[1].clone()),
             ("Secret {:?}".into(), format!("{secret:?}")),
             ("Secret {:#?}".into(), format!("{secret:#?}")),
-            ("RsaKeyPair {:?}".into(), format!("{:?}", node_key(0))),
-            ("RsaKeyPair {:#?}".into(), format!("{:#?}", node_key(0))),
+            ("RsaKeyPair {:?}".into(), format!("{node_pair:?}")),
+            ("RsaKeyPair {:#?}".into(), format!("{node_pair:#?}")),
             ("SessionInfo {:?}".into(), info_debug),
         ];
         let own_key = RsaKeyPair::generate(2048).expect("keygen");

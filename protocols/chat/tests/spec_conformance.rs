@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use noctua_chat::wire::{self, ChatMessage, Content, Request, Response, Role};
-use noctua_chat::{CloseReason, DeliveryError, Event, OpenError, RejectCode, Secret, SessionState};
+use noctua_chat::wire::Role as NodeRole;
+use noctua_chat::{CloseReason, DeliveryError, Event, OpenError, Secret, SessionState};
 use noctua_spec_peer::*;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,13 +39,13 @@ async fn established(hx: &mut Harness, s: &SpecSession) {
         })
         .await;
     assert_eq!(session_id, s.session_id, "session id (§5.1)");
-    assert_eq!(role, Role::Responder);
+    assert_eq!(role, NodeRole::Responder);
     assert_eq!(name, s.name, "the node shows our PROFILE name");
     assert_eq!(safety, s.safety_number(), "safety number (§5.6)");
 }
 
 /// The next chat message the node reports from the spec peer.
-async fn received(hx: &mut Harness) -> ChatMessage {
+async fn received(hx: &mut Harness) -> noctua_chat::ChatMessage {
     let spec_id = hx.spec_id;
     hx.node_event(|e| match e {
         Event::MessageReceived { peer, message, .. } if *peer == spec_id => Some(message.clone()),
@@ -147,7 +147,7 @@ async fn handshake_chat_and_receipts_both_ways() {
             .expect("session on the node");
         assert_eq!(info.state, SessionState::Active);
         assert_eq!(info.epoch, 0);
-        assert_eq!(info.role, Role::Responder);
+        assert_eq!(info.role, NodeRole::Responder);
         assert_eq!(info.id.as_bytes(), &s.session_id);
         assert_eq!(info.safety_number.to_string(), s.safety_number());
         assert_eq!(info.remote_name.as_deref(), Some("Spec"));
@@ -156,7 +156,7 @@ async fn handshake_chat_and_receipts_both_ways() {
         let rec = s.chat(41, &["hello from the spec", "ünïcödé ✓"]);
         assert_eq!(rec.seq, 1);
         let ack = hx
-            .expect(wire::Request::Record(rec.clone()), "ACK", |r| match r {
+            .expect(Request::Record(rec.clone()), "ACK", |r| match r {
                 Response::Ack(a) => Some(a),
                 _ => None,
             })
@@ -308,13 +308,13 @@ async fn abused_records_are_refused_counted_and_the_session_survives() {
 
         // An epoch the node never had: UNKNOWN_EPOCH.
         let k0 = s.epoch_keys(0).clone();
-        let plain = wire::encode_content(&chat(3, "wrong epoch"));
+        let plain = encode_content(&chat(3, "wrong epoch"));
         let wrong_epoch = seal_raw(&k0.key_i2r, s.session_id, 7, Role::Initiator, 3, &plain);
         hx.expect_reject(Request::Record(wrong_epoch), RejectCode::UnknownEpoch)
             .await;
 
         // Another session id: UNKNOWN_SESSION.
-        let plain = wire::encode_content(&chat(4, "wrong session"));
+        let plain = encode_content(&chat(4, "wrong session"));
         let other_sid = seal_raw(&k0.key_i2r, random(), 0, Role::Initiator, 3, &plain);
         hx.expect_reject(Request::Record(other_sid), RejectCode::UnknownSession)
             .await;
@@ -409,7 +409,7 @@ async fn oversized_and_garbage_frames() {
             expect_raw_reject(hx, vec![0, 0], RejectCode::Malformed).await;
             // A valid HELLO with one byte left over.
             let init = hx.initiator("whatever");
-            let mut body = wire::encode_request(&init.hello());
+            let mut body = encode_request(&init.hello());
             body.push(0);
             expect_raw_reject(hx, frame(&body), RejectCode::Malformed).await;
             // A RECORD with sender byte 2.
@@ -432,10 +432,8 @@ async fn oversized_and_garbage_frames() {
                 RejectCode::Malformed,
             )
             .await;
-            // Through the crate's codec: Request::Invalid encodes as an empty frame.
-            let shown = hx
-                .request(Request::Invalid(wire::WireError::Truncated))
-                .await;
+            // Through the spec peer's codec: Request::Invalid encodes as an empty frame.
+            let shown = hx.request(Request::Invalid(String::new())).await;
             assert!(
                 matches!(
                     shown,
@@ -544,7 +542,7 @@ async fn rotation_driven_by_the_spec_peer() {
         assert_eq!(received(&mut hx).await.text, "late in epoch 0");
         // Epoch 2 does not exist yet.
         let k1 = s.epoch_keys(1).clone();
-        let plain = wire::encode_content(&chat(4, "epoch 2"));
+        let plain = encode_content(&chat(4, "epoch 2"));
         let e2 = seal_raw(&k1.key_i2r, s.session_id, 2, Role::Initiator, 9, &plain);
         hx.expect_reject(Request::Record(e2), RejectCode::UnknownEpoch)
             .await;
@@ -558,7 +556,7 @@ async fn rotation_driven_by_the_spec_peer() {
         let done = hx.send_for_reply(commit).await;
         s.rekey_done(&done).expect("REKEY_DONE valid");
         assert_eq!(rotated(&mut hx).await, 2);
-        let plain = wire::encode_content(&chat(5, "stale"));
+        let plain = encode_content(&chat(5, "stale"));
         let stale = seal_raw(&k0.key_i2r, s.session_id, 0, Role::Initiator, 5, &plain);
         hx.expect_reject(Request::Record(stale), RejectCode::StaleEpoch)
             .await;
@@ -646,10 +644,15 @@ async fn handshake_refusals() {
         let secret = Secret::generate();
         let mut hx = Harness::new(node_config(secret.clone())).await;
 
-        // Version other than 1.
-        let init = hx.initiator(secret.expose());
-        hx.expect_reject(init.hello_with_version(2), RejectCode::UnsupportedVersion)
+        // Version other than 2 (protocol 1's HELLO layout plus a share is still version 1).
+        for version in [0, 1, 3] {
+            let init = hx.initiator(secret.expose());
+            hx.expect_reject(
+                init.hello_with_version(version),
+                RejectCode::UnsupportedVersion,
+            )
             .await;
+        }
 
         // Keys §2 refuses: 1024-bit modulus; exponent 3.
         for der in [
@@ -663,7 +666,7 @@ async fn handshake_refusals() {
 
         // AUTH without HELLO.
         let init = hx.initiator(secret.expose());
-        let fake = noctua_chat::wire::Auth {
+        let fake = Auth {
             hs_id: init.hs_id,
             wrapped: vec![1; 256],
             mac: [2; 32],
@@ -714,11 +717,8 @@ async fn handshake_refusals() {
             let ch = hx.expect_challenge(init.hello()).await;
             let sent = init.on_challenge(&ch).unwrap();
             let wrapped = bad_wrapped(&sent).swap_remove(i);
-            let mac = hmac(
-                &sent.init.k_auth,
-                &[LABEL_INITIATOR_PROOF, &sent.th, &bytes16(&wrapped)],
-            );
-            let auth = noctua_chat::wire::Auth {
+            let mac = initiator_proof(&sent.k_conf, &sent.th, &wrapped);
+            let auth = Auth {
                 hs_id: sent.init.hs_id,
                 wrapped,
                 mac,
@@ -768,13 +768,13 @@ async fn contents_out_of_place_are_bad_state() {
                 new_epoch: 2,
                 nonce: random(),
                 public_key: s.local_pub.clone(),
-                share: random(), // p2 compile-only stub (protocol-2 field)
+                share: enc(&(scalar() * base_point())),
             },
             Content::RekeyReply {
                 new_epoch: 1,
                 nonce: random(),
                 public_key: s.local_pub.clone(),
-                share: random(), // p2 compile-only stub (protocol-2 field)
+                share: enc(&(scalar() * base_point())),
                 wrapped: vec![7; 256],
             },
         ];
@@ -795,7 +795,7 @@ async fn contents_out_of_place_are_bad_state() {
         // Plaintexts that do not parse: MALFORMED. An unknown kind; a CHAT with count 0
         // (§3.5: 1..=1024); a CHAT whose text is not UTF-8; a PING with a byte left over.
         let key = s.epoch_keys(0).key_i2r;
-        let mut bad_utf8 = wire::encode_content(&chat(9, "ab"));
+        let mut bad_utf8 = encode_content(&chat(9, "ab"));
         *bad_utf8.last_mut().unwrap() = 0xff;
         for plain in [vec![0x42, 1, 2], vec![0x01, 0, 0], bad_utf8, vec![0x08, 0]] {
             let seq = s.take_seq(0);
@@ -995,7 +995,7 @@ async fn node_as_initiator_against_the_spec_responder() {
             })
             .await;
         assert_eq!(sid, s.session_id);
-        assert_eq!(role, Role::Initiator);
+        assert_eq!(role, NodeRole::Initiator);
         assert_eq!(name, "Spec");
         assert_eq!(safety, s.safety_number());
         assert_eq!(opens, vec![open]);
@@ -1026,7 +1026,7 @@ async fn node_as_initiator_against_the_spec_responder() {
 
         // Sender 0 is now the node's own role: REFLECTED.
         let k0 = s.epoch_keys(0).clone();
-        let plain = wire::encode_content(&chat(2, "reflected"));
+        let plain = encode_content(&chat(2, "reflected"));
         let refl = seal_raw(&k0.key_i2r, s.session_id, 0, Role::Initiator, 50, &plain);
         hx.expect_reject(Request::Record(refl), RejectCode::Reflected)
             .await;
@@ -1271,7 +1271,10 @@ async fn keepalive_ping_and_close_both_ways() {
                 _ => None,
             })
             .await;
-        assert_eq!(reason, CloseReason::RemoteClosed(RejectCode::UserClosed));
+        assert_eq!(
+            reason,
+            CloseReason::RemoteClosed(RejectCode::UserClosed.node())
+        );
         let late = s.chat(1, &["after close"]);
         let r = hx.request(Request::Record(late)).await;
         assert!(
@@ -1610,11 +1613,8 @@ async fn undecryptable_key_material_after_a_valid_proof_counts_towards_the_limit
             let ch = hx.expect_challenge(init.hello()).await;
             let sent = init.on_challenge(&ch).unwrap();
             let wrapped = random::<256>().to_vec();
-            let mac = hmac(
-                &sent.init.k_auth,
-                &[LABEL_INITIATOR_PROOF, &sent.th, &bytes16(&wrapped)],
-            );
-            let auth = noctua_chat::wire::Auth {
+            let mac = initiator_proof(&sent.k_conf, &sent.th, &wrapped);
+            let auth = Auth {
                 hs_id: sent.init.hs_id,
                 wrapped,
                 mac,
@@ -1693,4 +1693,296 @@ async fn expect_rate_limited(hx: &mut Harness, secret: &str) {
         (1..=60).contains(&detail),
         "seconds until release: {detail}"
     );
+}
+
+// -------------------------------------------------------------------------------------------
+// Protocol 2: what a symmetric encoder/decoder bug would let through. The spec peer encodes
+// and decodes with its own code (written from SPEC.md), so every exchange above already
+// checks the node's bytes against the spec; these add the bytes the spec says to refuse.
+// -------------------------------------------------------------------------------------------
+
+/// SPEC.md appendix A, parsed.
+fn appendix() -> std::collections::BTreeMap<String, Vec<u8>> {
+    vectors::parse_appendix(include_str!("../SPEC.md")).expect("SPEC.md has appendix A")
+}
+
+/// The node refuses each body of appendix A.7 with the code its name gives (a HELLO with a
+/// trailing byte, one byte short, in protocol 1's layout, an unknown type, a sender of 2, a
+/// sealed part shorter than the tag, a 601-byte key, a 513-byte wrapped value), and the
+/// same bodies with a byte added, with and without a session.
+#[tokio::test]
+async fn the_appendix_bodies_a_receiver_refuses_are_refused() {
+    within(async {
+        let secret = Secret::generate();
+        let mut hx = Harness::new(node_config(secret.clone())).await;
+        let vectors = appendix();
+        let refused: Vec<(String, Vec<u8>)> = vectors
+            .iter()
+            .filter(|(n, _)| n.starts_with("malformed_") || n.starts_with("too_large_"))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        assert!(refused.len() >= 8, "appendix A.7 lists the refused bodies");
+        let mut s = None;
+        for round in 0..2 {
+            for (name, body) in &refused {
+                let (code, detail) = match name.strip_prefix("too_large_") {
+                    Some(rest) => (
+                        RejectCode::TooLarge,
+                        rest.split('_')
+                            .next()
+                            .and_then(|d| d.parse().ok())
+                            .expect("limit"),
+                    ),
+                    None => (RejectCode::Malformed, 0),
+                };
+                let got = expect_raw_reject(&mut hx, frame(body), code).await;
+                assert_eq!(got, detail, "{name} (round {round})");
+            }
+            // Every valid request of A.3 with one byte added: MALFORMED (§3).
+            for name in ["hello", "auth", "record", "record_chat", "abort"] {
+                let mut body = vectors[name].clone();
+                body.push(0);
+                expect_raw_reject(&mut hx, frame(&body), RejectCode::Malformed).await;
+            }
+            if round == 0 {
+                let session = hx.handshake(secret.expose()).await;
+                established(&mut hx, &session).await;
+                s = Some(session);
+            }
+        }
+        let mut s = s.expect("session");
+        let rec = s.chat(1, &["still here"]);
+        hx.send_acked(&s, rec).await;
+        assert_eq!(received(&mut hx).await.text, "still here");
+    })
+    .await;
+}
+
+/// §5: a `share_i` that is not the canonical encoding of a ristretto255 element, or is the
+/// identity, is `BAD_KEY`; the node keeps no pending handshake for it.
+#[tokio::test]
+async fn hello_with_a_bad_share_is_bad_key() {
+    within(async {
+        let secret = Secret::generate();
+        let mut hx = Harness::new(node_config(secret.clone())).await;
+        // The identity; p = 2^255 - 19 (non-canonical); all ones (not an element); a
+        // canonical element with the sign bit that ristretto255 forbids (1 = negative).
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        let mut negative = [0u8; 32];
+        negative[0] = 1;
+        for share in [[0u8; 32], p, [0xff; 32], negative] {
+            let init = hx.initiator(secret.expose());
+            hx.expect_reject(init.hello_with(2, share), RejectCode::BadKey)
+                .await;
+            let hs_id = init.hs_id;
+            let sent = init.on_challenge(&Challenge {
+                hs_id,
+                nonce: random(),
+                public_key: public_der(&spec_rsa_key()),
+                share: enc(&(scalar() * base_point())),
+            });
+            if let Ok(sent) = sent {
+                hx.expect_reject(sent.auth(), RejectCode::UnknownHandshake)
+                    .await;
+            }
+        }
+        let s = hx.handshake(secret.expose()).await;
+        established(&mut hx, &s).await;
+    })
+    .await;
+}
+
+/// §5: the node's `share_r` is a valid element, fresh for every handshake, and a node
+/// that answers a HELLO computes the same `Z`, transcript and `K_conf` as the spec (the
+/// handshake completes only if the node's PAKE matches the spec's byte for byte).
+#[tokio::test]
+async fn the_nodes_share_is_fresh_and_valid() {
+    within(async {
+        let secret = Secret::generate();
+        let mut hx = Harness::new(node_config(secret.clone())).await;
+        let mut shares = Vec::new();
+        for _ in 0..3 {
+            let init = hx.initiator(secret.expose());
+            let ch = hx.expect_challenge(init.hello()).await;
+            assert!(
+                dec(&ch.share).is_some(),
+                "share_r decodes and is not the identity"
+            );
+            assert_ne!(ch.share, init.share_i);
+            shares.push(ch.share);
+        }
+        shares.sort();
+        shares.dedup();
+        assert_eq!(shares.len(), 3, "a fresh y_r per handshake");
+        let s = hx.handshake(secret.expose()).await;
+        established(&mut hx, &s).await;
+    })
+    .await;
+}
+
+/// §5: the node as initiator fails its open and sends `ABORT(hs_id, BAD_KEY)` when the
+/// `CHALLENGE` carries a bad share (the identity), and never sends `AUTH` for it.
+#[tokio::test]
+async fn node_as_initiator_refuses_a_bad_share_in_challenge() {
+    within(async {
+        let secret = Secret::generate();
+        let mut hx = Harness::new(node_config(secret)).await;
+        let spec_id = hx.spec_id;
+        let spec_secret = Secret::generate();
+        let mut responder =
+            SpecResponder::new(spec_id, spec_secret.expose().as_bytes(), spec_rsa_key());
+        let open = hx.behaviour().open_session(spec_id, spec_secret.clone());
+        let (req, ch) = hx.next_inbound().await;
+        let Request::Hello(hello) = req else {
+            panic!("{req:?}")
+        };
+        assert_eq!(hello.version, 2);
+        assert!(dec(&hello.share).is_some(), "the node's share_i is valid");
+        let Response::Challenge(mut challenge) = responder.on_hello(hx.node_id, &hello) else {
+            panic!("the node's HELLO refused")
+        };
+        challenge.share = [0; 32];
+        hx.respond(ch, Response::Challenge(challenge));
+        let (req, ch) = hx.next_inbound().await;
+        match req {
+            Request::Abort { hs_id, code } => {
+                assert_eq!(hs_id, hello.hs_id);
+                assert_eq!(RejectCode::from_u16(code), RejectCode::BadKey);
+            }
+            other => panic!("expected ABORT(BAD_KEY), got {other:?}"),
+        }
+        hx.respond(ch, Response::Done);
+        hx.node_event(|e| match e {
+            Event::OpenFailed { open: o, .. } if *o == open => Some(()),
+            Event::SessionEstablished { .. } => panic!("established over an identity share"),
+            _ => None,
+        })
+        .await;
+        assert!(hx.node.behaviour().session(&spec_id).is_none());
+    })
+    .await;
+}
+
+/// §7: a `REKEY_INIT` whose share is the identity is answered `BAD_KEY` and installs
+/// nothing; a `REKEY_REPLY` with one fails the node's rotation in progress
+/// (`ROTATION_FAILED`).
+#[tokio::test]
+async fn rekey_messages_with_a_bad_share() {
+    within(async {
+        let secret = Secret::generate();
+        let mut hx = Harness::new(node_config(secret.clone())).await;
+        let spec_id = hx.spec_id;
+        let mut s = hx.handshake(secret.expose()).await;
+        established(&mut hx, &s).await;
+
+        let bad_init = s.seal(&Content::RekeyInit {
+            new_epoch: 1,
+            nonce: random(),
+            public_key: s.local_pub.clone(),
+            share: [0; 32],
+        });
+        hx.expect_reject(Request::Record(bad_init), RejectCode::BadKey)
+            .await;
+        let info = hx.node.behaviour().session(&spec_id).expect("session");
+        assert_eq!(info.epoch, 0, "nothing installed");
+
+        // The node rotates; our REKEY_REPLY carries the identity as share_b.
+        hx.behaviour().rotate(&spec_id).expect("active session");
+        let (req, ch) = hx.next_inbound().await;
+        let Request::Record(rec) = req else {
+            panic!("{req:?}")
+        };
+        let Ok(Content::RekeyInit {
+            new_epoch: 1,
+            public_key,
+            share,
+            ..
+        }) = s.open(&rec)
+        else {
+            panic!("expected REKEY_INIT(1)")
+        };
+        assert!(dec(&share).is_some(), "the node's share_a is valid");
+        let wrapped = oaep_wrap(&public_key, &random::<32>()).expect("node key");
+        let reply = s.seal(&Content::RekeyReply {
+            new_epoch: 1,
+            nonce: random(),
+            public_key: s.local_pub.clone(),
+            share: [0; 32],
+            wrapped,
+        });
+        hx.respond(ch, Response::Reply(reply));
+        let reason = hx
+            .node_event(|e| match e {
+                Event::SessionClosed { peer, reason, .. } if *peer == spec_id => {
+                    Some(reason.clone())
+                }
+                Event::SessionRotated { .. } => panic!("rotated over an identity share"),
+                _ => None,
+            })
+            .await;
+        assert!(
+            matches!(reason, CloseReason::RotationFailed(_)),
+            "{reason:?}"
+        );
+    })
+    .await;
+}
+
+/// §1: the protocol id is `/noctua/chat/2.0.0`; a peer that proposes only
+/// `/noctua/chat/1.0.0` is refused at negotiation (a protocol-1 peer does not negotiate).
+#[tokio::test]
+async fn protocol_1_is_not_negotiated() {
+    within(async {
+        use futures::StreamExt as _;
+        use libp2p::request_response::{self, ProtocolSupport};
+        use libp2p_swarm_test::SwarmExt as _;
+
+        assert_eq!(PROTOCOL_ID, "/noctua/chat/2.0.0");
+        let secret = Secret::generate();
+        let mut node = libp2p::Swarm::new_ephemeral_tokio(|kp| {
+            noctua_chat::Behaviour::new(kp.public().to_peer_id(), node_config(secret.clone()))
+        });
+        let mut old = libp2p::Swarm::new_ephemeral_tokio(|_| {
+            request_response::Behaviour::with_codec(
+                RawCodec,
+                [(
+                    libp2p::StreamProtocol::new("/noctua/chat/1.0.0"),
+                    ProtocolSupport::Outbound,
+                )],
+                request_response::Config::default(),
+            )
+        });
+        node.listen().with_memory_addr_external().await;
+        old.connect(&mut node).await;
+        let node_id = *node.local_peer_id();
+        // A protocol-1 HELLO (no share), framed.
+        let init = SpecInitiator::new(*old.local_peer_id(), node_id, b"s", spec_rsa_key());
+        let mut body = encode_request(&init.hello_with_version(1));
+        body.truncate(body.len() - 32);
+        old.behaviour_mut().send_request(&node_id, frame(&body));
+        loop {
+            tokio::select! {
+                _ = node.select_next_some() => {}
+                ev = old.select_next_some() => match ev {
+                    libp2p::swarm::SwarmEvent::Behaviour(
+                        request_response::Event::OutboundFailure { error, .. },
+                    ) => {
+                        assert!(
+                            matches!(error, request_response::OutboundFailure::UnsupportedProtocols),
+                            "{error}"
+                        );
+                        break;
+                    }
+                    libp2p::swarm::SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: request_response::Message::Response { response, .. },
+                        ..
+                    }) => panic!("a protocol-1 request was answered: {response:?}"),
+                    _ => {}
+                },
+            }
+        }
+    })
+    .await;
 }

@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use common::{Net, config, init_tracing, tcp_noise_node, tcp_noise_swarm};
 use libp2p_swarm_test::SwarmExt;
-use noctua_chat::wire::Content;
 use noctua_chat::{
     CloseReason, Config, DeliveryError, Event, MessageId, OpenError, RejectCode, Role, Secret,
     SendError, SessionError, SessionState,
 };
-use noctua_spec_peer::{Answered, Harness, node_config as spec_node_config, node_key};
+use noctua_spec_peer::{Answered, Content, Harness, node_config as spec_node_config, node_key};
 
 fn quiet(n: usize) -> Vec<Config> {
     (0..n).map(|i| config(i, &format!("secret-{i}"))).collect()

@@ -10,17 +10,16 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, Respons
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{PeerId, Swarm};
 use libp2p_swarm_test::SwarmExt;
-use noctua_chat::wire::{AuthOk, Challenge, Content, Record, Request, Response, Role};
-use noctua_chat::{Config, RejectCode};
+use noctua_chat::Config;
 
 use crate::*;
 
-/// The spec peer's behaviour: the protocol through the crate's framing codec, plus an
-/// outbound-only channel that writes arbitrary bytes.
+/// The spec peer's behaviour: the protocol through its own framing codec ([`SpecCodec`]),
+/// plus an outbound-only channel that writes arbitrary bytes.
 #[derive(NetworkBehaviour)]
 pub struct SpecBehaviour {
     /// Well-formed requests and responses.
-    pub chat: request_response::Behaviour<noctua_chat::Codec>,
+    pub chat: request_response::Behaviour<SpecCodec>,
     /// Hand-made bytes.
     pub raw: request_response::Behaviour<RawCodec>,
 }
@@ -31,13 +30,13 @@ impl SpecBehaviour {
         let cfg = request_response::Config::default().with_request_timeout(Duration::from_secs(25));
         SpecBehaviour {
             chat: request_response::Behaviour::with_codec(
-                noctua_chat::Codec::new(noctua_chat::MAX_FRAME_CEILING),
-                [(noctua_chat::PROTOCOL, ProtocolSupport::Full)],
+                SpecCodec,
+                [(PROTOCOL, ProtocolSupport::Full)],
                 cfg.clone(),
             ),
             raw: request_response::Behaviour::with_codec(
                 RawCodec,
-                [(noctua_chat::PROTOCOL, ProtocolSupport::Outbound)],
+                [(PROTOCOL, ProtocolSupport::Outbound)],
                 cfg,
             ),
         }

@@ -1,11 +1,9 @@
 //! Records (§3.4), the keys of an epoch (§5.5, §7), ack tags (§6.2) and the safety number
 //! (§5.6).
 
+use crate::*;
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit as _};
-use noctua_chat::wire::{Record, Role};
-
-use crate::*;
 
 /// The 29-byte record header: `session_id || u32 epoch || u8 sender || u64 seq`.
 pub fn record_header(session_id: &[u8; 16], epoch: u32, sender: u8, seq: u64) -> [u8; 29] {
@@ -133,13 +131,13 @@ impl EpochKeys {
     }
 }
 
-/// `okm = HKDF-Expand(prk, "noctua/chat/1 epoch keys" || session_id || u32(epoch), 160)`.
+/// `okm = HKDF-Expand(prk, "noctua/chat/2 epoch keys" || session_id || u32(epoch), 160)`.
 pub fn epoch_keys(prk: &[u8; 32], session_id: &[u8; 16], epoch: u32) -> EpochKeys {
     let info = [LABEL_EPOCH_KEYS, &session_id[..], &epoch.to_be_bytes()].concat();
     EpochKeys::from_okm(&hkdf_expand(prk, &info, 160))
 }
 
-/// The §6.2 ack tag: `HMAC(ack_X, "noctua/chat/1 ack" || sid || u32 epoch || u8 sender || u64 seq)[0..16]`.
+/// The §6.2 ack tag: `HMAC(ack_X, "noctua/chat/2 ack" || sid || u32 epoch || u8 sender || u64 seq)[0..16]`.
 pub fn ack_tag(
     ack_key: &[u8; 32],
     session_id: &[u8; 16],

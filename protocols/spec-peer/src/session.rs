@@ -4,9 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use curve25519_dalek::scalar::Scalar;
 use libp2p::PeerId;
-use noctua_chat::RejectCode;
-use noctua_chat::wire::{self, Ack, ChatMessage, Content, Record, Response, Role};
 
 use crate::*;
 
@@ -24,6 +23,10 @@ pub struct RekeyOut {
     pub nonce_a: [u8; 32],
     /// `pub_a`.
     pub pub_a: Vec<u8>,
+    /// `x_a`.
+    pub x_a: Scalar,
+    /// `share_a = enc(x_a · B)`.
+    pub share_a: [u8; 32],
 }
 
 /// Our side of a rotation the peer started (B in §7), between `REKEY_REPLY` and `COMMIT`.
@@ -31,8 +34,11 @@ pub(crate) struct RekeyIn {
     new_epoch: u32,
     nonce_a: [u8; 32],
     pub_a: Vec<u8>,
+    share_a: [u8; 32],
     nonce_b: [u8; 32],
     pub_b: Vec<u8>,
+    share_b: [u8; 32],
+    z_e: [u8; 32],
     k_b: [u8; 32],
     wrapped_b: Vec<u8>,
 }
@@ -58,8 +64,12 @@ pub struct SpecSession {
     pub th: [u8; 32],
     /// `session_id`.
     pub session_id: [u8; 16],
-    /// `K_auth`.
-    pub k_auth: [u8; 32],
+    /// `K_pw` of the secret this session's PAKE used.
+    pub k_pw: [u8; 32],
+    /// `enc(Z)` of the handshake.
+    pub z: [u8; 32],
+    /// `K_conf` of the handshake.
+    pub k_conf: [u8; 32],
     /// Our RSA key.
     pub rsa: Arc<rsa::PrivateKey>,
     /// Our public key as sent.
@@ -85,7 +95,8 @@ pub struct SpecSession {
     pub rekey_out: Option<RekeyOut>,
     pub(crate) rekey_in: Option<RekeyIn>,
     /// Every RSA-transported contribution this side has known, in order: the handshake's
-    /// `k_i` and `k_r`, then each rotation's `k_a` and `k_b` (for tests that look for secrets).
+    /// `k_i` and `k_r`, then each rotation's `k_a` and `k_b`, then that rotation's `enc(Z_e)`
+    /// (for tests that look for secrets).
     pub contributions: Vec<[u8; 32]>,
     /// The keys of every epoch ever derived, never pruned (unlike [`SpecSession::keys`]).
     pub key_history: Vec<(u32, EpochKeys)>,
@@ -136,7 +147,7 @@ impl SpecSession {
             epoch,
             self.role,
             seq,
-            &wire::encode_content(content),
+            &encode_content(content),
         )
     }
 
@@ -167,7 +178,7 @@ impl SpecSession {
             .get(&rec.epoch)
             .ok_or_else(|| format!("no keys for epoch {}", rec.epoch))?;
         let plain = open_raw(keys.seal_key(rec.sender), rec)?;
-        wire::decode_content(&plain, DEFAULT_MAX_MESSAGE).map_err(|e| format!("plaintext: {e}"))
+        decode_content(&plain, DEFAULT_MAX_MESSAGE).map_err(|e| format!("plaintext: {e}"))
     }
 
     /// The tag the peer must put in its `ACK` of our record `rec`.
@@ -266,9 +277,17 @@ impl SpecSession {
         let window = self.recv.entry(rec.epoch).or_default();
         window.seen.insert(rec.seq);
         window.highest = Some(window.highest.map_or(rec.seq, |h| h.max(rec.seq)));
-        let content = match wire::decode_content(&plain, DEFAULT_MAX_MESSAGE) {
+        let content = match decode_content(&plain, DEFAULT_MAX_MESSAGE) {
             Ok(c) => c,
-            Err(e) => return Self::reject(e.reject_code()),
+            Err(e) => {
+                return Answered {
+                    response: Response::Reject {
+                        code: e.code,
+                        detail: e.detail,
+                    },
+                    content: None,
+                };
+            }
         };
         if !self.confirmed {
             // §5.4: the responder's session becomes ACTIVE on the initiator's PROFILE; until
@@ -301,8 +320,8 @@ impl SpecSession {
                 new_epoch,
                 nonce,
                 public_key,
-                ..
-            } => match self.on_rekey_init(rec.epoch, *new_epoch, nonce, public_key) {
+                share,
+            } => match self.on_rekey_init(rec.epoch, *new_epoch, nonce, public_key, share) {
                 Ok(reply) => Response::Reply(reply),
                 Err(code) => Response::Reject { code, detail: 0 },
             },
@@ -330,39 +349,24 @@ impl SpecSession {
 
     // -- rotation (§7) ------------------------------------------------------------------------
 
-    /// `rth` of §7.
-    #[allow(clippy::too_many_arguments)]
-    pub fn rekey_transcript(
+    /// Keys of `e+1` from `chain_e`, `enc(Z_e)`, `k_a`, `k_b` and `rth`.
+    pub fn derive_next(
         &self,
-        new_epoch: u32,
-        role_a: Role,
-        pub_a: &[u8],
-        pub_b: &[u8],
-        nonce_a: &[u8; 32],
-        nonce_b: &[u8; 32],
-        wrapped_a: &[u8],
-        wrapped_b: &[u8],
-    ) -> [u8; 32] {
-        h(&[
-            LABEL_REKEY,
+        e: u32,
+        z_e: &[u8; 32],
+        k_a: &[u8; 32],
+        k_b: &[u8; 32],
+        rth: &[u8; 32],
+    ) -> EpochKeys {
+        rekey_keys(
+            &self.epoch_keys(e).chain,
             &self.session_id,
-            &new_epoch.to_be_bytes(),
-            &[role_a.to_byte()],
-            &bytes16(pub_a),
-            &bytes16(pub_b),
-            nonce_a,
-            nonce_b,
-            &bytes16(wrapped_a),
-            &bytes16(wrapped_b),
-        ])
-    }
-
-    /// Keys of `e+1` from `chain_e`, `k_a`, `k_b` and `rth`.
-    pub fn derive_next(&self, e: u32, k_a: &[u8; 32], k_b: &[u8; 32], rth: &[u8; 32]) -> EpochKeys {
-        let chain = self.epoch_keys(e).chain;
-        let ikm = [&k_a[..], &k_b[..], &rth[..]].concat();
-        let prk = hkdf_extract(&chain, &ikm);
-        epoch_keys(&prk, &self.session_id, e + 1)
+            e + 1,
+            z_e,
+            k_a,
+            k_b,
+            rth,
+        )
     }
 
     /// Starts a rotation to `epoch + 1` (we are A): the `REKEY_INIT` record, sealed in the
@@ -371,17 +375,20 @@ impl SpecSession {
         let new_epoch = self.epoch + 1;
         let nonce_a: [u8; 32] = random();
         let pub_a = self.local_pub.clone();
+        let x_a = scalar();
+        let share_a = enc(&(x_a * base_point()));
         let rec = self.seal(&Content::RekeyInit {
             new_epoch,
             nonce: nonce_a,
             public_key: pub_a.clone(),
-            // p2 compile-only stub: helper specpeer implements protocol 2 here.
-            share: [0; 32],
+            share: share_a,
         });
         self.rekey_out = Some(RekeyOut {
             new_epoch,
             nonce_a,
             pub_a,
+            x_a,
+            share_a,
         });
         rec
     }
@@ -399,14 +406,14 @@ impl SpecSession {
                 "REKEY_REPLY record has an unexpected header: {reply:?}"
             ));
         }
-        let (nonce_b, pub_b, wrapped_b) = match self.open(reply)? {
+        let (nonce_b, pub_b, share_b, wrapped_b) = match self.open(reply)? {
             Content::RekeyReply {
                 new_epoch,
                 nonce,
                 public_key,
+                share,
                 wrapped,
-                ..
-            } if new_epoch == out.new_epoch => (nonce, public_key, wrapped),
+            } if new_epoch == out.new_epoch => (nonce, public_key, share, wrapped),
             other => {
                 return Err(format!(
                     "expected REKEY_REPLY({}), got {other:?}",
@@ -414,22 +421,27 @@ impl SpecSession {
                 ));
             }
         };
+        let share_b_point = dec(&share_b).ok_or("BAD_KEY: share_b is not acceptable")?;
+        let z_e = dh(&out.x_a, &share_b_point).ok_or("Z_e is the identity")?;
         let k_b = oaep_unwrap(&self.rsa, &wrapped_b)?;
         let k_a: [u8; 32] = random();
         let wrapped_a = oaep_wrap(&pub_b, &k_a)?;
-        let rth = self.rekey_transcript(
+        let rth = rekey_transcript(
+            &self.session_id,
             out.new_epoch,
             self.role,
             &out.pub_a,
             &pub_b,
             &out.nonce_a,
             &nonce_b,
+            &out.share_a,
+            &share_b,
             &wrapped_a,
             &wrapped_b,
         );
         let new_epoch = out.new_epoch;
-        let keys = self.derive_next(e, &k_a, &k_b, &rth);
-        self.contributions.extend([k_a, k_b]);
+        let keys = self.derive_next(e, &z_e, &k_a, &k_b, &rth);
+        self.contributions.extend([k_a, k_b, z_e]);
         self.key_history.push((new_epoch, keys.clone()));
         self.keys.insert(new_epoch, keys);
         self.remote_pub = pub_b;
@@ -473,6 +485,7 @@ impl SpecSession {
         new_epoch: u32,
         nonce_a: &[u8; 32],
         pub_a: &[u8],
+        share_a: &[u8; 32],
     ) -> Result<Record, RejectCode> {
         if new_epoch != self.epoch + 1 || e != self.epoch {
             return Err(RejectCode::BadState);
@@ -485,6 +498,10 @@ impl SpecSession {
             self.rekey_out = None;
         }
         parse_public_key(pub_a).map_err(|_| RejectCode::BadKey)?;
+        let share_a_point = dec(share_a).ok_or(RejectCode::BadKey)?;
+        let x_b = scalar();
+        let share_b = enc(&(x_b * base_point()));
+        let z_e = dh(&x_b, &share_a_point).ok_or(RejectCode::BadKey)?;
         let k_b: [u8; 32] = random();
         let wrapped_b = oaep_wrap(pub_a, &k_b).map_err(|_| RejectCode::BadKey)?;
         let nonce_b: [u8; 32] = random();
@@ -493,16 +510,18 @@ impl SpecSession {
             new_epoch,
             nonce: nonce_b,
             public_key: pub_b.clone(),
-            // p2 compile-only stub: helper specpeer implements protocol 2 here.
-            share: [0; 32],
+            share: share_b,
             wrapped: wrapped_b.clone(),
         });
         self.rekey_in = Some(RekeyIn {
             new_epoch,
             nonce_a: *nonce_a,
             pub_a: pub_a.to_vec(),
+            share_a: *share_a,
             nonce_b,
             pub_b,
+            share_b,
+            z_e,
             k_b,
             wrapped_b,
         });
@@ -514,24 +533,75 @@ impl SpecSession {
             return Err(RejectCode::BadState);
         };
         let k_a = oaep_unwrap(&self.rsa, wrapped_a).map_err(|_| RejectCode::DecryptFailed)?;
-        let rth = self.rekey_transcript(
+        let rth = rekey_transcript(
+            &self.session_id,
             new_epoch,
             self.peer_role(),
             &st.pub_a,
             &st.pub_b,
             &st.nonce_a,
             &st.nonce_b,
+            &st.share_a,
+            &st.share_b,
             wrapped_a,
             &st.wrapped_b,
         );
-        let keys = self.derive_next(new_epoch - 1, &k_a, &st.k_b, &rth);
-        self.contributions.extend([k_a, st.k_b]);
+        let keys = self.derive_next(new_epoch - 1, &st.z_e, &k_a, &st.k_b, &rth);
+        self.contributions.extend([k_a, st.k_b, st.z_e]);
         self.key_history.push((new_epoch, keys.clone()));
         self.keys.insert(new_epoch, keys);
         self.remote_pub = st.pub_a;
         self.install(new_epoch);
         Ok(self.seal(&Content::RekeyDone { new_epoch }))
     }
+}
+
+/// `rth` of §7 (protocol 2: the shares come before the wrapped values).
+#[allow(clippy::too_many_arguments)]
+pub fn rekey_transcript(
+    session_id: &[u8; 16],
+    new_epoch: u32,
+    role_a: Role,
+    pub_a: &[u8],
+    pub_b: &[u8],
+    nonce_a: &[u8; 32],
+    nonce_b: &[u8; 32],
+    share_a: &[u8; 32],
+    share_b: &[u8; 32],
+    wrapped_a: &[u8],
+    wrapped_b: &[u8],
+) -> [u8; 32] {
+    h(&[
+        LABEL_REKEY,
+        session_id,
+        &new_epoch.to_be_bytes(),
+        &[role_a.to_byte()],
+        &bytes16(pub_a),
+        &bytes16(pub_b),
+        nonce_a,
+        nonce_b,
+        share_a,
+        share_b,
+        &bytes16(wrapped_a),
+        &bytes16(wrapped_b),
+    ])
+}
+
+/// The keys of epoch `new_epoch` (§7):
+/// `prk = HKDF-Extract(salt = chain_e, ikm = enc(Z_e) || k_a || k_b || rth)`, then
+/// `HKDF-Expand(prk, "noctua/chat/2 epoch keys" || session_id || u32(new_epoch), 160)`.
+pub fn rekey_keys(
+    chain_e: &[u8; 32],
+    session_id: &[u8; 16],
+    new_epoch: u32,
+    z_e: &[u8; 32],
+    k_a: &[u8; 32],
+    k_b: &[u8; 32],
+    rth: &[u8; 32],
+) -> EpochKeys {
+    let ikm = [&z_e[..], &k_a[..], &k_b[..], &rth[..]].concat();
+    let prk = hkdf_extract(chain_e, &ikm);
+    epoch_keys(&prk, session_id, new_epoch)
 }
 
 /// A `CHAT` content with `texts` (ids `first_id..`, `sent_at_ms` = now).

@@ -1,37 +1,52 @@
-//! The constants of the spec and its primitives (§2, §3): hashes, HMAC, HKDF, the fields
-//! every transcript is made of, and RSA-OAEP key transport.
+//! The constants of the spec and its primitives (§2, §3): hashes, HMAC, HKDF, ristretto255,
+//! the fields every transcript is made of, and RSA-OAEP key transport.
 
+use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::IsIdentity;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use libp2p::PeerId;
 use rand::Rng as _;
 use rsa::pkcs1::{DecodeRsaPublicKey, EncodeRsaPublicKey};
 use rsa::traits::PublicKeyParts;
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 
-/// §4 salt of `K_auth`.
-pub const LABEL_SECRET: &[u8] = b"noctua/chat/1 secret";
-/// §4 info of `K_auth`.
-pub const LABEL_AUTH: &[u8] = b"auth";
+/// The libp2p protocol id (§1).
+pub const PROTOCOL_ID: &str = "/noctua/chat/2.0.0";
+/// `HELLO.version`.
+pub const VERSION: u8 = 2;
+
+/// §4 salt of `K_pw`.
+pub const LABEL_SECRET: &[u8] = b"noctua/chat/2 secret";
+/// §4 info of `K_pw`.
+pub const LABEL_PASSWORD: &[u8] = b"pake password";
+/// §5 CPace generator prefix.
+pub const LABEL_GENERATOR: &[u8] = b"noctua/chat/2 cpace generator";
 /// §5.1 transcript hash prefix.
-pub const LABEL_HANDSHAKE: &[u8] = b"noctua/chat/1 handshake";
+pub const LABEL_HANDSHAKE: &[u8] = b"noctua/chat/2 handshake";
 /// §5.1 session id prefix.
-pub const LABEL_SESSION_ID: &[u8] = b"noctua/chat/1 session id";
+pub const LABEL_SESSION_ID: &[u8] = b"noctua/chat/2 session id";
+/// §5 `K_conf` info.
+pub const LABEL_CONFIRM: &[u8] = b"noctua/chat/2 confirm";
 /// §5.2 initiator proof prefix.
-pub const LABEL_INITIATOR_PROOF: &[u8] = b"noctua/chat/1 initiator proof";
+pub const LABEL_INITIATOR_PROOF: &[u8] = b"noctua/chat/2 initiator proof";
 /// §5.3 responder proof prefix.
-pub const LABEL_RESPONDER_PROOF: &[u8] = b"noctua/chat/1 responder proof";
+pub const LABEL_RESPONDER_PROOF: &[u8] = b"noctua/chat/2 responder proof";
 /// §5.5 / §7 HKDF-Expand info prefix.
-pub const LABEL_EPOCH_KEYS: &[u8] = b"noctua/chat/1 epoch keys";
+pub const LABEL_EPOCH_KEYS: &[u8] = b"noctua/chat/2 epoch keys";
 /// §5.6 safety number prefix.
-pub const LABEL_SAFETY: &[u8] = b"noctua/chat/1 safety number";
+pub const LABEL_SAFETY: &[u8] = b"noctua/chat/2 safety number";
 /// §3.4 associated data prefix (20 bytes).
-pub const LABEL_RECORD: &[u8] = b"noctua/chat/1 record";
+pub const LABEL_RECORD: &[u8] = b"noctua/chat/2 record";
 /// §6.2 ack tag prefix.
-pub const LABEL_ACK: &[u8] = b"noctua/chat/1 ack";
+pub const LABEL_ACK: &[u8] = b"noctua/chat/2 ack";
 /// §7 rekey transcript prefix.
-pub const LABEL_REKEY: &[u8] = b"noctua/chat/1 rekey";
+pub const LABEL_REKEY: &[u8] = b"noctua/chat/2 rekey";
 
+/// §3.1: the largest frame any receiver may allow (16 MiB); the spec peer reads up to it.
+pub const MAX_FRAME_CEILING: usize = 16 * 1024 * 1024;
 /// §3.1 default `max_frame_size`.
 pub const DEFAULT_MAX_FRAME: usize = 262_144;
 /// §3.5 default `max_message_size`.
@@ -119,14 +134,85 @@ pub fn peer_field(p: &PeerId) -> Vec<u8> {
     bytes16(&p.to_bytes())
 }
 
-/// `K_auth = HKDF-Expand(HKDF-Extract("noctua/chat/1 secret", secret bytes), "auth", 32)` (§4).
-/// "secret bytes" is read as the secret's text (the string of `host:port:secret`) in UTF-8.
-pub fn k_auth(secret: &[u8]) -> [u8; 32] {
+/// `K_pw = HKDF-Expand(HKDF-Extract("noctua/chat/2 secret", secret bytes), "pake password", 32)`
+/// (§4); "secret bytes" is the secret's text (as in `host:port:secret`) in UTF-8.
+pub fn k_pw(secret: &[u8]) -> [u8; 32] {
     let prk = hkdf_extract(LABEL_SECRET, secret);
-    let okm = hkdf_expand(&prk, LABEL_AUTH, 32);
+    let okm = hkdf_expand(&prk, LABEL_PASSWORD, 32);
     let mut out = [0u8; 32];
     out.copy_from_slice(&okm);
     out
+}
+
+/// `H512(x)`: SHA-512 over the concatenation of `parts`.
+pub fn h512(parts: &[&[u8]]) -> [u8; 64] {
+    let mut d = Sha512::new();
+    for p in parts {
+        d.update(p);
+    }
+    let mut out = [0u8; 64];
+    out.copy_from_slice(&d.finalize());
+    out
+}
+
+/// `G.hash(x)`: RFC 9496 element derivation from the 64 bytes `H512(x)`.
+pub fn g_hash(parts: &[&[u8]]) -> RistrettoPoint {
+    RistrettoPoint::from_uniform_bytes(&h512(parts))
+}
+
+/// The CPace generator of §5:
+/// `G.hash("noctua/chat/2 cpace generator" || K_pw || hs_id || peer(I) || peer(R))`.
+pub fn cpace_generator(
+    k_pw: &[u8; 32],
+    hs_id: &[u8; 16],
+    peer_i: &[u8],
+    peer_r: &[u8],
+) -> RistrettoPoint {
+    g_hash(&[
+        LABEL_GENERATOR,
+        k_pw,
+        hs_id,
+        &bytes16(peer_i),
+        &bytes16(peer_r),
+    ])
+}
+
+/// `scalar()` from 64 given bytes: reduced modulo the group order. `None` for zero (the
+/// spec draws again).
+pub fn scalar_from(wide: &[u8; 64]) -> Option<Scalar> {
+    let s = Scalar::from_bytes_mod_order_wide(wide);
+    (s != Scalar::ZERO).then_some(s)
+}
+
+/// `scalar()`: `random(64)` reduced; a zero scalar is drawn again.
+pub fn scalar() -> Scalar {
+    loop {
+        if let Some(s) = scalar_from(&random::<64>()) {
+            return s;
+        }
+    }
+}
+
+/// `enc(P)`: the 32-byte canonical encoding.
+pub fn enc(p: &RistrettoPoint) -> [u8; 32] {
+    p.compress().to_bytes()
+}
+
+/// `dec(share)`: refuses a non-canonical encoding and the identity (both `BAD_KEY`).
+pub fn dec(share: &[u8; 32]) -> Option<RistrettoPoint> {
+    let p = CompressedRistretto(*share).decompress()?;
+    (!p.is_identity()).then_some(p)
+}
+
+/// `enc(s · P)`, or `None` if the product is the identity (a failed proof in the handshake).
+pub fn dh(s: &Scalar, p: &RistrettoPoint) -> Option<[u8; 32]> {
+    let z = s * p;
+    (!z.is_identity()).then(|| enc(&z))
+}
+
+/// `B`, the ristretto255 base point.
+pub fn base_point() -> RistrettoPoint {
+    RISTRETTO_BASEPOINT_POINT
 }
 
 /// Parses and validates an RSA public key per §2 (PKCS#1 DER, 2048/3072/4096 bits, e = 65537).

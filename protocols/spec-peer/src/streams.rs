@@ -3,7 +3,7 @@
 //! request-response writes a request, closes its side of the stream and only then reads the
 //! response, and it bounds its own streams: it can neither stall, nor trickle a body, nor
 //! keep writing past the node's answer. [`RawStreams`] instead hands each negotiated
-//! `/noctua/chat/1.0.0` stream to the test, and [`run_script`] drives it: write some bytes,
+//! `/noctua/chat/2.0.0` stream to the test, and [`run_script`] drives it: write some bytes,
 //! then stall, trickle, flood or close, while reading whatever the node answers.
 
 use std::collections::VecDeque;
@@ -13,8 +13,6 @@ use std::time::Duration;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{PeerId, StreamProtocol};
-use noctua_chat::RejectCode;
-use noctua_chat::wire::{self, Request, Response};
 
 use crate::*;
 
@@ -34,7 +32,7 @@ pub enum Script {
 impl Script {
     /// A well-formed request, framed.
     pub fn request(req: &Request) -> Script {
-        Script::Send(frame(&wire::encode_request(req)))
+        Script::Send(frame(&encode_request(req)))
     }
 }
 
@@ -161,7 +159,7 @@ pub async fn run_script(stream: libp2p::Stream, script: Script, limit: Duration)
 /// [`RawStreams::open`].
 pub type OpenedStream = (u64, Result<libp2p::Stream, String>);
 
-/// A behaviour that opens raw `/noctua/chat/1.0.0` streams on request and hands them over a
+/// A behaviour that opens raw `/noctua/chat/2.0.0` streams on request and hands them over a
 /// channel. It accepts no inbound stream.
 pub struct RawStreams {
     opens: VecDeque<(PeerId, u64)>,
@@ -233,7 +231,7 @@ impl libp2p::swarm::ConnectionHandler for RawHandler {
             Some(tag) => Poll::Ready(
                 libp2p::swarm::ConnectionHandlerEvent::OutboundSubstreamRequest {
                     protocol: libp2p::swarm::SubstreamProtocol::new(
-                        libp2p::core::upgrade::ReadyUpgrade::new(noctua_chat::PROTOCOL),
+                        libp2p::core::upgrade::ReadyUpgrade::new(PROTOCOL),
                         tag,
                     )
                     .with_timeout(Duration::from_secs(20)),

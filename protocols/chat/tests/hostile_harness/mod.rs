@@ -12,13 +12,10 @@ use futures::channel::mpsc;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{Swarm, SwarmEvent};
 use libp2p::{Multiaddr, PeerId};
-use noctua_chat::wire::{Content, Record, Request, Response, Role};
-use noctua_chat::{
-    Behaviour, Config, Event, MessageId, RejectCode, Secret, SessionState, StateCounts,
-};
+use noctua_chat::{Behaviour, Config, Event, MessageId, Secret, SessionState, StateCounts};
 use noctua_spec_peer::{
-    OpenedStream, Outcome, RawStreams, Script, SpecInitiator, SpecSession, StreamOutcome,
-    chat_content, run_script, spec_rsa_key,
+    Content, OpenedStream, Outcome, RawStreams, Record, RejectCode, Request, Response, Role,
+    Script, SpecInitiator, SpecSession, StreamOutcome, chat_content, run_script, spec_rsa_key,
 };
 
 use crate::{common, log_capture};
