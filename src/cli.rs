@@ -48,7 +48,7 @@ pub struct Args {
     pub listen: Vec<Multiaddr>,
 
     /// Connection secret others need to reach you (1-256 characters, no ':' or spaces)
-    /// [default: 128 random bits]
+    /// [default: 60 random bits, as xxxx-xxxx-xxxx]
     #[arg(
         long,
         value_name = "SECRET",
