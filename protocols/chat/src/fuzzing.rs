@@ -1,5 +1,10 @@
-//! The crate's I/O-free protocol core, exposed for the fuzz targets in `fuzz/` only (feature
-//! `fuzzing`). Not a stable API.
+//! The crate's I/O-free protocol core, exposed for the fuzz targets in `fuzz/`, the `guess`
+//! figure of `bench/` and the known-answer test `tests/kat.rs` (feature `fuzzing`, which the
+//! crate's own tests always have through its dev-dependency on itself). Not a stable API.
+//!
+//! [`handshake_vector`] and [`rotation_vector`] run the key schedule from fixed inputs
+//! through the functions the handshake and session state machines call, so that SPEC.md's
+//! appendix A checks the node's own derivation.
 //!
 //! A [`Node`] is what a [`crate::Behaviour`] drives: every per-peer state machine of one
 //! node with the budgets they share. The fuzzer wires two of them back to back through a
