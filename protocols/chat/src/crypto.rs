@@ -52,11 +52,17 @@ pub(crate) fn random<const N: usize>() -> [u8; N] {
 pub(crate) fn scalar() -> Zeroizing<Scalar> {
     loop {
         let wide = Zeroizing::new(random::<64>());
-        let s = Zeroizing::new(Scalar::from_bytes_mod_order_wide(&wide));
-        if *s != Scalar::ZERO {
+        if let Some(s) = scalar_from_wide(&wide) {
             return s;
         }
     }
+}
+
+/// The reduction inside [`scalar`]: 64 bytes modulo the group order, `None` for zero (the
+/// known-answer vectors feed it fixed bytes, SPEC.md appendix A).
+pub(crate) fn scalar_from_wide(wide: &[u8; 64]) -> Option<Zeroizing<Scalar>> {
+    let s = Zeroizing::new(Scalar::from_bytes_mod_order_wide(wide));
+    (*s != Scalar::ZERO).then_some(s)
 }
 
 /// `dec(share)` (SPEC.md §2): a canonical encoding of a group element other than the

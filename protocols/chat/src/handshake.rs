@@ -57,7 +57,7 @@ impl HandshakeError {
 
 /// The public transcript fields, hashed (SPEC.md §5.1).
 #[allow(clippy::too_many_arguments)]
-fn transcript_hash(
+pub(crate) fn transcript_hash(
     hs_id: &[u8; HS_ID_LEN],
     initiator: &PeerId,
     responder: &PeerId,
@@ -93,13 +93,13 @@ fn session_id_of(th: &[u8; 32]) -> [u8; SESSION_ID_LEN] {
 }
 
 /// `mac_i = HMAC(K_conf, "noctua/chat/2 initiator proof" || th || bytes16(wrapped_i))`.
-fn initiator_proof(k_conf: &[u8; 32], th: &[u8; 32], wrapped_i: &[u8]) -> [u8; MAC_LEN] {
+pub(crate) fn initiator_proof(k_conf: &[u8; 32], th: &[u8; 32], wrapped_i: &[u8]) -> [u8; MAC_LEN] {
     hmac(k_conf, &[INITIATOR_PROOF, th, &bytes16(wrapped_i)])
 }
 
 /// `mac_r = HMAC(K_conf, "noctua/chat/2 responder proof" || th || bytes16(wrapped_i) ||
 /// bytes16(wrapped_r))`.
-fn responder_proof(
+pub(crate) fn responder_proof(
     k_conf: &[u8; 32],
     th: &[u8; 32],
     wrapped_i: &[u8],
@@ -114,6 +114,50 @@ fn responder_proof(
             &bytes16(wrapped_r),
         ],
     )
+}
+
+/// `share = enc(y · g)` with the CPace generator of `hs_id` between `initiator` and
+/// `responder` under the password key `auth` (SPEC.md §5.1): what each side sends.
+pub(crate) fn cpace_share(
+    auth: &AuthKey,
+    hs_id: &[u8; HS_ID_LEN],
+    initiator: &PeerId,
+    responder: &PeerId,
+    y: &Scalar,
+) -> [u8; SHARE_LEN] {
+    let g = auth.generator(hs_id, &initiator.to_bytes(), &responder.to_bytes());
+    share_of(y, &g)
+}
+
+/// `Z = y · peer_share` and `K_conf` from it and the transcript hash (SPEC.md §5.1); `None`
+/// if `Z` is the identity (a failed proof).
+#[allow(clippy::type_complexity)]
+pub(crate) fn proof_keys(
+    y: &Scalar,
+    peer_share: &RistrettoPoint,
+    th: &[u8; 32],
+) -> Option<(Zeroizing<[u8; SHARE_LEN]>, Zeroizing<[u8; 32]>)> {
+    let z = shared_secret(y, peer_share)?;
+    let k_conf = confirm_key(th, &z);
+    Some((z, k_conf))
+}
+
+/// The session a completed handshake yields (SPEC.md §5.5, §5.6): its id, epoch 0 and the
+/// safety number, all from the transcript hash, `Z` and both contributions.
+pub(crate) fn establish(
+    role: Role,
+    th: &[u8; 32],
+    z: &[u8; SHARE_LEN],
+    k_i: &[u8; CONTRIBUTION_LEN],
+    k_r: &[u8; CONTRIBUTION_LEN],
+) -> Established {
+    let session_id = session_id_of(th);
+    Established {
+        role,
+        session_id,
+        secrets: EpochSecrets::initial(th, z, k_i, k_r, &session_id),
+        safety_number: SafetyNumber::from_transcript(th),
+    }
 }
 
 /// The initiator after sending `HELLO`.
@@ -139,9 +183,8 @@ impl Initiator {
     ) -> (Self, Hello) {
         let hs_id = random::<HS_ID_LEN>();
         let nonce = random::<NONCE_LEN>();
-        let g = auth.generator(&hs_id, &local.to_bytes(), &remote.to_bytes());
         let y = scalar();
-        let share = share_of(&y, &g);
+        let share = cpace_share(auth, &hs_id, &local, &remote, &y);
         let hello = Hello {
             version: VERSION,
             hs_id,
@@ -183,10 +226,6 @@ impl Initiator {
             .map_err(|_| HandshakeError::new(RejectCode::BadKey, "responder key"))?;
         let share_r = decode_share(&ch.share)
             .ok_or(HandshakeError::new(RejectCode::BadKey, "responder share"))?;
-        let z = shared_secret(&self.y, &share_r).ok_or(HandshakeError::new(
-            RejectCode::AuthFailed,
-            "shared element is the identity",
-        ))?;
         let th = transcript_hash(
             &self.hs_id,
             &self.local,
@@ -198,7 +237,10 @@ impl Initiator {
             &self.share,
             &ch.share,
         );
-        let k_conf = confirm_key(&th, &z);
+        let (z, k_conf) = proof_keys(&self.y, &share_r, &th).ok_or(HandshakeError::new(
+            RejectCode::AuthFailed,
+            "shared element is the identity",
+        ))?;
         let k_i = Zeroizing::new(random::<CONTRIBUTION_LEN>());
         let wrapped_i = pub_r
             .wrap_contribution(&k_i)
@@ -260,13 +302,13 @@ impl AwaitingAuthOk {
         let k_r = self.key.unwrap_contribution(&ok.wrapped).map_err(|_| {
             HandshakeError::new(RejectCode::DecryptFailed, "responder key material")
         })?;
-        let session_id = session_id_of(&self.th);
-        Ok(Established {
-            role: Role::Initiator,
-            session_id,
-            secrets: EpochSecrets::initial(&self.th, &self.z, &self.k_i, &k_r, &session_id),
-            safety_number: SafetyNumber::from_transcript(&self.th),
-        })
+        Ok(establish(
+            Role::Initiator,
+            &self.th,
+            &self.z,
+            &self.k_i,
+            &k_r,
+        ))
     }
 }
 
@@ -309,9 +351,8 @@ impl Responder {
             .map_err(|_| HandshakeError::new(RejectCode::BadKey, "initiator key"))?;
         let share_i = decode_share(&hello.share)
             .ok_or(HandshakeError::new(RejectCode::BadKey, "initiator share"))?;
-        let g = auth.generator(&hello.hs_id, &remote.to_bytes(), &local.to_bytes());
         let y = scalar();
-        let share_r = share_of(&y, &g);
+        let share_r = cpace_share(auth, &hello.hs_id, &remote, &local, &y);
         let nonce_r = random::<NONCE_LEN>();
         let th = transcript_hash(
             &hello.hs_id,
@@ -359,11 +400,9 @@ impl Responder {
                 "AUTH for another handshake",
             ));
         }
-        let z = shared_secret(&self.y, &self.share_i).ok_or(HandshakeError::new(
-            RejectCode::AuthFailed,
-            "shared element is the identity",
-        ))?;
-        let k_conf = confirm_key(&self.th, &z);
+        let (z, k_conf) = proof_keys(&self.y, &self.share_i, &self.th).ok_or(
+            HandshakeError::new(RejectCode::AuthFailed, "shared element is the identity"),
+        )?;
         let expected = initiator_proof(&k_conf, &self.th, &auth_msg.wrapped);
         if !ct_eq(&expected, &auth_msg.mac) {
             return Err(HandshakeError::new(
@@ -383,14 +422,8 @@ impl Responder {
             .wrap_contribution(&k_r)
             .map_err(|_| HandshakeError::new(RejectCode::BadKey, "wrapping for initiator key"))?;
         let mac_r = responder_proof(&k_conf, &self.th, &auth_msg.wrapped, &wrapped_r);
-        let session_id = session_id_of(&self.th);
         Ok((
-            Established {
-                role: Role::Responder,
-                session_id,
-                secrets: EpochSecrets::initial(&self.th, &z, &k_i, &k_r, &session_id),
-                safety_number: SafetyNumber::from_transcript(&self.th),
-            },
+            establish(Role::Responder, &self.th, &z, &k_i, &k_r),
             AuthOkParts {
                 wrapped: wrapped_r,
                 mac: mac_r,

@@ -702,8 +702,10 @@ impl Session {
     }
 }
 
+/// `rth` (SPEC.md §7): the rotation's transcript hash, which both sides compute from the
+/// same fields (`rotator` is the role of side A, the side that started the rotation).
 #[allow(clippy::too_many_arguments)]
-fn rekey_hash(
+pub(crate) fn rekey_hash(
     session_id: &[u8; SESSION_ID_LEN],
     new_epoch: u32,
     rotator: Role,

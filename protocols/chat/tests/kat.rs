@@ -7,10 +7,9 @@
 //! independently of the crate; they are read here from SPEC.md itself (with a parser of
 //! this file's own), so SPEC.md, the spec peer and the crate must all agree byte for byte.
 //!
-//! The key-schedule vectors (A.2, A.6) need a hook that computes the crate's handshake and
-//! rotation from fixed inputs; the crate has none yet. The test for them is written against
-//! the API it needs (module `key_schedule`, compiled out until the hook exists) and is listed
-//! as ignored meanwhile.
+//! The key-schedule vectors (A.2, A.6) are computed by the crate from their fixed inputs
+//! through `noctua_chat::fuzzing::{handshake_vector, rotation_vector}` (module
+//! `key_schedule`).
 
 use std::collections::BTreeMap;
 
@@ -166,35 +165,17 @@ fn bodies_the_appendix_refuses_are_refused_with_their_code() {
     assert!(n >= 8, "appendix A.7");
 }
 
-#[test]
-#[ignore = "needs a crate hook computing the handshake and rotation from fixed inputs: see module `key_schedule` (compiled out) for the API it expects; the lead wires it at merge"]
-fn key_schedule_vectors() {}
-
-/// The test the key-schedule vectors need, against the hook it expects in
-/// `noctua_chat::fuzzing` (names are a proposal):
-///
-/// ```text
-/// pub struct HandshakeVector { g, share_i, share_r, z, th: [u8; 32], session_id: [u8; 16],
-///     k_conf, mac_i, mac_r, chain_0, key_i2r, key_r2i, ack_i, ack_r: [u8; 32],
-///     safety_number: String }
-/// pub fn handshake_vector(secret: &Secret, peer_i: &PeerId, peer_r: &PeerId, hs_id: [u8; 16],
-///     nonce_i: [u8; 32], nonce_r: [u8; 32], pub_i: &[u8], pub_r: &[u8], y_i_wide: [u8; 64],
-///     y_r_wide: [u8; 64], k_i: [u8; 32], k_r: [u8; 32], wrapped_i: &[u8], wrapped_r: &[u8])
-///     -> HandshakeVector
-/// pub struct RotationVector { share_a, share_b, z, rth, chain, key_i2r, key_r2i, ack_i,
-///     ack_r: [u8; 32] }
-/// pub fn rotation_vector(chain_e: [u8; 32], session_id: [u8; 16], new_epoch: u32,
-///     role_a: Role, pub_a: &[u8], pub_b: &[u8], nonce_a: [u8; 32], nonce_b: [u8; 32],
-///     x_a_wide: [u8; 64], x_b_wide: [u8; 64], k_a: [u8; 32], k_b: [u8; 32],
-///     wrapped_a: &[u8], wrapped_b: &[u8]) -> RotationVector
-/// ```
-///
-/// Enable by deleting the `cfg` line once the hook exists (and the ignored stub above).
-#[cfg(any())]
+/// The key schedule (A.2, A.6) through the crate's own derivations, the functions its
+/// handshake and session state machines call, exposed by `noctua_chat::fuzzing` (the
+/// `fuzzing` feature, which this package's dev-dependency on itself turns on for every test
+/// build, `cargo test --workspace` or `cargo test -p noctua-chat`). Every value both sides
+/// derive is checked as each side derives it.
 mod key_schedule {
     use super::*;
-    use noctua_chat::fuzzing::{handshake_vector, rotation_vector};
-    use noctua_chat::{Role, Secret};
+    use noctua_chat::Role;
+    use noctua_chat::fuzzing::{
+        EpochKeyVector, HandshakeInputs, RotationInputs, Secret, handshake_vector, rotation_vector,
+    };
 
     fn a<const N: usize>(v: &BTreeMap<String, Vec<u8>>, n: &str) -> [u8; N] {
         get(v, n)
@@ -202,75 +183,130 @@ mod key_schedule {
             .unwrap_or_else(|_| panic!("{n} is not {N} bytes"))
     }
 
+    fn check_epoch(v: &BTreeMap<String, Vec<u8>>, epoch: u32, side: &str, k: &EpochKeyVector) {
+        for (name, got) in [
+            ("chain", &k.chain),
+            ("key_i2r", &k.key_i2r),
+            ("key_r2i", &k.key_r2i),
+            ("ack_i", &k.ack_i),
+            ("ack_r", &k.ack_r),
+        ] {
+            let name = format!("{name}_{epoch}");
+            assert_eq!(&got[..], get(v, &name), "{name} at {side}");
+        }
+    }
+
     #[test]
-    fn key_schedule_vectors() {
+    fn handshake_and_rotation_vectors_match_the_crates_key_schedule() {
         let v = vectors();
         let secret = Secret::new(String::from_utf8(get(&v, "secret").to_vec()).unwrap()).unwrap();
         let peer_i = libp2p::PeerId::from_bytes(get(&v, "peer_i")).unwrap();
         let peer_r = libp2p::PeerId::from_bytes(get(&v, "peer_r")).unwrap();
-        let hs = handshake_vector(
-            &secret,
-            &peer_i,
-            &peer_r,
-            a(&v, "hs_id"),
-            a(&v, "nonce_i"),
-            a(&v, "nonce_r"),
-            get(&v, "pub_i"),
-            get(&v, "pub_r"),
-            a(&v, "y_i_wide"),
-            a(&v, "y_r_wide"),
-            a(&v, "k_i"),
-            a(&v, "k_r"),
-            get(&v, "wrapped_i"),
-            get(&v, "wrapped_r"),
-        );
+        let hs = handshake_vector(&HandshakeInputs {
+            secret: &secret,
+            peer_i: &peer_i,
+            peer_r: &peer_r,
+            hs_id: a(&v, "hs_id"),
+            nonce_i: a(&v, "nonce_i"),
+            nonce_r: a(&v, "nonce_r"),
+            pub_i: get(&v, "pub_i"),
+            pub_r: get(&v, "pub_r"),
+            y_i_wide: a(&v, "y_i_wide"),
+            y_r_wide: a(&v, "y_r_wide"),
+            k_i: a(&v, "k_i"),
+            k_r: a(&v, "k_r"),
+            wrapped_i: get(&v, "wrapped_i"),
+            wrapped_r: get(&v, "wrapped_r"),
+        })
+        .expect("the crate accepts the handshake inputs");
         for (name, got) in [
+            ("k_pw", &hs.k_pw[..]),
             ("g", &hs.g[..]),
+            ("y_i", &hs.y_i[..]),
+            ("y_r", &hs.y_r[..]),
             ("share_i", &hs.share_i[..]),
             ("share_r", &hs.share_r[..]),
-            ("z", &hs.z[..]),
+            ("z", &hs.z_at_i[..]),
+            ("z", &hs.z_at_r[..]),
             ("th", &hs.th[..]),
-            ("session_id", &hs.session_id[..]),
-            ("k_conf", &hs.k_conf[..]),
+            ("k_conf", &hs.k_conf_at_i[..]),
+            ("k_conf", &hs.k_conf_at_r[..]),
             ("mac_i", &hs.mac_i[..]),
             ("mac_r", &hs.mac_r[..]),
-            ("chain_0", &hs.chain_0[..]),
-            ("key_i2r_0", &hs.key_i2r[..]),
-            ("key_r2i_0", &hs.key_r2i[..]),
-            ("ack_i_0", &hs.ack_i[..]),
-            ("ack_r_0", &hs.ack_r[..]),
-            ("safety_number", hs.safety_number.as_bytes()),
+            ("session_id", &hs.session_id_at_i[..]),
+            ("session_id", &hs.session_id_at_r[..]),
+            ("safety_number", hs.safety_number_at_i.as_bytes()),
+            ("safety_number", hs.safety_number_at_r.as_bytes()),
         ] {
             assert_eq!(got, get(&v, name), "{name}");
         }
-        let rot = rotation_vector(
-            a(&v, "chain_0"),
-            a(&v, "session_id"),
-            1,
-            Role::Initiator,
-            get(&v, "pub_i"),
-            get(&v, "pub_r"),
-            a(&v, "nonce_a"),
-            a(&v, "nonce_b"),
-            a(&v, "x_a_wide"),
-            a(&v, "x_b_wide"),
-            a(&v, "k_a"),
-            a(&v, "k_b"),
-            get(&v, "wrapped_a"),
-            get(&v, "wrapped_b"),
-        );
+        check_epoch(&v, 0, "the initiator", &hs.epoch0_at_i);
+        check_epoch(&v, 0, "the responder", &hs.epoch0_at_r);
+
+        // A.6: the session rotates from epoch 0 to 1, started by its initiator.
+        let rot = rotation_vector(&RotationInputs {
+            chain: hs.epoch0_at_i.chain,
+            session_id: hs.session_id_at_i,
+            new_epoch: 1,
+            rotator: Role::Initiator,
+            pub_a: get(&v, "pub_i"),
+            pub_b: get(&v, "pub_r"),
+            nonce_a: a(&v, "nonce_a"),
+            nonce_b: a(&v, "nonce_b"),
+            x_a_wide: a(&v, "x_a_wide"),
+            x_b_wide: a(&v, "x_b_wide"),
+            k_a: a(&v, "k_a"),
+            k_b: a(&v, "k_b"),
+            wrapped_a: get(&v, "wrapped_a"),
+            wrapped_b: get(&v, "wrapped_b"),
+        })
+        .expect("the crate accepts the rotation inputs");
         for (name, got) in [
             ("share_a", &rot.share_a[..]),
             ("share_b", &rot.share_b[..]),
-            ("z_1", &rot.z[..]),
+            ("z_1", &rot.z_at_a[..]),
+            ("z_1", &rot.z_at_b[..]),
             ("rth_1", &rot.rth[..]),
-            ("chain_1", &rot.chain[..]),
-            ("key_i2r_1", &rot.key_i2r[..]),
-            ("key_r2i_1", &rot.key_r2i[..]),
-            ("ack_i_1", &rot.ack_i[..]),
-            ("ack_r_1", &rot.ack_r[..]),
         ] {
             assert_eq!(got, get(&v, name), "{name}");
         }
+        check_epoch(&v, 1, "A", &rot.epoch_at_a);
+        check_epoch(&v, 1, "B", &rot.epoch_at_b);
+    }
+
+    #[test]
+    fn the_hook_refuses_what_a_peer_refuses() {
+        // The hook runs the crate's checks too: a scalar input that reduces to zero (which
+        // `scalar()` never returns) and an RSA key a peer would refuse give nothing.
+        let v = vectors();
+        let secret = Secret::new("x").unwrap();
+        let peer = libp2p::PeerId::from_bytes(get(&v, "peer_i")).unwrap();
+        let base = HandshakeInputs {
+            secret: &secret,
+            peer_i: &peer,
+            peer_r: &peer,
+            hs_id: [0; 16],
+            nonce_i: [0; 32],
+            nonce_r: [0; 32],
+            pub_i: get(&v, "pub_i"),
+            pub_r: get(&v, "pub_r"),
+            y_i_wide: [7; 64],
+            y_r_wide: [9; 64],
+            k_i: [0; 32],
+            k_r: [0; 32],
+            wrapped_i: &[],
+            wrapped_r: &[],
+        };
+        assert!(handshake_vector(&base).is_some());
+        let zero = HandshakeInputs {
+            y_i_wide: [0; 64],
+            ..base
+        };
+        assert!(handshake_vector(&zero).is_none(), "zero scalar");
+        let bad_key = HandshakeInputs {
+            pub_r: &[0x30, 0x00],
+            ..base
+        };
+        assert!(handshake_vector(&bad_key).is_none(), "unacceptable key");
     }
 }
