@@ -38,7 +38,7 @@ fn two_nodes_connect_and_chat_both_ways() {
     bob.expect_contains("✓ \"hello from bob\" delivered to Alice");
 
     alice.send("msg Bob hi bob, olá 👋");
-    bob.expect_contains("Alice: hi bob, olá 👋");
+    bob.expect_contains("Alice (private): hi bob, olá 👋");
     alice.expect_contains("delivered to Bob");
 
     alice.send("sessions");

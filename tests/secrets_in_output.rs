@@ -142,7 +142,7 @@ fn no_secret_reaches_stdout_stderr_or_the_log_file() {
     alice.expect_contains("new session keys with Bob (epoch 2)");
     bob.expect_contains("new session keys with Alice (epoch 2)");
     alice.send("msg Bob after two rotations");
-    bob.expect_contains("Alice: after two rotations");
+    bob.expect_contains("Alice (private): after two rotations");
     alice.expect_contains("delivered to Bob");
     // Both leave.
     alice.send("exit");

@@ -243,7 +243,7 @@ fn at_the_keyboard_chat_is_chat_names_resolve_and_exit_keeps_the_last_message() 
         l.iter().any(|x| x.starts_with("Safety number with Bob"))
     });
     type_line(&tmux, "@Bob just for you");
-    bob.expect_contains("Alice: just for you");
+    bob.expect_contains("Alice (private): just for you");
     // The last message and `exit` in one go, as fast as tmux can type them.
     tmux.run(&["send-keys", "-t", "alice", "-l", "the last word"]);
     tmux.run(&["send-keys", "-t", "alice", "Enter"]);
@@ -318,5 +318,5 @@ fn tab_completes_commands_and_names() {
     tmux.run(&["send-keys", "-t", "alice", "Tab"]);
     tmux.run(&["send-keys", "-t", "alice", "-l", "completed"]);
     tmux.run(&["send-keys", "-t", "alice", "Enter"]);
-    bob.expect_contains("Alice: completed");
+    bob.expect_contains("Alice (private): completed");
 }

@@ -56,10 +56,10 @@ fn names_are_typed_as_shown_and_a_private_message_reaches_only_its_peer() {
     alice.send("verify Bob_Smith");
     alice.expect_contains("Safety number with Bob_Smith");
     alice.send("msg Bob_Smith for smith only");
-    smith.expect_contains("Alice: for smith only");
+    smith.expect_contains("Alice (private): for smith only");
     alice.expect_contains("\"for smith only\" delivered to Bob_Smith (private)");
     alice.send("msg Bob for bob only");
-    bob.expect_contains("Alice: for bob only");
+    bob.expect_contains("Alice (private): for bob only");
     // Bob's and Smith's screens hold only what was theirs.
     alice.send("to both");
     bob.expect_contains("Alice: to both");
@@ -73,7 +73,7 @@ fn names_are_typed_as_shown_and_a_private_message_reaches_only_its_peer() {
     let l = alice.expect_contains("Bob has left");
     assert!(l.starts_with("[!]"), "{l}");
     alice.send("msg Bob_Smith only you");
-    smith.expect_contains("Alice: only you");
+    smith.expect_contains("Alice (private): only you");
     assert!(!smith.seen.iter().any(|l| l.contains("are you there")));
 }
 
@@ -346,11 +346,11 @@ fn peers_are_addressed_by_number_and_by_a_unique_start_of_their_name() {
     let mut carol = NodeProc::start("Carol", "c-secret", &["--connect", &cs]);
     alice.expect_contains("[+] Carol connected to you");
     alice.send("msg 2 two is Carol");
-    carol.expect_contains("Alice: two is Carol");
+    carol.expect_contains("Alice (private): two is Carol");
     alice.send("msg 1 one is Bob");
-    bob.expect_contains("Alice: one is Bob");
+    bob.expect_contains("Alice (private): one is Bob");
     alice.send("msg Car by prefix");
-    carol.expect_contains("Alice: by prefix");
+    carol.expect_contains("Alice (private): by prefix");
     alice.expect_contains("\"by prefix\" delivered to Carol (private)");
     alice.send("peers");
     let rows = alice.expect_all(&["  Bob ", "  Carol "]);
@@ -360,7 +360,7 @@ fn peers_are_addressed_by_number_and_by_a_unique_start_of_their_name() {
     bob.send("exit");
     alice.expect_contains("Bob disconnected");
     alice.send("msg 2 still Carol");
-    carol.expect_contains("Alice: still Carol");
+    carol.expect_contains("Alice (private): still Carol");
 
     // Headless marks a private message's `sent` event.
     let mut h = NodeProc::start("Dave", "d-secret", &["--headless", "--connect", &cs]);
@@ -374,6 +374,65 @@ fn peers_are_addressed_by_number_and_by_a_unique_start_of_their_name() {
     h.send("to all");
     let sent = h.expect_contains("\"event\":\"sent\"");
     assert!(!sent.contains("private"), "{sent}");
+}
+
+/// Item 7: the receiver tells a private message from a broadcast, on its screen (piped)
+/// and in its events (headless); a broadcast is not marked.
+#[test]
+fn the_receiver_tells_a_private_message_from_a_broadcast() {
+    let mut alice = NodeProc::start("Alice", "alpha-secret", &[]);
+    let cs = alice.conn_string();
+    let mut bob = NodeProc::start("Bob", "b-secret", &["--connect", &cs]);
+    alice.expect_contains("[+] Bob connected to you");
+    let mut carol = NodeProc::start("Carol", "c-secret", &["--headless", "--connect", &cs]);
+    alice.expect_contains("[+] Carol connected to you");
+
+    alice.send("msg Bob psst bob");
+    alice.send("@Carol psst carol");
+    alice.send("hello all");
+    alice.expect_all(&[
+        "\"psst bob\" delivered to Bob (private)",
+        "\"psst carol\" delivered to Carol (private)",
+        "\"hello all\" delivered to",
+    ]);
+
+    // Piped: `[hh:mm:ss] Alice (private): ...` against `[hh:mm:ss] Alice: ...`.
+    let private = bob.expect_contains("psst bob");
+    assert!(
+        private.ends_with("] Alice (private): psst bob"),
+        "{private}"
+    );
+    let broadcast = bob.expect_contains("hello all");
+    assert!(broadcast.ends_with("] Alice: hello all"), "{broadcast}");
+    assert!(!bob.seen.iter().any(|l| l.contains("psst carol")));
+
+    // Headless: `"private": true` on the private one, the field absent on the broadcast.
+    let mut received = Vec::new();
+    while received.len() < 2 {
+        let line = carol.expect_contains("\"event\":\"message\"");
+        let Event::Message { text, private, .. } = event(&line) else {
+            panic!("not a message: {line}")
+        };
+        assert_eq!(line.contains("\"private\":true"), private, "{line}");
+        assert_eq!(line.contains("private"), private, "{line}");
+        received.push((text, private));
+    }
+    received.sort();
+    assert_eq!(
+        received,
+        vec![
+            ("hello all".to_string(), false),
+            ("psst carol".to_string(), true)
+        ]
+    );
+
+    // And the other way: Bob's broadcast reaches Alice unmarked, his `msg` marked.
+    bob.send("back to all");
+    let l = alice.expect_contains("back to all");
+    assert!(l.ends_with("] Bob: back to all"), "{l}");
+    bob.send("msg Alice back to you");
+    let l = alice.expect_contains("back to you");
+    assert!(l.ends_with("] Bob (private): back to you"), "{l}");
 }
 
 /// Item 8: the small things a user notices.

@@ -121,11 +121,13 @@ fn wire_seeds(dir: &Path) {
                 ChatMessage {
                     id: 1,
                     sent_at_ms: 1_700_000_000_000,
+                    private: false,
                     text: "Hello ?".into(),
                 },
                 ChatMessage {
                     id: 2,
                     sent_at_ms: 1_700_000_000_001,
+                    private: true,
                     text: "olá, 世界".into(),
                 },
             ]),

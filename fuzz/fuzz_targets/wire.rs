@@ -417,6 +417,7 @@ fn structured(u: &mut Unstructured<'_>) -> AResult<()> {
                         msgs.push(ChatMessage {
                             id: u.arbitrary()?,
                             sent_at_ms: u.arbitrary()?,
+                            private: u.arbitrary()?,
                             text,
                         });
                     }

@@ -157,7 +157,13 @@ impl Renderer {
             Output::ConnectFailed { target, error } => {
                 vec![p.red(&format!("[!] could not connect to {target}: {error}"))]
             }
-            Output::Message { name, at, text, .. } => self.message(name, *at, text),
+            Output::Message {
+                name,
+                at,
+                text,
+                private,
+                ..
+            } => self.message(name, *at, text, *private),
             Output::Sent {
                 local,
                 text,
@@ -276,12 +282,15 @@ impl Renderer {
 
     /// A message: the first line stamped, the others indented under it. The text is the
     /// peer's: cleaned here, before it reaches the terminal.
-    fn message(&self, name: &str, at: SystemTime, text: &str) -> Vec<String> {
+    /// `[12:00:01] Alice: hi`, or `[12:00:01] Alice (private): hi` for a message the sender
+    /// sent to us alone.
+    fn message(&self, name: &str, at: SystemTime, text: &str, private: bool) -> Vec<String> {
         let text = sanitize::message(text);
         let mut lines = text.split('\n');
         let first = lines.next().unwrap_or_default();
+        let how = if private { " (private)" } else { "" };
         let mut v = vec![format!(
-            "{} {}: {first}",
+            "{} {}{how}: {first}",
             self.stamp(at),
             self.p.green(name)
         )];
@@ -474,11 +483,30 @@ mod tests {
             name: "Bob".into(),
             at: SystemTime::now(),
             text: "hi".into(),
+            private: false,
         });
         assert_eq!(lines.len(), 1);
         assert!(!lines[0].contains('\u{1b}'));
-        assert!(lines[0].ends_with("Bob: hi"));
+        assert!(lines[0].ends_with("] Bob: hi"));
         assert!(lines[0].starts_with('['));
+    }
+
+    #[test]
+    fn a_private_message_is_marked_on_the_receivers_line() {
+        let mut r = Renderer::new(Palette::plain());
+        let lines = r.render(&Output::Message {
+            peer: PeerId::random(),
+            name: "Bob".into(),
+            at: SystemTime::now(),
+            text: "just you".into(),
+            private: true,
+        });
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].ends_with("] Bob (private): just you"),
+            "{}",
+            lines[0]
+        );
     }
 
     #[test]

@@ -157,6 +157,7 @@ impl Node {
                     peer,
                     name,
                     at: SystemTime::now(),
+                    private: message.private,
                     text: message.text,
                 })
                 .await

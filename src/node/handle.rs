@@ -147,7 +147,12 @@ impl Node {
         let mut refused = Vec::new();
         for peer in to {
             let name = self.names.display(&peer);
-            match self.chat().send_message(&peer, text.clone()) {
+            let queued = if private {
+                self.chat().send_private_message(&peer, text.clone())
+            } else {
+                self.chat().send_message(&peer, text.clone())
+            };
+            match queued {
                 Ok(id) => {
                     self.outstanding.insert(id, local);
                     recipients.push((peer, name));

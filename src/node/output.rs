@@ -131,6 +131,8 @@ pub enum Output {
         at: SystemTime,
         /// Text, as the peer sent it: a face cleans it for display.
         text: String,
+        /// The sender marked it private: sent to us alone (`msg`, `@peer` on its side).
+        private: bool,
     },
     /// We sent a message (to one or several peers).
     Sent {

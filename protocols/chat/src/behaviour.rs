@@ -210,13 +210,34 @@ impl Behaviour {
 
     /// Queues a chat message for `peer`. It is sent as soon as the session is active
     /// (possibly together with other queued messages), and its fate is reported by
-    /// [`Event::MessageDelivered`] or [`Event::DeliveryFailed`].
+    /// [`Event::MessageDelivered`] or [`Event::DeliveryFailed`]. The message is not marked
+    /// private: use this when the same text goes to everyone (a broadcast), and
+    /// [`Behaviour::send_private_message`] for a message meant for `peer` alone.
     pub fn send_message(
         &mut self,
         peer: &PeerId,
         text: impl Into<String>,
     ) -> Result<MessageId, SendError> {
-        let text = text.into();
+        self.send_chat(peer, text.into(), false)
+    }
+
+    /// Like [`Behaviour::send_message`], but the message is marked private (sent to `peer`
+    /// alone, SPEC.md §3.5): the receiver sees [`ChatMessage::private`](crate::ChatMessage)
+    /// set.
+    pub fn send_private_message(
+        &mut self,
+        peer: &PeerId,
+        text: impl Into<String>,
+    ) -> Result<MessageId, SendError> {
+        self.send_chat(peer, text.into(), true)
+    }
+
+    fn send_chat(
+        &mut self,
+        peer: &PeerId,
+        text: String,
+        private: bool,
+    ) -> Result<MessageId, SendError> {
         let max = self.max_text_len();
         if text.len() > max {
             return Err(SendError::TooLarge {
@@ -226,7 +247,7 @@ impl Behaviour {
         }
         let id = self
             .core
-            .send_message(*peer, text, unix_ms(), Instant::now())?;
+            .send_chat(*peer, text, unix_ms(), private, Instant::now())?;
         self.carry_out();
         self.wake();
         Ok(id)

@@ -256,6 +256,8 @@ impl Peers {
         self.route(peer, now, |p, cx| p.start_open(cx, open, secret, others));
     }
 
+    /// Queues a chat message that is not private (tests and the fuzzing hooks).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn send_message(
         &mut self,
         peer: PeerId,
@@ -263,7 +265,21 @@ impl Peers {
         sent_at_ms: u64,
         now: Instant,
     ) -> Result<MessageId, SendError> {
-        self.route(peer, now, |p, cx| p.queue_message(cx, text, sent_at_ms))
+        self.send_chat(peer, text, sent_at_ms, false, now)
+    }
+
+    /// Queues a chat message, `private` if it is for this peer alone (SPEC.md §3.5).
+    pub(crate) fn send_chat(
+        &mut self,
+        peer: PeerId,
+        text: String,
+        sent_at_ms: u64,
+        private: bool,
+        now: Instant,
+    ) -> Result<MessageId, SendError> {
+        self.route(peer, now, |p, cx| {
+            p.queue_message(cx, text, sent_at_ms, private)
+        })
     }
 
     fn session_state(&self, peer: &PeerId) -> Result<SessionState, SessionError> {

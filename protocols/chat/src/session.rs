@@ -769,6 +769,7 @@ mod tests {
         Content::Chat(vec![ChatMessage {
             id: 1,
             sent_at_ms: 0,
+            private: false,
             text: text.into(),
         }])
     }

@@ -27,6 +27,10 @@ pub const AEAD_TAG_LEN: usize = 16;
 pub const RECORD_HEADER_LEN: usize = SESSION_ID_LEN + 4 + 1 + 8;
 /// The only protocol version this crate speaks (`HELLO.version`).
 pub const VERSION: u8 = 2;
+/// `flags` bit 0 of a message in a `CHAT` record: sent to this peer alone (SPEC.md §3.5).
+/// Every other bit is reserved and MUST be 0.
+pub const CHAT_FLAG_PRIVATE: u8 = 0x01;
+
 /// Most messages in one `CHAT` record (SPEC.md §3.5).
 pub const MAX_BATCH: usize = 1024;
 /// Longest display name, in bytes.
@@ -302,6 +306,8 @@ pub struct ChatMessage {
     pub id: u64,
     /// The sender's Unix time in milliseconds (informational).
     pub sent_at_ms: u64,
+    /// Sent to this peer alone, not to everyone the sender chats with (`flags` bit 0).
+    pub private: bool,
     /// The text, valid UTF-8.
     pub text: String,
 }
@@ -725,18 +731,23 @@ pub fn decode_content(plain: &[u8], max_message: usize) -> Result<Content, WireE
                     max: MAX_BATCH as u64,
                 });
             }
-            // Each message needs at least 20 bytes, so `count` cannot make us reserve more
+            // Each message needs at least 21 bytes, so `count` cannot make us reserve more
             // than the input justifies.
-            let mut msgs = Vec::with_capacity(count.min(plain.len() / 20));
+            let mut msgs = Vec::with_capacity(count.min(plain.len() / 21));
             for _ in 0..count {
                 let id = r.u64()?;
                 let sent_at_ms = r.u64()?;
+                let flags = r.u8()?;
+                if flags & !CHAT_FLAG_PRIVATE != 0 {
+                    return Err(WireError::Invalid("message flags (unknown bit set)"));
+                }
                 let text = r.bytes32("message", max_message)?;
                 let text = std::str::from_utf8(text)
                     .map_err(|_| WireError::Invalid("message text (not UTF-8)"))?;
                 msgs.push(ChatMessage {
                     id,
                     sent_at_ms,
+                    private: flags & CHAT_FLAG_PRIVATE != 0,
                     text: text.to_owned(),
                 });
             }
@@ -838,21 +849,30 @@ pub fn encode_chat<'a>(msgs: impl Iterator<Item = &'a ChatMessage> + Clone) -> V
     w.u8(tag::CHAT)
         .u16(u16::try_from(count).unwrap_or(u16::MAX));
     for m in msgs.take(usize::from(u16::MAX)) {
-        w.u64(m.id).u64(m.sent_at_ms).bytes32(m.text.as_bytes());
+        let flags = if m.private { CHAT_FLAG_PRIVATE } else { 0 };
+        w.u64(m.id)
+            .u64(m.sent_at_ms)
+            .u8(flags)
+            .bytes32(m.text.as_bytes());
     }
     w.into_vec()
 }
 
 fn encoded_content_len_hint(content: &Content) -> usize {
     match content {
-        Content::Chat(msgs) => 3 + msgs.iter().map(|m| 20 + m.text.len()).sum::<usize>(),
+        Content::Chat(msgs) => {
+            3 + msgs
+                .iter()
+                .map(|m| chat_message_encoded_len(m.text.len()))
+                .sum::<usize>()
+        }
         _ => 64,
     }
 }
 
 /// Size of one chat message inside a `CHAT` plaintext.
 pub fn chat_message_encoded_len(text_len: usize) -> usize {
-    8 + 8 + 4 + text_len
+    8 + 8 + 1 + 4 + text_len
 }
 
 /// Bytes a `RECORD` request adds around its plaintext: frame length, type, header, sealed
@@ -972,6 +992,7 @@ mod tests {
         let chat = Content::Chat(vec![ChatMessage {
             id: 1,
             sent_at_ms: 2,
+            private: false,
             text: "x".repeat(101),
         }]);
         let err = decode_content(&encode_content(&chat), 100).unwrap_err();
@@ -986,11 +1007,13 @@ mod tests {
                 ChatMessage {
                     id: 1,
                     sent_at_ms: 2,
+                    private: true,
                     text: "olá".into(),
                 },
                 ChatMessage {
                     id: 2,
                     sent_at_ms: 3,
+                    private: false,
                     text: String::new(),
                 },
             ]),
@@ -1025,6 +1048,34 @@ mod tests {
         let n = bad.len();
         bad[n - 1] = 0xff;
         assert!(decode_content(&bad, 1000).is_err());
+    }
+
+    #[test]
+    fn chat_flags_carry_private_and_refuse_reserved_bits() {
+        let one = |private| {
+            encode_content(&Content::Chat(vec![ChatMessage {
+                id: 7,
+                sent_at_ms: 8,
+                private,
+                text: "hi".into(),
+            }]))
+        };
+        // kind, count, msg_id, sent_at_ms: the flags byte follows at offset 19.
+        let flags_at = 1 + 2 + 8 + 8;
+        assert_eq!(one(false)[flags_at], 0);
+        assert_eq!(one(true)[flags_at], CHAT_FLAG_PRIVATE);
+        for (bytes, private) in [(one(false), false), (one(true), true)] {
+            let Ok(Content::Chat(msgs)) = decode_content(&bytes, 100) else {
+                panic!("a valid CHAT did not decode");
+            };
+            assert_eq!(msgs[0].private, private);
+        }
+        for bit in 1..8 {
+            let mut bad = one(true);
+            bad[flags_at] |= 1 << bit;
+            let err = decode_content(&bad, 100).unwrap_err();
+            assert_eq!(err.reject_code(), RejectCode::Malformed, "bit {bit}");
+        }
     }
 
     #[test]

@@ -117,12 +117,14 @@ fn response() -> impl Strategy<Value = Response> {
 }
 
 fn content() -> impl Strategy<Value = Content> {
-    let msg =
-        (any::<u64>(), any::<u64>(), ".{0,40}").prop_map(|(id, sent_at_ms, text)| ChatMessage {
+    let msg = (any::<u64>(), any::<u64>(), any::<bool>(), ".{0,40}").prop_map(
+        |(id, sent_at_ms, private, text)| ChatMessage {
             id,
             sent_at_ms,
+            private,
             text,
-        });
+        },
+    );
     prop_oneof![
         proptest::collection::vec(msg, 1..20).prop_map(Content::Chat),
         "[a-zA-Z é]{0,20}".prop_map(|name| Content::Profile { name }),

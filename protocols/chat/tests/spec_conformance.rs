@@ -822,6 +822,76 @@ async fn contents_out_of_place_are_bad_state() {
     .await;
 }
 
+/// §3.5 `flags`: bit 0 marks a message private both ways (the spec peer's to the node's
+/// `ChatMessage::private`, the node's `send_private_message` to the spec peer's `flags`),
+/// and a reserved bit makes the whole `CHAT` record `MALFORMED`, none of its messages shown.
+#[tokio::test]
+async fn chat_flags_mark_private_messages_and_reserved_bits_are_malformed() {
+    within(async {
+        let secret = Secret::generate();
+        let mut hx = Harness::new(node_config(secret.clone())).await;
+        let mut s = hx.handshake(secret.expose()).await;
+        established(&mut hx, &s).await;
+        let spec_id = hx.spec_id;
+
+        let content = |flags: [u8; 2]| {
+            Content::Chat(vec![
+                ChatMessage {
+                    id: 1,
+                    sent_at_ms: 5,
+                    flags: flags[0],
+                    text: "first".into(),
+                },
+                ChatMessage {
+                    id: 2,
+                    sent_at_ms: 6,
+                    flags: flags[1],
+                    text: "second".into(),
+                },
+            ])
+        };
+        let rec = s.seal(&content([0, CHAT_FLAG_PRIVATE]));
+        hx.send_acked(&s, rec).await;
+        let (m1, m2) = (received(&mut hx).await, received(&mut hx).await);
+        assert_eq!((m1.text.as_str(), m1.private), ("first", false));
+        assert_eq!((m2.text.as_str(), m2.private), ("second", true));
+
+        for bad in [0x02, 0x80, 0xff] {
+            let rec = s.seal(&content([0, bad]));
+            hx.expect_reject(Request::Record(rec), RejectCode::Malformed)
+                .await;
+        }
+
+        hx.behaviour()
+            .send_private_message(&spec_id, "to the spec alone")
+            .expect("queued");
+        hx.behaviour()
+            .send_message(&spec_id, "to everyone")
+            .expect("queued");
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let (_, answered) = hx.answer_next(&mut s).await;
+            let Some(Content::Chat(msgs)) = answered.content else {
+                panic!("expected CHAT, got {:?}", answered.content)
+            };
+            seen.extend(msgs.into_iter().map(|m| (m.text, m.flags)));
+        }
+        assert_eq!(
+            seen,
+            [
+                ("to the spec alone".to_string(), CHAT_FLAG_PRIVATE),
+                ("to everyone".to_string(), 0)
+            ]
+        );
+        // The refused records delivered nothing: the next message the node reports is new.
+        let rec = s.chat(9, &["after"]);
+        hx.send_acked(&s, rec).await;
+        let m = received(&mut hx).await;
+        assert_eq!((m.id, m.text.as_str(), m.private), (9, "after", false));
+    })
+    .await;
+}
+
 /// §3 and §8: a `CHAT` record with more than 1 024 messages, or a display name over 64
 /// bytes, is `TOO_LARGE` with the limit as its detail.
 #[tokio::test]

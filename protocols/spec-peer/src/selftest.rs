@@ -195,6 +195,23 @@ fn decoder_is_strict() {
         decode_content(&text_over, 4).map_err(|e| (e.code, e.detail)),
         Err((RejectCode::TooLarge, 4))
     );
+    // §3.5 `flags`: bit 0 is private, every other bit is MALFORMED.
+    let flags_at = 1 + 2 + 8 + 8;
+    let mut flagged = encode_content(&chat_content(1, &["hi"]));
+    assert_eq!(flagged[flags_at], 0, "chat_content sends a broadcast");
+    flagged[flags_at] = CHAT_FLAG_PRIVATE;
+    let Ok(Content::Chat(msgs)) = decode_content(&flagged, DEFAULT_MAX_MESSAGE) else {
+        panic!("a private CHAT did not decode");
+    };
+    assert_eq!(msgs[0].flags, CHAT_FLAG_PRIVATE);
+    for bit in 1..8 {
+        flagged[flags_at] = CHAT_FLAG_PRIVATE | (1 << bit);
+        assert_eq!(
+            decode_content(&flagged, DEFAULT_MAX_MESSAGE).map_err(|e| e.code),
+            Err(RejectCode::Malformed),
+            "flags bit {bit}"
+        );
+    }
 }
 
 #[test]

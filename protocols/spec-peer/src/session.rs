@@ -617,6 +617,7 @@ pub fn chat_content(first_id: u64, texts: &[&str]) -> Content {
             .map(|(i, t)| ChatMessage {
                 id: first_id + i as u64,
                 sent_at_ms: now,
+                flags: 0,
                 text: (*t).to_owned(),
             })
             .collect(),

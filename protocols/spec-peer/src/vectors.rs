@@ -150,11 +150,20 @@ pub fn sections() -> Vec<Section> {
     let profile_i = Content::Profile {
         name: "Alice".into(),
     };
-    let chat = Content::Chat(vec![ChatMessage {
-        id: 1,
-        sent_at_ms: 1_764_374_400_000,
-        text: "hello, Bob".into(),
-    }]);
+    let chat = Content::Chat(vec![
+        ChatMessage {
+            id: 1,
+            sent_at_ms: 1_764_374_400_000,
+            flags: 0,
+            text: "hello, Bob".into(),
+        },
+        ChatMessage {
+            id: 2,
+            sent_at_ms: 1_764_374_400_001,
+            flags: CHAT_FLAG_PRIVATE,
+            text: "just you".into(),
+        },
+    ]);
     let rec_r = seal_raw(
         &keys0.key_r2i,
         session_id,
@@ -457,8 +466,9 @@ prefix once. They continue the handshake of A.1/A.2: `auth_ok` carries R's `PROF
         },
         Section {
             title: "A.4 Record contents",
-            prose: "Plaintexts (§3.5). `content_chat` is one message, `msg_id` 1, \
-`sent_at_ms` 1764374400000, text `hello, Bob`; the rekey contents are those of A.6; \
+            prose: "Plaintexts (§3.5). `content_chat` is two messages: `msg_id` 1, \
+`sent_at_ms` 1764374400000, `flags` 0, text `hello, Bob`; then `msg_id` 2, `sent_at_ms` \
+1764374400001, `flags` 1 (private), text `just you`; the rekey contents are those of A.6; \
 `content_close` is `CLOSE(USER_CLOSED)`.",
             values: contents,
         },

@@ -33,6 +33,8 @@ pub const T_DONE: u8 = 0x86;
 
 /// §3.5 content kind bytes: `CHAT`.
 pub const K_CHAT: u8 = 0x01;
+/// `CHAT` message `flags` bit 0: sent to this peer alone (§3.5).
+pub const CHAT_FLAG_PRIVATE: u8 = 0x01;
 /// `PROFILE`.
 pub const K_PROFILE: u8 = 0x02;
 /// `REKEY_INIT`.
@@ -216,6 +218,8 @@ pub struct ChatMessage {
     pub id: u64,
     /// `sent_at_ms`.
     pub sent_at_ms: u64,
+    /// `flags` (§3.5): bit 0 = private; the other bits MUST be 0.
+    pub flags: u8,
     /// `text`.
     pub text: String,
 }
@@ -523,11 +527,18 @@ pub fn decode_content(plain: &[u8], max_message: usize) -> Result<Content, Decod
             for _ in 0..count {
                 let id = r.u64("msg_id")?;
                 let sent_at_ms = r.u64("sent_at_ms")?;
+                let flags = r.u8("flags")?;
+                if flags & !CHAT_FLAG_PRIVATE != 0 {
+                    return Err(malformed(format!(
+                        "flags {flags:#04x} has a reserved bit set"
+                    )));
+                }
                 let text = r.bytes32("text", max_message)?;
                 let text = String::from_utf8(text).map_err(|_| malformed("text is not UTF-8"))?;
                 msgs.push(ChatMessage {
                     id,
                     sent_at_ms,
+                    flags,
                     text,
                 });
             }
@@ -690,6 +701,7 @@ pub fn encode_content(content: &Content) -> Vec<u8> {
             for m in msgs {
                 out.extend_from_slice(&m.id.to_be_bytes());
                 out.extend_from_slice(&m.sent_at_ms.to_be_bytes());
+                out.push(m.flags);
                 put_bytes32(&mut out, m.text.as_bytes());
             }
         }

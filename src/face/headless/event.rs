@@ -146,6 +146,10 @@ pub enum Event {
         received_ms: u64,
         /// The text (cleaned: no escape sequences or invisible characters).
         text: String,
+        /// `true` when the sender sent it to us alone (its `msg`/`@peer`); absent for a
+        /// broadcast.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        private: bool,
     },
     /// We sent a message; `id` groups its deliveries.
     Sent {

@@ -162,12 +162,14 @@ impl From<&Output> for Event {
                 name,
                 at,
                 text,
+                private,
             } => Event::Message {
                 peer_id: id(peer),
                 name: name.clone(),
                 received_ms: ms(*at),
                 // The peer's text, cleaned for whoever displays it.
                 text: sanitize::message(text),
+                private: *private,
             },
             Output::Sent {
                 local,
@@ -388,10 +390,30 @@ mod tests {
             name: "Bob".into(),
             at: UNIX_EPOCH,
             text: "red\u{1b}[31m text\u{202e}".into(),
+            private: false,
         });
         let Event::Message { text, .. } = e else {
             panic!("not a message: {e:?}")
         };
         assert_eq!(text, "red text");
+    }
+
+    #[test]
+    fn a_private_message_says_so_and_a_broadcast_leaves_the_field_out() {
+        let line = |private| {
+            EventLine {
+                event: Event::from(&Output::Message {
+                    peer: PeerId::random(),
+                    name: "Bob".into(),
+                    at: UNIX_EPOCH,
+                    text: "hi".into(),
+                    private,
+                }),
+                ts: 0,
+            }
+            .to_json()
+        };
+        assert!(line(true).contains(r#""private":true"#), "{}", line(true));
+        assert!(!line(false).contains("private"), "{}", line(false));
     }
 }

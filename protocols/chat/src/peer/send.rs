@@ -9,12 +9,14 @@ use super::{Context, Peer, Pending, QueuedMessage};
 
 impl Peer {
     /// Queues a chat message (`Behaviour::send_message`); `sent_at_ms` is the sender's wall
-    /// clock, which the machine never reads itself.
+    /// clock, which the machine never reads itself; `private` marks it as sent to this peer
+    /// alone (SPEC.md §3.5 `flags`).
     pub(crate) fn queue_message(
         &mut self,
         cx: &mut Context,
         text: String,
         sent_at_ms: u64,
+        private: bool,
     ) -> Result<MessageId, SendError> {
         match self.session.as_ref().map(|s| s.state) {
             None => return Err(SendError::NoSession),
@@ -31,6 +33,7 @@ impl Peer {
             wire: ChatMessage {
                 id: id.0,
                 sent_at_ms,
+                private,
                 text,
             },
         });

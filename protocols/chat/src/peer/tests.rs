@@ -202,6 +202,9 @@ fn a_handshake_then_a_message_with_its_receipt() {
     let id = net.nodes[A]
         .send_message(net.ids[B], "hello".into(), 7, net.now)
         .expect("queued");
+    net.nodes[A]
+        .send_chat(net.ids[B], "just you".into(), 8, true, net.now)
+        .expect("queued");
     net.run();
     let received: Vec<_> = net.events[B]
         .iter()
@@ -213,6 +216,7 @@ fn a_handshake_then_a_message_with_its_receipt() {
             } => Some((
                 message.text.clone(),
                 message.sent_at_ms,
+                message.private,
                 remote_name.clone(),
             )),
             _ => None,
@@ -220,7 +224,10 @@ fn a_handshake_then_a_message_with_its_receipt() {
         .collect();
     assert_eq!(
         received,
-        vec![("hello".to_string(), 7, "alice".to_string())]
+        vec![
+            ("hello".to_string(), 7, false, "alice".to_string()),
+            ("just you".to_string(), 8, true, "alice".to_string())
+        ]
     );
     assert!(
         net.events[A]
