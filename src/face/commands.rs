@@ -286,7 +286,10 @@ pub(crate) const HELP: &[(&str, &str)] = &[
         "connect to a discovered peer (see 'peers')",
     ),
     ("<text>", "send to every peer with an active session"),
-    ("msg <peer> <text>, @peer <text>", "send to one peer, marked private"),
+    (
+        "msg <peer> <text>, @peer <text>",
+        "send to one peer, marked private",
+    ),
     (
         "/say <text>, //<text>",
         "send a line that looks like a command",

@@ -299,8 +299,25 @@ impl Peer {
         tracing::debug!(%peer, "request failed: {}", error.text);
         match pending {
             Pending::Hello { hs_id, .. } | Pending::Auth { hs_id, .. } => {
-                if self.initiator.as_ref().is_some_and(|hs| hs.hs_id == hs_id) {
-                    self.fail_initiator(cx, open_err(), None);
+                let Some(hs) = self.initiator.take_if(|hs| hs.hs_id == hs_id) else {
+                    return;
+                };
+                // The connection that carried our HELLO or AUTH closed, but another one to
+                // the peer is up (two crossing dials, one of them dropped): start once more
+                // on it rather than fail the open, since the peer may be waiting for exactly
+                // this handshake after a HANDSHAKE_CONFLICT (SPEC.md §5.4).
+                let restart = matches!(error.kind, F::ConnectionClosed)
+                    && !hs.restarted
+                    && !self.connections.is_empty();
+                match cx.key.clone() {
+                    Some(key) if restart => {
+                        tracing::debug!(%peer, "handshake lost to a closed connection: starting it again");
+                        self.start_initiator(cx, key, hs.auth, true);
+                    }
+                    _ => {
+                        self.initiator = Some(hs);
+                        self.fail_initiator(cx, open_err(), None);
+                    }
                 }
             }
             Pending::Abort { .. } => {}

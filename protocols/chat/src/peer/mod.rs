@@ -134,6 +134,8 @@ pub(crate) struct InitiatorHs {
     pub(crate) started: Instant,
     /// The secret this handshake proves (the first waiting open's).
     pub(crate) auth: AuthKey,
+    /// Whether this is already the one fresh start after a closed connection (SPEC.md §5.4).
+    pub(crate) restarted: bool,
 }
 
 /// The peer's handshake towards us.

@@ -91,15 +91,17 @@ impl Peer {
         let auth = secret.auth_key();
         self.opens
             .extend(waiting.iter().map(|(o, s, _)| Open::new(*o, s)));
-        self.start_initiator(cx, key, auth);
+        self.start_initiator(cx, key, auth, false);
     }
 
-    /// Sends our `HELLO` proving `auth` (the secret of the first open it serves).
-    fn start_initiator(
+    /// Sends our `HELLO` proving `auth` (the secret of the first open it serves);
+    /// `restarted` when it replaces one lost to a closed connection.
+    pub(crate) fn start_initiator(
         &mut self,
         cx: &mut Context,
         key: std::sync::Arc<crate::crypto::RsaKeyPair>,
         auth: AuthKey,
+        restarted: bool,
     ) {
         let peer = self.id;
         let (init, hello) = Initiator::start(cx.local_peer, peer, key, &auth);
@@ -110,6 +112,7 @@ impl Peer {
             hs_id,
             started: now,
             auth,
+            restarted,
         });
         self.yielded_at = None;
         self.idle_since = None;
@@ -141,7 +144,7 @@ impl Peer {
         };
         let auth = self.opens[0].auth.clone();
         tracing::debug!(peer = %self.id, "running our own handshake for opens the peer has not proved");
-        self.start_initiator(cx, key, auth);
+        self.start_initiator(cx, key, auth, false);
     }
 
     /// Our handshake gives way to the peer's crossing one (SPEC.md §5.7): our opens wait for
@@ -239,6 +242,7 @@ impl Peer {
                         hs_id,
                         started: hs.started,
                         auth: hs.auth,
+                        restarted: hs.restarted,
                     });
                     cx.send(peer, Request::Auth(auth), Pending::Auth { peer, hs_id });
                 }

@@ -655,3 +655,74 @@ fn an_auth_failed_for_an_abandoned_handshake_fails_the_opens_with_that_secret_at
         Some(Err(OpenError::WrongSecret))
     ));
 }
+
+/// Takes our request off the wire (it was lost with its connection) and returns its token.
+fn lose_request(net: &mut Net, side: usize) -> ReqToken {
+    let at = net
+        .wire
+        .iter()
+        .position(|m| matches!(m, Msg::Request { from, .. } if *from == side))
+        .expect("a request on the wire");
+    match net.wire.remove(at) {
+        Some(Msg::Request { token, .. }) => token,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn a_handshake_lost_with_one_of_two_connections_starts_again_on_the_other_once() {
+    use super::context::{Failure, FailureKind};
+    let closed = || Failure {
+        kind: FailureKind::ConnectionClosed,
+        text: "connection closed".into(),
+    };
+    let mut net = Net::new();
+    net.connect();
+    let peer_b = net.ids[B];
+    // A second connection (two crossing dials), then the first one closes while our HELLO
+    // is on it.
+    let second = ConnectionId::new_unchecked(3);
+    net.nodes[A].on_connection_established(peer_b, second, None, None, net.now);
+    let open = net.open(A);
+    net.pump();
+    let token = lose_request(&mut net, A);
+    net.nodes[A].on_connection_closed(peer_b, ConnectionId::new_unchecked(1), 1, net.now);
+    net.nodes[A].on_outbound_failure(token, closed(), net.now);
+    net.pump();
+    assert!(
+        !net.events[A]
+            .iter()
+            .any(|e| matches!(e, Event::OpenFailed { .. })),
+        "the open failed although a connection was up"
+    );
+    assert!(
+        matches!(
+            net.wire.back(),
+            Some(Msg::Request {
+                from: A,
+                request: crate::wire::Request::Hello(_),
+                ..
+            })
+        ),
+        "no new HELLO"
+    );
+    // The restarted handshake completes...
+    net.run();
+    assert_eq!(net.established(A), vec![(Role::Initiator, vec![open])]);
+
+    // ...but it is restarted once only: a second loss fails the open.
+    let mut net = Net::new();
+    net.connect();
+    net.nodes[A].on_connection_established(peer_b, second, None, None, net.now);
+    let open = net.open(A);
+    for _ in 0..2 {
+        net.pump();
+        let token = lose_request(&mut net, A);
+        net.nodes[A].on_outbound_failure(token, closed(), net.now);
+    }
+    net.pump();
+    assert!(net.events[A].iter().any(|e| matches!(
+        e,
+        Event::OpenFailed { open: o, error: OpenError::ConnectionClosed, .. } if *o == open
+    )));
+}
