@@ -335,7 +335,7 @@ fn a_new_secret_stops_the_old_strings_and_the_banner_says_so() {
     term.expect_all(&[
         "Profile alice: this identity and connection string stay the same across restarts",
         "The secret is new: connection strings given out before no longer work",
-        "Pinned (the same, and whoever answers must be this node",
+        "Pinned (the same, and only this node can answer it; prefer it):",
     ]);
     stop(term);
     std::fs::remove_dir_all(&dir).expect("cleanup");
