@@ -324,6 +324,8 @@ impl Node {
         let mut set: Vec<PeerId> = self.sessions().map(|s| s.peer).collect();
         set.extend(self.swarm.connected_peers().copied());
         set.extend(self.discovered.keys().copied());
+        // Peers kept in the profile (lasting or blocked), even when away.
+        set.extend(self.trust.persisted().map(|k| k.peer));
         set.sort();
         set.dedup();
         set
