@@ -11,6 +11,7 @@ use crate::cli::{self, Args};
 use crate::face::{headless, terminal};
 use crate::logging::{self, LogError};
 use crate::node::{Command, ListenError, Node, NodeConfig, Request, StartError};
+use crate::profile::{self, Profile, ProfileError, SecretChoice};
 use crate::sanitize;
 
 /// Why `noctua` stopped with an error: one sentence on stderr, and an exit status.
@@ -25,6 +26,10 @@ pub enum RunError {
     /// `--secret-file` cannot be used.
     #[error(transparent)]
     SecretFile(#[from] SecretFileError),
+    /// The profile cannot be used (a bad name, its files' permissions, a corrupt file, in
+    /// use by another noctua).
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
     /// `--id` has nothing printable.
     #[error("invalid --id: it must contain printable characters")]
     Id,
@@ -53,7 +58,8 @@ impl RunError {
             | RunError::Secret(_)
             | RunError::SecretFile(_)
             | RunError::Id
-            | RunError::IdShape(..) => ExitCode::from(2),
+            | RunError::IdShape(..)
+            | RunError::Profile(ProfileError::BadName(_)) => ExitCode::from(2),
             _ => ExitCode::FAILURE,
         }
     }
@@ -123,9 +129,27 @@ async fn run(args: Args) -> Result<crate::face::Tally, RunError> {
 
 /// The node's configuration from the flags.
 fn node_config(args: &Args) -> Result<NodeConfig, RunError> {
-    let secret = match (&args.secret, &args.secret_file) {
-        (_, Some(path)) => read_secret_file(path)?,
-        (Some(s), None) => Secret::new(s.clone())?,
+    let given = match (&args.secret, &args.secret_file) {
+        (_, Some(path)) => Some(read_secret_file(path)?),
+        (Some(s), None) => Some(Secret::new(s.clone())?),
+        (None, None) => None,
+    };
+    let profile = match &args.profile {
+        Some(name) => {
+            profile::check_name(name)?;
+            let dir = profile::data_dir(args.data_dir.as_deref())?;
+            let choice = match (&given, args.new_secret) {
+                (_, true) => SecretChoice::New,
+                (Some(s), false) => SecretChoice::Given(s.clone()),
+                (None, false) => SecretChoice::Keep,
+            };
+            Some(Profile::open(&dir, name, choice)?)
+        }
+        None => None,
+    };
+    let secret = match (&profile, given) {
+        (Some(p), _) => p.secret().clone(),
+        (None, Some(s)) => s,
         (None, None) => Secret::generate(),
     };
     // Guessing is online only (SPEC.md §10), one guess per handshake within the limits, but
@@ -152,9 +176,17 @@ fn node_config(args: &Args) -> Result<NodeConfig, RunError> {
         None => format!("Peer_{}", random_hex(3)),
     };
     let listen = if args.listen.is_empty() {
-        crate::node::default_listen(args.port)?
+        // With a profile, the port of the last run: the connection string stays the same.
+        let port = match (&profile, args.port) {
+            (Some(p), 0) => p.port().unwrap_or(0),
+            (_, port) => port,
+        };
+        crate::node::default_listen(port)?
     } else {
-        args.listen.clone()
+        match profile.as_ref().and_then(Profile::port) {
+            Some(port) => args.listen.iter().map(|a| with_port(a, port)).collect(),
+            None => args.listen.clone(),
+        }
     };
     let chat = noctua_chat::Config::new(secret.clone())
         .with_name(name.clone())
@@ -163,7 +195,9 @@ fn node_config(args: &Args) -> Result<NodeConfig, RunError> {
         .with_rotate_after_messages(args.rotate_after)
         .with_rsa_regenerate_every(Some(args.rsa_regenerate_every))
         .with_keepalive_interval(args.keepalive)
-        .with_request_timeout(args.request_timeout);
+        .with_request_timeout(args.request_timeout)
+        // PROFILE carries LASTING, so that with a lasting peer the safety number lasts.
+        .with_lasting_identity(profile.is_some());
     Ok(NodeConfig {
         name,
         secret,
@@ -171,7 +205,22 @@ fn node_config(args: &Args) -> Result<NodeConfig, RunError> {
         mdns: !args.no_mdns,
         auto_connect: args.auto_connect,
         chat,
+        identity: profile.as_ref().map(|p| p.identity().clone()),
+        profile,
     })
+}
+
+/// `addr` with a TCP or UDP port 0 ("any") replaced by `port`: with a profile, `--listen`
+/// addresses without a port get the one of the last run, so the connection string stays.
+fn with_port(addr: &libp2p::Multiaddr, port: u16) -> libp2p::Multiaddr {
+    use libp2p::multiaddr::Protocol;
+    addr.iter()
+        .map(|p| match p {
+            Protocol::Tcp(0) => Protocol::Tcp(port),
+            Protocol::Udp(0) => Protocol::Udp(port),
+            other => other,
+        })
+        .collect()
 }
 
 /// The one-line warning for secrets given on the command line (`flags` as returned by
@@ -344,6 +393,17 @@ mod tests {
             "{both}"
         );
         assert_eq!(both.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_profile_port_fills_only_listen_ports_left_at_zero() {
+        let any: libp2p::Multiaddr = "/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("addr");
+        let fixed: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/5000".parse().expect("addr");
+        assert_eq!(
+            with_port(&any, 4242).to_string(),
+            "/ip4/127.0.0.1/udp/4242/quic-v1"
+        );
+        assert_eq!(with_port(&fixed, 4242), fixed);
     }
 
     #[test]

@@ -37,6 +37,11 @@ impl Node {
             Command::Verify(who) => self.verify(&who).await,
             Command::Rotate(who) => self.rotate(who.as_deref()).await,
             Command::Disconnect(who) => self.disconnect(&who),
+            Command::Trust(who) => self.trust_peer(&who).await,
+            Command::Forget(who) => self.forget_peer(&who).await,
+            Command::Block(who) => self.block_peer(&who).await,
+            Command::Unblock(who) => self.unblock_peer(&who).await,
+            Command::NewSecret => self.new_secret().await,
             // The event loop handles these itself.
             Command::Exit | Command::Finish => Ok(()),
         };
@@ -100,6 +105,8 @@ impl Node {
             peer,
             name,
             safety_number: s.safety_number.to_string(),
+            lasts: super::identity::number_lasts(&s),
+            trust: self.trust.state(&peer),
         })
         .await;
         Ok(())
@@ -287,14 +294,23 @@ impl Node {
                         addrs.push(d.clone());
                     }
                 }
+                let known = self.trust.get(p);
+                if addrs.is_empty() {
+                    addrs.extend(known.into_iter().flat_map(|k| k.addrs.iter().cloned()));
+                }
                 PeerRow {
                     index: 0,
                     peer: *p,
-                    name: self.names.get(p).cloned(),
+                    name: self
+                        .names
+                        .get(p)
+                        .or(known.map(|k| &k.name).filter(|n| !n.is_empty()))
+                        .cloned(),
                     addrs,
                     connected: self.swarm.is_connected(p),
                     discovered: self.discovered.contains_key(p),
                     session: chat.session(p).map(|s| s.state),
+                    trust: self.trust.state(p),
                 }
             })
             .collect();

@@ -20,6 +20,8 @@
 //!     mdns: false,
 //!     auto_connect: false,
 //!     chat: noctua_chat::Config::new(secret),
+//!     identity: None,
+//!     profile: None,
 //! };
 //! let (out_tx, mut out_rx) = mpsc::channel(1024);
 //! let (req_tx, req_rx) = mpsc::channel(64);
@@ -42,6 +44,7 @@ mod command;
 mod error;
 mod events;
 mod handle;
+mod identity;
 mod names;
 mod output;
 mod swarm;
@@ -61,7 +64,7 @@ pub use error::{
     BoxError, CommandError, ConnectError, DeliveryFailure, DialFailure, ResolveError, StartError,
 };
 pub use names::{name_problem, short_peer};
-pub use output::{Output, PeerRow, SessionRow};
+pub use output::{Output, PeerRow, SessionRow, TrustChange};
 pub use swarm::DIAL_TIMEOUT;
 
 use auto::AutoConnect;
@@ -82,6 +85,10 @@ pub struct NodeConfig {
     pub auto_connect: bool,
     /// The chat protocol's configuration.
     pub chat: noctua_chat::Config,
+    /// Our libp2p identity; `None`: a fresh Ed25519 key (ephemeral).
+    pub identity: Option<libp2p::identity::Keypair>,
+    /// The profile that keeps the identity, secret and known peers (`--profile`).
+    pub profile: Option<crate::profile::Profile>,
 }
 
 /// How long `Finish` waits for receipts (and connects in progress), `Exit` for receipts,
@@ -133,6 +140,17 @@ pub struct Node {
     /// Listeners whose addresses were already shown (banner or a later line).
     reported: HashSet<ListenerId>,
     listen_addrs: Vec<Multiaddr>,
+    /// Known peers, pinned on first use (from the profile, plus this run's).
+    trust: crate::trust::KnownPeers,
+    /// Where they are saved, with a profile.
+    profile: Option<crate::profile::Profile>,
+    /// The address we dialed for our outbound connection to each peer (the TOFU address
+    /// check; an inbound connection's source address says nothing).
+    dialed: HashMap<PeerId, Multiaddr>,
+    /// Peers whose session the TOFU check refused: their messages are not shown.
+    tofu_refused: HashSet<PeerId>,
+    /// Whether the profile's secret was replaced at start (banner).
+    secret_changed: bool,
 }
 
 impl Node {
@@ -141,7 +159,7 @@ impl Node {
     /// continues in the background.
     pub async fn start(cfg: NodeConfig, out: mpsc::Sender<Output>) -> Result<Self, StartError> {
         addrs::check_ports_free(&cfg.listen).map_err(|(addr, _)| StartError::InUse(addr))?;
-        let mut swarm = swarm::build(cfg.mdns, cfg.chat)?;
+        let mut swarm = swarm::build(cfg.mdns, cfg.chat, cfg.identity)?;
         let listening = swarm::listen(&mut swarm, &cfg.listen).await?;
         let mut node = Node {
             swarm,
@@ -158,7 +176,18 @@ impl Node {
             listeners: listening.listeners,
             reported: listening.reported,
             listen_addrs: listening.addrs,
+            trust: cfg
+                .profile
+                .as_ref()
+                .map(|p| p.peers().clone())
+                .unwrap_or_default(),
+            secret_changed: cfg.profile.as_ref().is_some_and(|p| p.secret_changed()),
+            profile: cfg.profile,
+            dialed: HashMap::new(),
+            tofu_refused: HashSet::new(),
         };
+        node.save_port();
+        node.refuse_blocked();
         for ev in listening.early {
             node.on_swarm_event(ev).await;
         }
@@ -178,6 +207,9 @@ impl Node {
             secret: self.secret.expose().to_string(),
             conn_strings: conn_strings(&self.listen_addrs, self.secret.expose()),
             listen: self.listen_addrs.clone(),
+            pinned: self.pinned_conn_strings(),
+            profile: self.profile.as_ref().map(|p| p.name().to_string()),
+            secret_changed: self.secret_changed,
         }
     }
 
@@ -290,6 +322,8 @@ impl Node {
     /// Every peer we know of: with a session, connected, or discovered.
     fn known_peers(&self) -> Vec<PeerId> {
         let mut set: Vec<PeerId> = self.sessions().map(|s| s.peer).collect();
+        // Peers kept in the profile (lasting or blocked), even when away.
+        set.extend(self.trust.persisted().map(|k| k.peer));
         set.extend(self.swarm.connected_peers().copied());
         set.extend(self.discovered.keys().copied());
         set.sort();
