@@ -105,6 +105,11 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
+    /// How long a message for a peer that is reconnecting waits in memory before it is
+    /// reported as not delivered
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub outbox_ttl: Duration,
+
     /// No prompt, no colors: commands on stdin, one JSON event per line on stdout
     #[arg(long, alias = "json")]
     pub headless: bool,

@@ -100,8 +100,12 @@ impl Node {
                 let name = self.names.assign(peer, &remote_name);
                 let inbound = opens.is_empty();
                 self.auto.established(peer, &opens);
+                self.reconnect.established(peer);
                 for open in opens {
                     if let Some(c) = self.connects.remove(&open) {
+                        // We know its secret: we can re-open this session if it drops.
+                        let addr = c.dialing.or_else(|| self.remote_addrs.get(&peer).cloned());
+                        self.reconnect.dialed(peer, c.secret, addr);
                         signal(c.done);
                     }
                 }
@@ -113,6 +117,7 @@ impl Node {
                     inbound,
                 })
                 .await;
+                self.flush_outbox(peer).await;
             }
             ChatEvent::OpenFailed { open, error, .. } => self.on_open_failed(open, error).await,
             ChatEvent::InboundAuthFailed {
@@ -134,10 +139,15 @@ impl Node {
             }
             ChatEvent::SessionClosed { peer, reason, .. } => {
                 let name = self.names.display(&peer);
-                self.names.forget(&peer);
                 self.auto.closed(peer, &reason);
-                self.emit(Output::SessionClosed { peer, name, reason })
-                    .await
+                self.emit(Output::SessionClosed {
+                    peer,
+                    name,
+                    reason: reason.clone(),
+                })
+                .await;
+                // Forgets the name unless the peer is expected back.
+                self.after_close(peer, &reason).await;
             }
             other => self.on_message_event(other).await,
         }
@@ -183,6 +193,14 @@ impl Node {
     }
 
     async fn on_open_failed(&mut self, open: OpenId, error: OpenError) {
+        let now = tokio::time::Instant::now();
+        if let Some((peer, plan)) = self
+            .reconnect
+            .open_failed(open, &error, now, rand::random())
+        {
+            tracing::info!(%peer, "reconnect attempt failed: {error}");
+            return self.after_plan(peer, plan, Some(error)).await;
+        }
         if let Some(peer) = self.auto.open_failed(open, &error) {
             // Info, not debug: a lab run at info level must show why a pair formed late.
             tracing::info!(%peer, "automatic connection failed: {error}");

@@ -20,6 +20,7 @@
 //!     mdns: false,
 //!     auto_connect: false,
 //!     chat: noctua_chat::Config::new(secret),
+//!     outbox_ttl: noctua::node::DEFAULT_OUTBOX_TTL,
 //! };
 //! let (out_tx, mut out_rx) = mpsc::channel(1024);
 //! let (req_tx, req_rx) = mpsc::channel(64);
@@ -43,7 +44,9 @@ mod error;
 mod events;
 mod handle;
 mod names;
+mod outbox;
 mod output;
+mod reconnect;
 mod swarm;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -61,11 +64,15 @@ pub use error::{
     BoxError, CommandError, ConnectError, DeliveryFailure, DialFailure, ResolveError, StartError,
 };
 pub use names::{name_problem, short_peer};
-pub use output::{Output, PeerRow, SessionRow};
+pub use outbox::{DEFAULT_TTL as DEFAULT_OUTBOX_TTL, OutboxFull, Undelivered};
+pub use output::{LinkRow, Output, PeerRow, SessionRow};
+pub use reconnect::{LinkStatus, short_duration};
 pub use swarm::DIAL_TIMEOUT;
 
 use auto::AutoConnect;
 use names::Names;
+use outbox::Outbox;
+use reconnect::Reconnect;
 use swarm::NodeBehaviour;
 
 /// Everything the node needs to start.
@@ -82,6 +89,8 @@ pub struct NodeConfig {
     pub auto_connect: bool,
     /// The chat protocol's configuration.
     pub chat: noctua_chat::Config,
+    /// How long a message for a peer that is reconnecting waits (`--outbox-ttl`).
+    pub outbox_ttl: Duration,
 }
 
 /// How long `Finish` waits for receipts (and connects in progress), `Exit` for receipts,
@@ -133,6 +142,10 @@ pub struct Node {
     /// Listeners whose addresses were already shown (banner or a later line).
     reported: HashSet<ListenerId>,
     listen_addrs: Vec<Multiaddr>,
+    /// Known peers to re-open sessions with (or wait for) when a session drops.
+    reconnect: Reconnect,
+    /// Messages waiting for a peer that is expected back.
+    outbox: Outbox,
 }
 
 impl Node {
@@ -158,6 +171,8 @@ impl Node {
             listeners: listening.listeners,
             reported: listening.reported,
             listen_addrs: listening.addrs,
+            reconnect: Reconnect::default(),
+            outbox: Outbox::new(cfg.outbox_ttl),
         };
         for ev in listening.early {
             node.on_swarm_event(ev).await;
@@ -214,7 +229,13 @@ impl Node {
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev).await,
-                _ = tick.tick(), if auto => self.auto_retry(),
+                _ = tick.tick() => {
+                    if auto {
+                        self.auto_retry();
+                    }
+                    self.reconnect_due().await;
+                    self.expire_outbox().await;
+                }
                 req = requests.recv() => match req {
                     Some(Request { command: Command::Exit, done }) => {
                         signal(done);
@@ -230,6 +251,7 @@ impl Node {
                 },
             }
         }
+        self.give_up_outbox(Undelivered::Exit).await;
         if finish {
             self.wait_for_receipts(FINISH_WAIT, true).await;
         } else {
@@ -292,6 +314,7 @@ impl Node {
         let mut set: Vec<PeerId> = self.sessions().map(|s| s.peer).collect();
         set.extend(self.swarm.connected_peers().copied());
         set.extend(self.discovered.keys().copied());
+        set.extend(self.reconnect.expected_peers());
         set.sort();
         set.dedup();
         set
@@ -323,6 +346,152 @@ impl Node {
             self.auto_open(peer);
         }
     }
+}
+
+/// Reconnecting and the outbox: the node's side of [`reconnect`] and [`outbox`].
+impl Node {
+    /// Starts the reconnect attempts whose time has come.
+    async fn reconnect_due(&mut self) {
+        for a in self.reconnect.due(tokio::time::Instant::now()) {
+            let open = match a.addr {
+                Some(addr) if !self.swarm.is_connected(&a.peer) => {
+                    // Pinned to the peer: whoever answers there now must be it.
+                    let addr = with_peer(addr, a.peer);
+                    self.chat().connect(addr, a.secret)
+                }
+                _ => self.chat().open_session(a.peer, a.secret),
+            };
+            tracing::debug!(peer = %a.peer, attempt = a.attempt, "reconnecting");
+            self.reconnect.opening(a.peer, open);
+        }
+    }
+
+    /// Reports queued messages that waited too long, each once.
+    async fn expire_outbox(&mut self) {
+        let ttl = self.outbox.ttl();
+        for (peer, m) in self.outbox.expire(tokio::time::Instant::now()) {
+            self.not_delivered(m.local, peer, Undelivered::Expired(ttl))
+                .await;
+        }
+    }
+
+    /// Reports everything still queued as not delivered (the node is leaving).
+    async fn give_up_outbox(&mut self, why: Undelivered) {
+        for (peer, m) in self.outbox.drain() {
+            self.not_delivered(m.local, peer, why).await;
+        }
+    }
+
+    /// Reports what was queued for `peer` as not delivered.
+    async fn give_up_peer(&mut self, peer: PeerId, why: Undelivered) {
+        for m in self.outbox.take(&peer) {
+            self.not_delivered(m.local, peer, why).await;
+        }
+    }
+
+    async fn not_delivered(&mut self, local: u64, peer: PeerId, reason: Undelivered) {
+        let name = self.names.display(&peer);
+        self.emit(Output::NotDelivered {
+            local,
+            peer,
+            name,
+            reason,
+        })
+        .await;
+    }
+
+    /// `peer`'s session is back: sends what waited for it, in order, each with its receipt.
+    async fn flush_outbox(&mut self, peer: PeerId) {
+        for m in self.outbox.take(&peer) {
+            let sent = if m.private {
+                self.chat().send_private_message(&peer, m.text)
+            } else {
+                self.chat().send_message(&peer, m.text)
+            };
+            match sent {
+                Ok(id) => {
+                    self.outstanding.insert(id, m.local);
+                }
+                Err(e) => {
+                    self.delivery_failed(m.local, peer, DeliveryFailure::NotSent(e))
+                        .await
+                }
+            }
+        }
+    }
+
+    /// Queues message `local` for `peer` (expected back); says so, or why it cannot.
+    async fn queue(&mut self, peer: PeerId, local: u64, text: String, private: bool) {
+        let now = tokio::time::Instant::now();
+        match self.outbox.push(peer, local, text, private, now) {
+            Ok(()) => {
+                let name = self.names.display(&peer);
+                let waiting = self.outbox.len(&peer);
+                self.emit(Output::Queued {
+                    local,
+                    peer,
+                    name,
+                    waiting,
+                })
+                .await;
+            }
+            Err(full) => {
+                tracing::debug!(%peer, "outbox full: {full}");
+                self.not_delivered(local, peer, Undelivered::Full(full))
+                    .await;
+            }
+        }
+    }
+
+    /// A session with `peer` ended for `reason`: reconnect, wait, or let it go.
+    async fn after_close(&mut self, peer: PeerId, reason: &noctua_chat::CloseReason) {
+        let now = tokio::time::Instant::now();
+        let plan = self.reconnect.closed(peer, reason, now, rand::random());
+        self.after_plan(peer, plan, None).await;
+    }
+
+    /// Tells the user what comes next for `peer`.
+    async fn after_plan(
+        &mut self,
+        peer: PeerId,
+        plan: reconnect::Plan,
+        error: Option<noctua_chat::OpenError>,
+    ) {
+        let name = self.names.display(&peer);
+        match plan {
+            reconnect::Plan::Retry { attempt, next_in } => {
+                self.emit(Output::Reconnecting {
+                    peer,
+                    name,
+                    attempt,
+                    next_in,
+                })
+                .await
+            }
+            reconnect::Plan::Await => self.emit(Output::Waiting { peer, name }).await,
+            reconnect::Plan::Stop => {
+                if let Some(error) = error {
+                    self.emit(Output::ReconnectStopped { peer, name, error })
+                        .await;
+                }
+                self.give_up_peer(peer, Undelivered::GaveUp).await;
+                if !self.has_session(&peer) {
+                    self.names.forget(&peer);
+                }
+            }
+        }
+    }
+}
+
+/// `addr` ending in `/p2p/peer` (replacing any other `/p2p` part).
+fn with_peer(addr: Multiaddr, peer: PeerId) -> Multiaddr {
+    use libp2p::multiaddr::Protocol;
+    let mut a: Multiaddr = addr
+        .iter()
+        .filter(|p| !matches!(p, Protocol::P2p(_)))
+        .collect();
+    a.push(Protocol::P2p(peer));
+    a
 }
 
 fn signal(done: Option<oneshot::Sender<()>>) {
