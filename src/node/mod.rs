@@ -445,6 +445,10 @@ impl Node {
 
     /// A session with `peer` ended for `reason`: reconnect, wait, or let it go.
     async fn after_close(&mut self, peer: PeerId, reason: &noctua_chat::CloseReason) {
+        if matches!(reason, noctua_chat::CloseReason::Replaced) || self.has_session(&peer) {
+            // A newer session with the peer took its place: nothing was lost.
+            return;
+        }
         let now = tokio::time::Instant::now();
         let plan = self.reconnect.closed(peer, reason, now, rand::random());
         self.after_plan(peer, plan, None).await;

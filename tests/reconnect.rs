@@ -1,0 +1,331 @@
+//! Issue 12 items 4-6, with real processes: a session that drops is re-opened by the side
+//! that knows the other's secret, messages typed meanwhile are queued and delivered once
+//! with their receipts, an outbox that expires reports each message once, and `disconnect`
+//! keeps a peer out.
+//!
+//! Loopback, mDNS off; the link-cut case runs in network namespaces this test creates
+//! (named `node-<pid>-...`, deleted at the end), skipped with a message without root
+//! unless `NOCTUA_REQUIRE_NETNS=1`.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::NodeProc;
+
+/// Keep-alives every second, two seconds to answer: a frozen peer is found out in ~3 s.
+const FAST: &[&str] = &["--keepalive", "1s", "--request-timeout", "2s"];
+
+fn signal(node: &NodeProc, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &node.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {sig} {}", node.pid());
+}
+
+fn start(name: &str, secret: &str, extra: &[&str]) -> NodeProc {
+    let mut args: Vec<&str> = FAST.to_vec();
+    args.extend_from_slice(extra);
+    NodeProc::start(name, secret, &args)
+}
+
+/// Lines of `node` seen so far that contain `needle`.
+fn count(node: &NodeProc, needle: &str) -> usize {
+    node.seen.iter().filter(|l| l.contains(needle)).count()
+}
+
+/// The headless event of `node` next satisfying `pred`.
+fn event(node: &mut NodeProc, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let kind_s = kind.to_string();
+    let line = node.expect(&format!("a {kind} event"), move |l| {
+        serde_json::from_str::<Value>(l).is_ok_and(|v| v["event"] == kind_s.as_str() && pred(&v))
+    });
+    serde_json::from_str(&line).expect("json")
+}
+
+fn events<'a>(node: &'a NodeProc, kind: &'a str) -> impl Iterator<Item = Value> + 'a {
+    node.seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(move |v| v["event"] == kind)
+}
+
+/// Alice dials Bob (so Alice knows Bob's secret); both see the session.
+fn pair(alice: &mut NodeProc, bob: &mut NodeProc) {
+    let cs = bob.conn_string();
+    alice.send(&format!("connect {cs}"));
+    alice.expect_contains("[+] Bob connected");
+    bob.expect_contains("[+] Alice connected to you");
+}
+
+#[test]
+fn a_frozen_peer_is_reconnected_by_itself_and_outage_messages_arrive_once() {
+    let mut bob = start("Bob", "bob-secret-for-reconnect-1", &[]);
+    let mut alice = start("Alice", "alice-secret-for-reconnect-1", &[]);
+    pair(&mut alice, &mut bob);
+
+    signal(&bob, "-STOP");
+    let frozen = Instant::now();
+    alice.expect_contains("Bob disconnected: the peer stopped answering");
+    alice.expect_contains("reconnecting to Bob (attempt 1");
+    alice.send("msg Bob typed during the outage");
+    alice.send("msg Bob and a second one");
+    alice.expect_contains("\"typed during the outage\" queued for Bob (1 waiting)");
+    alice.expect_contains("\"and a second one\" queued for Bob (2 waiting)");
+    alice.send("sessions");
+    alice.expect_contains("2 message(s) queued");
+    // Let a failed attempt or two go by before the peer comes back.
+    alice.expect_contains("reconnecting to Bob (attempt 2");
+    signal(&bob, "-CONT");
+    eprintln!("Bob frozen for {:?}", frozen.elapsed());
+
+    alice.expect_within(Duration::from_secs(90), "Bob back", |l| {
+        l.contains("[+] Bob connected")
+    });
+    alice.expect_all(&[
+        "\"typed during the outage\" delivered to Bob",
+        "\"and a second one\" delivered to Bob",
+    ]);
+    bob.expect_contains("Alice (private): typed during the outage");
+    bob.expect_contains("Alice (private): and a second one");
+    // Once each: a message that is not sent twice is not received twice.
+    alice.send("msg Bob after");
+    bob.expect_contains("Alice (private): after");
+    assert_eq!(count(&bob, "typed during the outage"), 1, "{:?}", bob.seen);
+    assert_eq!(count(&bob, "and a second one"), 1, "{:?}", bob.seen);
+    // And in the order typed.
+    let order: Vec<usize> = ["typed during the outage", "and a second one", "after"]
+        .iter()
+        .map(|n| bob.seen.iter().position(|l| l.contains(n)).expect("seen"))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    assert_eq!(count(&alice, "not delivered"), 0, "{:?}", alice.seen);
+
+    alice.send("exit");
+    alice.wait_exit(Duration::from_secs(20));
+}
+
+#[test]
+fn an_expiring_outbox_reports_each_message_once() {
+    let mut bob = start("Bob", "bob-secret-for-reconnect-2", &[]);
+    let mut alice = start(
+        "Alice",
+        "alice-secret-for-reconnect-2",
+        &["--headless", "--outbox-ttl", "2s"],
+    );
+    let cs = bob.conn_string();
+    alice.send(&format!("connect {cs}"));
+    let up = event(&mut alice, "session_established", |_| true);
+    let bob_id = up["peer_id"].as_str().expect("peer id").to_string();
+
+    // Bob is gone for good: Alice tries again and again, and queues meanwhile.
+    drop(bob);
+    let r = event(&mut alice, "reconnecting", |_| true);
+    assert_eq!(r["peer_id"], bob_id.as_str());
+    assert_eq!(r["attempt"], 1);
+    assert!(r["next_in_ms"].as_u64().expect("next_in_ms") <= 1250, "{r}");
+    alice.send("msg Bob first");
+    alice.send("broadcast second");
+    let q1 = event(&mut alice, "queued", |_| true);
+    let q2 = event(&mut alice, "queued", |_| true);
+    assert_eq!(
+        (q1["waiting"].as_u64(), q2["waiting"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let ids = [q1["id"].as_u64(), q2["id"].as_u64()];
+    assert_ne!(ids[0], ids[1]);
+
+    let mut reported = Vec::new();
+    for _ in 0..2 {
+        let nd = event(&mut alice, "not_delivered", |_| true);
+        assert_eq!(nd["reason"], "expired", "{nd}");
+        assert_eq!(nd["peer_id"], bob_id.as_str());
+        assert!(
+            nd["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("did not come back within 2 s")),
+            "{nd}"
+        );
+        reported.push(nd["id"].as_u64());
+    }
+    assert_eq!(reported, ids, "in the order typed");
+
+    // Reported once: not again later, nor when leaving.
+    alice.send("msg Bob third");
+    event(&mut alice, "queued", |v| v["waiting"] == 1);
+    alice.send("exit");
+    let last = event(&mut alice, "not_delivered", |_| true);
+    assert_eq!(last["reason"], "exit", "{last}");
+    alice.expect("stopped", |l| l.contains("\"event\":\"stopped\""));
+    alice.wait_exit(Duration::from_secs(20));
+    let all: Vec<Value> = events(&alice, "not_delivered").collect();
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert_eq!(events(&alice, "delivered").count(), 0);
+}
+
+#[test]
+fn the_side_without_the_secret_waits_and_queues() {
+    let mut bob = start("Bob", "bob-secret-for-reconnect-3", &[]);
+    let mut alice = start("Alice", "alice-secret-for-reconnect-3", &[]);
+    pair(&mut alice, &mut bob);
+    // Bob cannot dial Alice (he never had her secret): he waits for her.
+    signal(&alice, "-STOP");
+    bob.expect_contains("waiting for Alice to reconnect");
+    bob.send("msg Alice are you there");
+    bob.expect_contains("\"are you there\" queued for Alice");
+    bob.send("peers");
+    bob.expect_contains("waiting for it to reconnect, 1 message(s) queued");
+    signal(&alice, "-CONT");
+    bob.expect_within(Duration::from_secs(90), "Alice back", |l| {
+        l.contains("[+] Alice connected to you")
+    });
+    bob.expect_contains("\"are you there\" delivered to Alice");
+    alice.expect_contains("Bob (private): are you there");
+    assert_eq!(count(&alice, "are you there"), 1);
+}
+
+#[test]
+fn a_peer_that_says_goodbye_is_not_reconnected() {
+    let mut bob = start("Bob", "bob-secret-for-reconnect-4", &[]);
+    let mut alice = start("Alice", "alice-secret-for-reconnect-4", &[]);
+    pair(&mut alice, &mut bob);
+    bob.send("disconnect Alice");
+    bob.expect_contains("disconnected Alice");
+    alice.expect_contains("Bob disconnected: the peer closed the session");
+    alice.send("msg Bob still there?");
+    alice.expect_contains("no session");
+    assert_eq!(count(&alice, "reconnecting"), 0, "{:?}", alice.seen);
+}
+
+// ---- network namespaces -------------------------------------------------------------
+
+fn netns_or_skip(test: &str) -> bool {
+    match noctua::lab::check() {
+        Ok(()) => true,
+        Err(why) => {
+            if std::env::var("NOCTUA_REQUIRE_NETNS").as_deref() == Ok("1") {
+                panic!("{test}: network namespaces are required here but unavailable: {why}");
+            }
+            eprintln!("SKIPPED {test}: {why}");
+            false
+        }
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two namespaces joined by one veth pair (10.83.0.1 - 10.83.0.2). Deleted on drop.
+struct Link {
+    a: String,
+    b: String,
+}
+
+impl Link {
+    fn create(case: &str) -> Link {
+        let prefix = format!("node-{}-{case}", std::process::id());
+        let link = Link {
+            a: format!("{prefix}-a"),
+            b: format!("{prefix}-b"),
+        };
+        ip(&["netns", "add", &link.a]);
+        ip(&["netns", "add", &link.b]);
+        ip(&[
+            "-n", &link.a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns",
+            &link.b,
+        ]);
+        for (ns, addr) in [(&link.a, "10.83.0.1/24"), (&link.b, "10.83.0.2/24")] {
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+            ip(&["-n", ns, "addr", "add", addr, "dev", "eth0"]);
+            ip(&["-n", ns, "link", "set", "eth0", "up"]);
+        }
+        link
+    }
+
+    /// Cuts (`false`) or restores (`true`) the link: both ends of the veth go down, so
+    /// packets go nowhere and no TCP reset is sent; the nodes find out by their
+    /// keep-alives.
+    fn set(&self, up: bool) {
+        for ns in [&self.a, &self.b] {
+            ip(&[
+                "-n",
+                ns,
+                "link",
+                "set",
+                "eth0",
+                if up { "up" } else { "down" },
+            ]);
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+#[test]
+fn a_cut_link_is_reconnected_when_restored_and_outage_messages_arrive_once() {
+    let test = "a_cut_link_is_reconnected_when_restored_and_outage_messages_arrive_once";
+    if !netns_or_skip(test) {
+        return;
+    }
+    let link = Link::create("cut");
+    let node = |ns: &str, name: &str, secret: &str| {
+        let mut args = vec![
+            "--id",
+            name,
+            "--secret",
+            secret,
+            "--no-mdns",
+            "--listen",
+            "/ip4/0.0.0.0/tcp/4400",
+        ];
+        args.extend_from_slice(FAST);
+        NodeProc::start_in_netns(name, ns, &args)
+    };
+    let mut alice = node(&link.a, "Alice", "alice-secret-for-reconnect-5");
+    let mut bob = node(&link.b, "Bob", "bob-secret-for-reconnect-5");
+    bob.expect_contains("Peer ID");
+    alice.send("connect 10.83.0.2:4400:bob-secret-for-reconnect-5");
+    alice.expect_contains("[+] Bob connected");
+    bob.expect_contains("[+] Alice connected to you");
+
+    link.set(false);
+    alice.expect_contains("reconnecting to Bob (attempt 1");
+    bob.expect_contains("waiting for Alice to reconnect");
+    alice.send("msg Bob during the cut");
+    alice.expect_contains("queued for Bob");
+    bob.send("msg Alice other way");
+    bob.expect_contains("queued for Alice");
+    alice.expect_contains("reconnecting to Bob (attempt 2");
+    link.set(true);
+
+    alice.expect_within(Duration::from_secs(90), "Bob back", |l| {
+        l.contains("[+] Bob connected")
+    });
+    // Each side's receipt and the other's message, in whatever order they come.
+    alice.expect_all(&[
+        "\"during the cut\" delivered to Bob",
+        "Bob (private): other way",
+    ]);
+    bob.expect_all(&[
+        "\"other way\" delivered to Alice",
+        "Alice (private): during the cut",
+    ]);
+    assert_eq!(count(&bob, "during the cut"), 1);
+    assert_eq!(count(&alice, "other way"), 1);
+}
