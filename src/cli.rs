@@ -206,6 +206,11 @@ pub struct LabArgs {
     /// Only remove namespaces left behind by labs that were killed, then exit
     #[arg(long)]
     pub cleanup: bool,
+
+    /// Give every node a profile of its own under the lab directory, so that a node
+    /// restarted in the lab (`restart <n>`) keeps its identity and its known peers
+    #[arg(long)]
+    pub profiles: bool,
 }
 
 /// A command-line value that does not parse; clap prints it after the flag's name.
