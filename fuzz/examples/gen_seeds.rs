@@ -136,6 +136,7 @@ fn wire_seeds(dir: &Path) {
             "profile",
             Content::Profile {
                 name: "Alice".into(),
+                lasting: true,
             },
         ),
         (

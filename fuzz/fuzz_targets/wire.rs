@@ -426,7 +426,8 @@ fn structured(u: &mut Unstructured<'_>) -> AResult<()> {
                 1 => {
                     let name: String = u.arbitrary()?;
                     let over = name.len() > wire::MAX_NAME_LEN;
-                    (Content::Profile { name }, over)
+                    let lasting = u.arbitrary()?;
+                    (Content::Profile { name, lasting }, over)
                 }
                 2 => {
                     let (public_key, over) = bytes(u, wire::MAX_PUBLIC_KEY_LEN)?;

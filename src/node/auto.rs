@@ -121,7 +121,8 @@ impl AutoConnect {
             | OpenError::PeerAuthFailed
             | OpenError::RateLimited(_)
             | OpenError::UnsupportedProtocol
-            | OpenError::Refused(_) => false,
+            | OpenError::Rejected(_)
+            | OpenError::Refused => false,
             // The peer's crossing handshake did not prove our secret in time (or claimed a
             // conflict it could not have): under load an honest peer can be late, so this
             // is retried with the growing delay rather than given up.

@@ -30,7 +30,7 @@ use libp2p::swarm::{
 use crate::codec::{Codec, PROTOCOL};
 use crate::config::Config;
 use crate::crypto::{RsaKeyPair, Secret};
-use crate::error::{OpenError, SendError, SessionError, describe_dial_error, failure};
+use crate::error::{OpenError, RefuseError, SendError, SessionError, describe_dial_error, failure};
 use crate::handler::{Handler, HandlerIn};
 use crate::keys::{KeyRing, KeyRingEvent};
 use crate::peer::{Action, ChannelToken, ReqToken};
@@ -293,6 +293,41 @@ impl Behaviour {
         Ok(())
     }
 
+    /// Refuses sessions with `peer` until [`Behaviour::allow_peer`] (SPEC.md §9): its
+    /// `HELLO`s (and `AUTH`s) are answered `REFUSED`, so its opens fail with
+    /// [`OpenError::Refused`]; its handshakes in progress with us are dropped; our opens
+    /// towards it fail with [`OpenError::RefusedHere`], as do later ones. An established
+    /// session is *not* closed by this call: call [`Behaviour::close_session`] first to end
+    /// it. At most [`Config::with_max_refused_peers`] peers (default 4096) are refused at
+    /// once; beyond that this fails and nothing changes.
+    pub fn refuse_peer(&mut self, peer: PeerId) -> Result<(), RefuseError> {
+        self.core.refuse_peer(peer, Instant::now())?;
+        self.carry_out();
+        self.wake();
+        Ok(())
+    }
+
+    /// Accepts sessions with `peer` again; returns whether it was refused.
+    pub fn allow_peer(&mut self, peer: &PeerId) -> bool {
+        self.core.allow_peer(peer)
+    }
+
+    /// Whether `peer` is refused ([`Behaviour::refuse_peer`]).
+    pub fn is_refused(&self, peer: &PeerId) -> bool {
+        self.core.is_refused(peer)
+    }
+
+    /// Replaces our connection secret while running (SPEC.md §4): every handshake we answer
+    /// from now on must prove `secret`; a handshake a peer started under the old secret and
+    /// has not authenticated yet is discarded (its `AUTH` gets `UNKNOWN_HANDSHAKE`). Sessions
+    /// already established, and handshakes already authenticated, are untouched.
+    /// [`Behaviour::config`] reports the new secret from now on.
+    pub fn set_secret(&mut self, secret: Secret) {
+        self.core.set_secret(secret, Instant::now());
+        self.carry_out();
+        self.wake();
+    }
+
     /// Closes every session (telling each peer) and refuses new ones. Poll until
     /// [`Behaviour::closing_sessions`] is 0 (or a deadline passes) before dropping the swarm,
     /// so that peers see a goodbye rather than a timeout.
@@ -524,11 +559,18 @@ impl Behaviour {
 
     fn on_dial_failure(&mut self, ev: DialFailure<'_>) {
         if let Some((open, _)) = self.pending_dials.remove(&ev.connection_id) {
+            let error = match (ev.peer_id, ev.error) {
+                (Some(expected), DialError::WrongPeerId { obtained, .. }) => OpenError::WrongPeer {
+                    expected,
+                    found: *obtained,
+                },
+                _ => OpenError::Dial(describe_dial_error(ev.error)),
+            };
             self.events
                 .push_back(ToSwarm::GenerateEvent(Event::OpenFailed {
                     open,
                     peer: ev.peer_id,
-                    error: OpenError::Dial(describe_dial_error(ev.error)),
+                    error,
                 }));
             return;
         }

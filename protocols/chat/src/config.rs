@@ -11,6 +11,8 @@ use crate::crypto::{RsaKeyPair, Secret};
 pub struct Config {
     pub(crate) secret: Secret,
     pub(crate) name: String,
+    pub(crate) lasting_identity: bool,
+    pub(crate) max_refused_peers: usize,
     pub(crate) rsa_bits: usize,
     pub(crate) rsa_key: Option<Arc<RsaKeyPair>>,
     pub(crate) rsa_regenerate_every: Option<Duration>,
@@ -45,6 +47,7 @@ impl std::fmt::Debug for Config {
         // The secret is deliberately absent.
         f.debug_struct("Config")
             .field("name", &self.name)
+            .field("lasting_identity", &self.lasting_identity)
             .field("rsa_bits", &self.rsa_bits)
             .field("rotate_every", &self.rotate_every)
             .field("rotate_after_messages", &self.rotate_after_messages)
@@ -62,6 +65,8 @@ impl Config {
         Config {
             secret,
             name: String::new(),
+            lasting_identity: false,
+            max_refused_peers: 4096,
             rsa_bits: 2048,
             rsa_key: None,
             rsa_regenerate_every: Some(Duration::from_secs(10 * 60)),
@@ -115,6 +120,28 @@ impl Config {
     /// The display name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether this node keeps its libp2p identity across restarts (it runs with a stored
+    /// profile): sent as the `PROFILE`'s lasting flag (SPEC.md §3.5). When both sides of a
+    /// session last, its safety number is the identity safety number, the same in every
+    /// session between the two identities (SPEC.md §5.6). Default: false (ephemeral).
+    pub fn with_lasting_identity(mut self, lasting: bool) -> Self {
+        self.lasting_identity = lasting;
+        self
+    }
+
+    /// Whether this node says it keeps its identity (see
+    /// [`Config::with_lasting_identity`]).
+    pub fn lasting_identity(&self) -> bool {
+        self.lasting_identity
+    }
+
+    /// Most peers [`crate::Behaviour::refuse_peer`] keeps refused (default 4096, SPEC.md §8);
+    /// refusing one more fails.
+    pub fn with_max_refused_peers(mut self, n: usize) -> Self {
+        self.max_refused_peers = n;
+        self
     }
 
     /// RSA modulus size for generated keys: 2048 (default), 3072 or 4096.

@@ -658,11 +658,30 @@ pub(crate) fn ack_tag(
 pub struct SafetyNumber([u32; 6]);
 
 impl SafetyNumber {
+    /// The per-session number (SPEC.md §5.6): from the handshake transcript `th`.
     pub(crate) fn from_transcript(th: &[u8; 32]) -> Self {
         let s = Sha256::new()
             .chain_update(b"noctua/chat/2 safety number")
             .chain_update(th)
             .finalize();
+        Self::from_hash(&s)
+    }
+
+    /// The identity safety number of two lasting identities (SPEC.md §5.6): from both
+    /// `PeerId`s' binary forms, sorted, so the same whichever side computes it, in every
+    /// session and across restarts.
+    pub fn from_identities(a: &libp2p::PeerId, b: &libp2p::PeerId) -> Self {
+        let (a, b) = (bytes16(&a.to_bytes()), bytes16(&b.to_bytes()));
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let s = Sha256::new()
+            .chain_update(b"noctua/chat/2 identity safety number")
+            .chain_update(&lo)
+            .chain_update(&hi)
+            .finalize();
+        Self::from_hash(&s)
+    }
+
+    fn from_hash(s: &[u8]) -> Self {
         let mut groups = [0u32; 6];
         for (j, g) in groups.iter_mut().enumerate() {
             let mut v: u64 = 0;
@@ -917,6 +936,22 @@ mod tests {
                 .all(|g| g.len() == 5 && g.chars().all(|c| c.is_ascii_digit()))
         );
         assert_ne!(sn, SafetyNumber::from_transcript(&[43; 32]).to_string());
+    }
+
+    #[test]
+    fn identity_safety_number_is_order_independent_and_per_pair() {
+        let (a, b, c) = (
+            libp2p::PeerId::random(),
+            libp2p::PeerId::random(),
+            libp2p::PeerId::random(),
+        );
+        let ab = SafetyNumber::from_identities(&a, &b);
+        assert_eq!(ab, SafetyNumber::from_identities(&b, &a));
+        assert_ne!(ab, SafetyNumber::from_identities(&a, &c));
+        assert_ne!(ab, SafetyNumber::from_identities(&c, &b));
+        let text = ab.to_string();
+        assert_eq!(text.len(), 35);
+        assert!(text.split(' ').all(|g| g.len() == 5));
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub enum RejectCode {
     BadState,
     /// Simultaneous handshake, lost by the sender.
     HandshakeConflict,
+    /// The receiver's user does not accept sessions from this peer (it ended the session
+    /// with `disconnect` or blocked the peer).
+    Refused,
     /// The user ended the session (`CLOSE`/`ABORT` only).
     UserClosed,
     /// The node is shutting down (`CLOSE`/`ABORT` only).
@@ -82,6 +85,7 @@ impl RejectCode {
             RejectCode::RotationConflict => 17,
             RejectCode::BadState => 18,
             RejectCode::HandshakeConflict => 19,
+            RejectCode::Refused => 20,
             RejectCode::UserClosed => 100,
             RejectCode::Shutdown => 101,
             RejectCode::Replaced => 102,
@@ -111,6 +115,7 @@ impl RejectCode {
             17 => RejectCode::RotationConflict,
             18 => RejectCode::BadState,
             19 => RejectCode::HandshakeConflict,
+            20 => RejectCode::Refused,
             100 => RejectCode::UserClosed,
             101 => RejectCode::Shutdown,
             102 => RejectCode::Replaced,
@@ -141,6 +146,7 @@ impl fmt::Display for RejectCode {
             RejectCode::RotationConflict => "rotation conflict",
             RejectCode::BadState => "unexpected message",
             RejectCode::HandshakeConflict => "handshake conflict",
+            RejectCode::Refused => "refused by the peer's user",
             RejectCode::UserClosed => "closed by the user",
             RejectCode::Shutdown => "node shutting down",
             RejectCode::Replaced => "replaced by a new session",
@@ -157,6 +163,15 @@ pub enum OpenError {
     /// The address could not be dialed (unreachable host, closed port, ...).
     #[error("could not connect: {0}")]
     Dial(String),
+    /// The address was given with the peer's identity (`/p2p/PEERID`, a pinned connection
+    /// string) and another identity answered there: nothing was opened (SPEC.md §4).
+    #[error("this is not the peer you were given: expected {expected}, found {found}")]
+    WrongPeer {
+        /// The identity the address was pinned to.
+        expected: libp2p::PeerId,
+        /// The identity that answered.
+        found: libp2p::PeerId,
+    },
     /// The peer answered but does not speak `/noctua/chat/2.0.0`.
     #[error("the peer does not speak the Noctua chat protocol")]
     UnsupportedProtocol,
@@ -192,9 +207,30 @@ pub enum OpenError {
     /// The peer sent something that breaks the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
-    /// The peer refused the handshake with this code.
+    /// The peer refused the handshake with this code (any but `REFUSED`, which is
+    /// [`OpenError::Refused`]).
     #[error("the peer refused the handshake: {0}")]
-    Refused(RejectCode),
+    Rejected(RejectCode),
+    /// The peer answered `REFUSED` (SPEC.md §9): its user does not accept sessions from us
+    /// (it disconnected or blocked us). Not worth retrying by itself.
+    #[error("the peer refused the session: its user disconnected or blocked us")]
+    Refused,
+    /// We refuse this peer ([`crate::Behaviour::refuse_peer`]): the open was dropped, or not
+    /// started. [`crate::Behaviour::allow_peer`] lets it in again.
+    #[error("sessions with this peer are refused here (it was disconnected or blocked)")]
+    RefusedHere,
+}
+
+/// Why [`crate::Behaviour::refuse_peer`] could not refuse a peer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefuseError {
+    /// The set of refused peers is full (SPEC.md §8).
+    #[error("too many refused peers (at most {max}): allow one first")]
+    Full {
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Why a session ended.

@@ -84,7 +84,9 @@ pub use behaviour::Behaviour;
 pub use codec::{Codec, PROTOCOL};
 pub use config::{Config, MAX_FRAME_CEILING};
 pub use crypto::{ACCEPTED_RSA_BITS, KeyError, RsaKeyPair, SafetyNumber, Secret, SecretError};
-pub use error::{CloseReason, DeliveryError, OpenError, RejectCode, SendError, SessionError};
+pub use error::{
+    CloseReason, DeliveryError, OpenError, RefuseError, RejectCode, SendError, SessionError,
+};
 pub use handler::{Handler, HandlerIn};
 pub use session::{Rejections, SessionState};
 pub use types::{Event, MessageId, OpenId, SessionId, SessionInfo, StateCounts, protocol};

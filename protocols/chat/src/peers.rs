@@ -18,7 +18,7 @@ use libp2p::swarm::ConnectionId;
 
 use crate::config::Config;
 use crate::crypto::{RsaKeyPair, Secret};
-use crate::error::{CloseReason, OpenError, RejectCode, SendError, SessionError};
+use crate::error::{CloseReason, OpenError, RefuseError, RejectCode, SendError, SessionError};
 use crate::limits::{AddrKey, AddressCaps, ConnRefusal, LogThrottle};
 use crate::peer::{Action, Budget, ChannelToken, Context, Failure, Peer, ReqToken, secs};
 use crate::session::SessionState;
@@ -308,6 +308,48 @@ impl Peers {
             p.close(cx, CloseReason::LocalClosed, Some(RejectCode::UserClosed))
         });
         Ok(())
+    }
+
+    /// The user refuses `peer` (SPEC.md §9): from now on its `HELLO`s and `AUTH`s are
+    /// answered `REFUSED`, and what it has under way with us ends (see
+    /// `Peer::on_refused`). An established session is not closed. Refusing a peer already
+    /// refused changes nothing; one more than `max_refused_peers` fails.
+    pub(crate) fn refuse_peer(&mut self, peer: PeerId, now: Instant) -> Result<(), RefuseError> {
+        if !self.cx.refused.contains(&peer) {
+            let max = self.cx.config.max_refused_peers;
+            if self.cx.refused.len() >= max {
+                return Err(RefuseError::Full { max });
+            }
+            self.cx.refused.insert(peer);
+        }
+        self.route(peer, now, |p, cx| p.on_refused(cx));
+        Ok(())
+    }
+
+    /// Lets `peer` open sessions again; whether it was refused.
+    pub(crate) fn allow_peer(&mut self, peer: &PeerId) -> bool {
+        self.cx.refused.remove(peer)
+    }
+
+    pub(crate) fn is_refused(&self, peer: &PeerId) -> bool {
+        self.cx.refused.contains(peer)
+    }
+
+    /// Replaces our secret (SPEC.md §4): handshakes answered from now on use it; the ones
+    /// peers started under the old one and not yet authenticated are discarded; sessions
+    /// are untouched.
+    pub(crate) fn set_secret(&mut self, secret: Secret, now: Instant) {
+        self.cx.local_auth = secret.auth_key();
+        self.cx.config.secret = secret;
+        let peers: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.responder.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in peers {
+            self.route(peer, now, |p, cx| p.on_secret_changed(cx));
+        }
     }
 
     pub(crate) fn shutdown(&mut self, now: Instant) {

@@ -192,7 +192,12 @@ pub(crate) struct Session {
     pub(crate) created: Instant,
     pub(crate) state: SessionState,
     pub(crate) safety_number: SafetyNumber,
+    /// Whether `safety_number` is the identity safety number (both sides last, SPEC.md
+    /// §5.6); set with the peer's `PROFILE`.
+    pub(crate) safety_number_lasts: bool,
     pub(crate) remote_name: Option<String>,
+    /// Whether the peer's `PROFILE` says it keeps its identity (SPEC.md §3.5).
+    pub(crate) remote_lasting: bool,
     pub(crate) messages_sent: u64,
     pub(crate) messages_received: u64,
     pub(crate) rejections: Rejections,
@@ -209,6 +214,24 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// Takes in the peer's `PROFILE` (its name and lasting flag). When both we
+    /// (`local_lasting`) and the peer last, the safety number becomes the identity safety
+    /// number of the two `PeerId`s (SPEC.md §5.6); otherwise it stays the per-session one.
+    pub(crate) fn set_profile(
+        &mut self,
+        local: &PeerId,
+        local_lasting: bool,
+        name: String,
+        remote_lasting: bool,
+    ) {
+        self.remote_name = Some(name);
+        self.remote_lasting = remote_lasting;
+        if local_lasting && remote_lasting {
+            self.safety_number = SafetyNumber::from_identities(local, &self.peer);
+            self.safety_number_lasts = true;
+        }
+    }
+
     pub(crate) fn new(peer: PeerId, est: Established, params: SessionParams, now: Instant) -> Self {
         let current = EpochKeys::new(0, est.role, est.session_id, est.secrets, params.window);
         Session {
@@ -218,7 +241,9 @@ impl Session {
             created: now,
             state: SessionState::Handshaking,
             safety_number: est.safety_number,
+            safety_number_lasts: false,
             remote_name: None,
+            remote_lasting: false,
             messages_sent: 0,
             messages_received: 0,
             rejections: Rejections::default(),

@@ -88,6 +88,13 @@ pub struct SessionInfo {
     pub remote_name: Option<String>,
     /// The safety number to compare out of band.
     pub safety_number: SafetyNumber,
+    /// Whether `safety_number` is the identity safety number (both sides keep their
+    /// identity, SPEC.md §5.6): the same in every session with this peer, so comparing it
+    /// once is enough. False: a per-session number.
+    pub safety_number_lasts: bool,
+    /// Whether the peer says it keeps its libp2p identity across restarts (its `PROFILE`'s
+    /// lasting flag, SPEC.md §3.5).
+    pub remote_lasting: bool,
     /// Time since the handshake.
     pub age: Duration,
     /// Time until the next scheduled rotation (zero if due or in progress).
@@ -154,6 +161,12 @@ pub enum Event {
         remote_name: String,
         /// The safety number.
         safety_number: SafetyNumber,
+        /// Whether the peer says it keeps its libp2p identity across restarts (SPEC.md
+        /// §3.5).
+        remote_lasting: bool,
+        /// Whether `safety_number` is the identity safety number, the same in every session
+        /// between the two identities (both sides last, SPEC.md §5.6); false: per session.
+        safety_number_lasts: bool,
         /// The opens this session answers (empty if the peer opened it).
         opens: Vec<OpenId>,
     },

@@ -30,6 +30,9 @@ pub const VERSION: u8 = 2;
 /// `flags` bit 0 of a message in a `CHAT` record: sent to this peer alone (SPEC.md §3.5).
 /// Every other bit is reserved and MUST be 0.
 pub const CHAT_FLAG_PRIVATE: u8 = 0x01;
+/// `flags` bit 0 of a `PROFILE`: the sender keeps its libp2p identity across restarts
+/// (SPEC.md §3.5). Every other bit is reserved and MUST be 0.
+pub const PROFILE_FLAG_LASTING: u8 = 0x01;
 
 /// Most messages in one `CHAT` record (SPEC.md §3.5).
 pub const MAX_BATCH: usize = 1024;
@@ -317,10 +320,13 @@ pub struct ChatMessage {
 pub enum Content {
     /// One or more chat messages.
     Chat(Vec<ChatMessage>),
-    /// The sender's display name; the first record of each side.
+    /// The sender's display name and flags; the first record of each side.
     Profile {
         /// Display name, at most [`MAX_NAME_LEN`] bytes.
         name: String,
+        /// The sender keeps its libp2p identity across restarts (`flags` bit 0,
+        /// [`PROFILE_FLAG_LASTING`]).
+        lasting: bool,
     },
     /// Start of a rotation.
     RekeyInit {
@@ -757,8 +763,13 @@ pub fn decode_content(plain: &[u8], max_message: usize) -> Result<Content, WireE
             let name = r.bytes16("display name", MAX_NAME_LEN)?;
             let name = std::str::from_utf8(name)
                 .map_err(|_| WireError::Invalid("display name (not UTF-8)"))?;
+            let flags = r.u8()?;
+            if flags & !PROFILE_FLAG_LASTING != 0 {
+                return Err(WireError::Invalid("profile flags (unknown bit set)"));
+            }
             Content::Profile {
                 name: name.to_owned(),
+                lasting: flags & PROFILE_FLAG_LASTING != 0,
             }
         }
         tag::REKEY_INIT => Content::RekeyInit {
@@ -794,8 +805,9 @@ pub fn encode_content(content: &Content) -> Vec<u8> {
     let mut w = Writer::with_capacity(encoded_content_len_hint(content));
     match content {
         Content::Chat(msgs) => return encode_chat(msgs.iter()),
-        Content::Profile { name } => {
-            w.u8(tag::PROFILE).bytes16(name.as_bytes());
+        Content::Profile { name, lasting } => {
+            let flags = if *lasting { PROFILE_FLAG_LASTING } else { 0 };
+            w.u8(tag::PROFILE).bytes16(name.as_bytes()).u8(flags);
         }
         Content::RekeyInit {
             new_epoch,
@@ -1019,6 +1031,11 @@ mod tests {
             ]),
             Content::Profile {
                 name: "Alice".into(),
+                lasting: false,
+            },
+            Content::Profile {
+                name: "Bob".into(),
+                lasting: true,
             },
             Content::RekeyInit {
                 new_epoch: 1,
@@ -1044,9 +1061,13 @@ mod tests {
         for c in contents {
             assert_eq!(decode_content(&encode_content(&c), 1000).unwrap(), c);
         }
-        let mut bad = encode_content(&Content::Profile { name: "ab".into() });
+        let mut bad = encode_content(&Content::Profile {
+            name: "ab".into(),
+            lasting: false,
+        });
         let n = bad.len();
-        bad[n - 1] = 0xff;
+        // The name's last byte (the flags byte follows it).
+        bad[n - 2] = 0xff;
         assert!(decode_content(&bad, 1000).is_err());
     }
 
@@ -1076,6 +1097,36 @@ mod tests {
             let err = decode_content(&bad, 100).unwrap_err();
             assert_eq!(err.reject_code(), RejectCode::Malformed, "bit {bit}");
         }
+    }
+
+    #[test]
+    fn profile_flags_carry_lasting_and_refuse_reserved_bits() {
+        let one = |lasting| {
+            encode_content(&Content::Profile {
+                name: "Al".into(),
+                lasting,
+            })
+        };
+        // kind, name length, "Al": the flags byte is the last one.
+        assert_eq!(one(false), [tag::PROFILE, 0, 2, b'A', b'l', 0]);
+        assert_eq!(one(true)[5], PROFILE_FLAG_LASTING);
+        for lasting in [false, true] {
+            let Ok(Content::Profile { lasting: got, .. }) = decode_content(&one(lasting), 100)
+            else {
+                panic!("a valid PROFILE did not decode");
+            };
+            assert_eq!(got, lasting);
+        }
+        for bit in 1..8 {
+            let mut bad = one(true);
+            bad[5] |= 1 << bit;
+            let err = decode_content(&bad, 100).unwrap_err();
+            assert_eq!(err.reject_code(), RejectCode::Malformed, "bit {bit}");
+        }
+        // Without its flags byte (the layout before issue 12) it is malformed.
+        let short = &one(false)[..5];
+        let err = decode_content(short, 100).unwrap_err();
+        assert_eq!(err.reject_code(), RejectCode::Malformed);
     }
 
     #[test]

@@ -127,7 +127,8 @@ fn content() -> impl Strategy<Value = Content> {
     );
     prop_oneof![
         proptest::collection::vec(msg, 1..20).prop_map(Content::Chat),
-        "[a-zA-Z é]{0,20}".prop_map(|name| Content::Profile { name }),
+        ("[a-zA-Z é]{0,20}", any::<bool>())
+            .prop_map(|(name, lasting)| Content::Profile { name, lasting }),
         (
             any::<u32>(),
             any::<[u8; 32]>(),

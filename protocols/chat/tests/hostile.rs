@@ -554,7 +554,14 @@ async fn replayed_handshakes_and_records() {
                 scripts.push((b, Script::request(&Request::Record(rec.clone()))));
             }
         }
-        let confirm = s.seal_at(0, 0, &Content::Profile { name: "x".into() });
+        let confirm = s.seal_at(
+            0,
+            0,
+            &Content::Profile {
+                name: "x".into(),
+                flags: 0,
+            },
+        );
         for _ in 0..20 {
             scripts.push((a, Script::request(&Request::Record(confirm.clone()))));
         }

@@ -13,11 +13,12 @@
 
 use std::collections::BTreeMap;
 
-use noctua_chat::RejectCode;
 use noctua_chat::wire::{
-    Request, Response, decode_content, decode_request, decode_response, encode_content,
+    Content, Request, Response, decode_content, decode_request, decode_response, encode_content,
     encode_request, encode_response,
 };
+
+use noctua_chat::{RejectCode, SafetyNumber};
 
 const SPEC: &str = include_str!("../SPEC.md");
 const HEADING: &str = "## Appendix A. Known-answer vectors";
@@ -117,7 +118,35 @@ fn content_vectors_decode_and_reencode_byte_for_byte() {
             n += 1;
         }
     }
-    assert_eq!(n, 8, "one vector per content kind");
+    assert_eq!(n, 9, "one vector per content kind, and a lasting PROFILE");
+    // The PROFILE flags (§3.5): I's says ephemeral, R's lasting.
+    for (name, who, lasting) in [
+        ("content_profile", "Alice", false),
+        ("content_profile_lasting", "Bob", true),
+    ] {
+        let c = decode_content(get(&v, name), 65_536).expect(name);
+        assert_eq!(
+            c,
+            Content::Profile {
+                name: who.into(),
+                lasting
+            },
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn identity_safety_number_vector_matches_the_crate() {
+    let v = vectors();
+    let peer_i = libp2p::PeerId::from_bytes(get(&v, "peer_i")).unwrap();
+    let peer_r = libp2p::PeerId::from_bytes(get(&v, "peer_r")).unwrap();
+    let expected = get(&v, "identity_safety_number");
+    for (a, b) in [(&peer_i, &peer_r), (&peer_r, &peer_i)] {
+        let number = SafetyNumber::from_identities(a, b).to_string();
+        assert_eq!(number.as_bytes(), expected, "from either side");
+    }
+    assert_ne!(expected, get(&v, "safety_number"));
 }
 
 #[test]
@@ -138,7 +167,7 @@ fn every_reject_row_decodes_to_its_code() {
             n += 1;
         }
     }
-    assert_eq!(n, 19, "every code of §9");
+    assert_eq!(n, 20, "every code of §9");
 }
 
 #[test]

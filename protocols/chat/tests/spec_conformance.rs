@@ -910,6 +910,7 @@ async fn content_count_and_name_limits_are_too_large_with_the_limit() {
         // check, §6.2 step 6).
         let rec = s.seal(&Content::Profile {
             name: "n".repeat(65),
+            flags: 0,
         });
         let name = hx.request(Request::Record(rec)).await;
         let code = |r: &Result<Response, String>| match r {
@@ -1053,6 +1054,7 @@ async fn node_as_initiator_against_the_spec_responder() {
                     remote_name,
                     safety_number,
                     opens,
+                    ..
                 } if *peer == spec_id => Some((
                     *session_id.as_bytes(),
                     *role,
@@ -1533,6 +1535,7 @@ async fn probes_of_unspecified_behaviour() {
         established(&mut hx, &s).await;
         let rec = s.seal(&Content::Profile {
             name: "Renamed".into(),
+            flags: 0,
         });
         let r = hx.request(Request::Record(rec)).await;
         eprintln!("PROBE later PROFILE: {r:?}");

@@ -82,6 +82,8 @@ codes! {
     BadState = 18, "BAD_STATE";
     /// 19: crossing handshakes; the sender's lost.
     HandshakeConflict = 19, "HANDSHAKE_CONFLICT";
+    /// 20: the receiver's user refuses sessions from this peer.
+    Refused = 20, "REFUSED";
     /// 100 (`ABORT`/`CLOSE` only): the user ended the session.
     UserClosed = 100, "USER_CLOSED";
     /// 101: the node is exiting.

@@ -32,6 +32,8 @@ pub struct SpecInitiator {
     pub share_i: [u8; 32],
     /// Display name we send in our `PROFILE`.
     pub name: String,
+    /// Whether our `PROFILE` carries the lasting flag (§3.5).
+    pub lasting: bool,
 }
 
 impl SpecInitiator {
@@ -52,6 +54,7 @@ impl SpecInitiator {
             share_i: enc(&(y_i * g)),
             y_i,
             name: "Spec".into(),
+            lasting: false,
         }
     }
 
@@ -284,7 +287,9 @@ impl SpecAuthSent {
             local_pub: self.init.pub_i.clone(),
             remote_pub: self.pub_r.clone(),
             name: self.init.name.clone(),
+            lasting: self.init.lasting,
             remote_name: None,
+            remote_flags: None,
             auth_ok_record: Some(ok.record.clone()),
             epoch: 0,
             keys: HashMap::from([(0, keys)]),
@@ -305,7 +310,10 @@ impl SpecAuthSent {
             return Err(format!("AUTH_OK record has an unexpected header: {rec:?}"));
         }
         match session.open(rec)? {
-            Content::Profile { name } => session.remote_name = Some(name),
+            Content::Profile { name, flags } => {
+                session.remote_name = Some(name);
+                session.remote_flags = Some(flags);
+            }
             other => {
                 return Err(format!(
                     "AUTH_OK record is {}, not PROFILE",
@@ -341,6 +349,8 @@ pub struct SpecResponder {
     pub rsa: Arc<rsa::PrivateKey>,
     /// Display name in our `PROFILE`.
     pub name: String,
+    /// Whether our `PROFILE` carries the lasting flag (§3.5).
+    pub lasting: bool,
     pending: Option<PendingHandshake>,
 }
 
@@ -352,6 +362,7 @@ impl SpecResponder {
             k_pw: k_pw(secret),
             rsa,
             name: "Spec".into(),
+            lasting: false,
             pending: None,
         }
     }
@@ -452,7 +463,9 @@ impl SpecResponder {
             local_pub: p.pub_r,
             remote_pub: p.pub_i,
             name: self.name.clone(),
+            lasting: self.lasting,
             remote_name: None,
+            remote_flags: None,
             auth_ok_record: None,
             epoch: 0,
             keys: HashMap::from([(0, keys)]),
@@ -464,8 +477,8 @@ impl SpecResponder {
             contributions: vec![k_i, k_r],
             key_history: vec![(0, first_keys)],
         };
-        let name = self.name.clone();
-        let record = session.seal(&Content::Profile { name });
+        let profile = session.profile();
+        let record = session.seal(&profile);
         session.auth_ok_record = Some(record.clone());
         let response = Response::AuthOk(AuthOk {
             hs_id: auth.hs_id,

@@ -4,6 +4,7 @@
 use crate::*;
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit as _};
+use libp2p::PeerId;
 
 /// The 29-byte record header: `session_id || u32 epoch || u8 sender || u64 seq`.
 pub fn record_header(session_id: &[u8; 16], epoch: u32, sender: u8, seq: u64) -> [u8; 29] {
@@ -162,7 +163,18 @@ pub fn ack_tag(
 
 /// The §5.6 safety number of a transcript hash.
 pub fn safety_number(th: &[u8; 32]) -> String {
-    let s = h(&[LABEL_SAFETY, th]);
+    digits(&h(&[LABEL_SAFETY, th]))
+}
+
+/// The §5.6 identity safety number of two `PeerId`s (either order).
+pub fn identity_safety_number(a: &PeerId, b: &PeerId) -> String {
+    let (a, b) = (peer_field(a), peer_field(b));
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    digits(&h(&[LABEL_IDENTITY_SAFETY, &lo, &hi]))
+}
+
+/// Six groups of five digits from the first 30 bytes of `s` (§5.6).
+fn digits(s: &[u8; 32]) -> String {
     (0..6)
         .map(|j| {
             let mut v: u64 = 0;

@@ -224,8 +224,8 @@ fn every_reject_code_round_trips_and_unknown_ones_are_kept() {
         };
         assert_eq!(decode_response(&encode_response(&r)), Ok(r));
     }
-    assert_eq!(RejectCode::from_u16(20), RejectCode::Unknown(20));
-    assert_eq!(RejectCode::ALL.len(), 22);
+    assert_eq!(RejectCode::from_u16(21), RejectCode::Unknown(21));
+    assert_eq!(RejectCode::ALL.len(), 23);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -78,8 +78,12 @@ pub struct SpecSession {
     pub remote_pub: Vec<u8>,
     /// Our display name.
     pub name: String,
+    /// Whether our `PROFILE` says we keep our identity (§3.5 lasting flag).
+    pub lasting: bool,
     /// The peer's display name from its `PROFILE`.
     pub remote_name: Option<String>,
+    /// The `flags` of the peer's `PROFILE`, once opened.
+    pub remote_flags: Option<u8>,
     /// The responder's `PROFILE` record from `AUTH_OK` (handy to reflect back).
     pub auth_ok_record: Option<Record>,
     /// The epoch we send in.
@@ -108,9 +112,34 @@ impl SpecSession {
         self.role.peer()
     }
 
-    /// The safety number (§5.6).
+    /// The safety number the session shows (§5.6): the identity safety number when both
+    /// `PROFILE`s carry the lasting flag, else the per-session number of `th`.
     pub fn safety_number(&self) -> String {
-        safety_number(&self.th)
+        if self.safety_number_lasts() {
+            identity_safety_number(&self.local, &self.remote)
+        } else {
+            safety_number(&self.th)
+        }
+    }
+
+    /// Whether both `PROFILE`s say their sender lasts (§5.6).
+    pub fn safety_number_lasts(&self) -> bool {
+        self.lasting
+            && self
+                .remote_flags
+                .is_some_and(|f| f & PROFILE_FLAG_LASTING != 0)
+    }
+
+    /// Our `PROFILE` content (§3.5).
+    pub fn profile(&self) -> Content {
+        Content::Profile {
+            name: self.name.clone(),
+            flags: if self.lasting {
+                PROFILE_FLAG_LASTING
+            } else {
+                0
+            },
+        }
     }
 
     /// Keys of `epoch`.
@@ -160,8 +189,8 @@ impl SpecSession {
 
     /// Our `PROFILE` confirmation record (§5.4: epoch 0, seq 0).
     pub fn confirmation(&mut self) -> Record {
-        let name = self.name.clone();
-        self.seal(&Content::Profile { name })
+        let profile = self.profile();
+        self.seal(&profile)
     }
 
     /// A `CHAT` record carrying `texts` (ids start at `first_id`).
@@ -293,12 +322,13 @@ impl SpecSession {
             // §5.4: the responder's session becomes ACTIVE on the initiator's PROFILE; until
             // then nothing else is allowed.
             return match content {
-                Content::Profile { name } => {
+                Content::Profile { name, flags } => {
                     self.confirmed = true;
                     self.remote_name = Some(name.clone());
+                    self.remote_flags = Some(flags);
                     Answered {
                         response: Response::Ack(self.make_ack(rec)),
-                        content: Some(Content::Profile { name }),
+                        content: Some(Content::Profile { name, flags }),
                     }
                 }
                 other => Answered {

@@ -38,6 +38,8 @@ pub const LABEL_RESPONDER_PROOF: &[u8] = b"noctua/chat/2 responder proof";
 pub const LABEL_EPOCH_KEYS: &[u8] = b"noctua/chat/2 epoch keys";
 /// §5.6 safety number prefix.
 pub const LABEL_SAFETY: &[u8] = b"noctua/chat/2 safety number";
+/// §5.6 identity safety number prefix.
+pub const LABEL_IDENTITY_SAFETY: &[u8] = b"noctua/chat/2 identity safety number";
 /// §3.4 associated data prefix (20 bytes).
 pub const LABEL_RECORD: &[u8] = b"noctua/chat/2 record";
 /// §6.2 ack tag prefix.

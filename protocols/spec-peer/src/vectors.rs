@@ -67,8 +67,9 @@ fn put(values: &mut Vec<(String, Vec<u8>)>, name: &str, v: &[u8]) {
 pub fn sections() -> Vec<Section> {
     // ---- inputs ----------------------------------------------------------------------------
     let secret = b"7kq2-m9xd-4htr";
-    let peer_i = peer_id(0x01).to_bytes();
-    let peer_r = peer_id(0x02).to_bytes();
+    let (pid_i, pid_r) = (peer_id(0x01), peer_id(0x02));
+    let peer_i = pid_i.to_bytes();
+    let peer_r = pid_r.to_bytes();
     let hs_id: [u8; 16] = arr(&ramp(16, 0x00));
     let nonce_i: [u8; 32] = arr(&ramp(32, 0x10));
     let nonce_r: [u8; 32] = arr(&ramp(32, 0x30));
@@ -122,6 +123,7 @@ pub fn sections() -> Vec<Section> {
     let prk_0 = hkdf_extract(&th, &ikm0);
     let keys0 = epoch0_keys(&th, &session_id, &z, &k_i, &k_r);
     let safety = safety_number(&th);
+    let identity_number = identity_safety_number(&pid_i, &pid_r);
 
     let mut hs = Vec::new();
     put(&mut hs, "k_pw", &k_pw);
@@ -144,11 +146,20 @@ pub fn sections() -> Vec<Section> {
     put(&mut hs, "ack_i_0", &keys0.ack_i);
     put(&mut hs, "ack_r_0", &keys0.ack_r);
     put(&mut hs, "safety_number", safety.as_bytes());
+    put(
+        &mut hs,
+        "identity_safety_number",
+        identity_number.as_bytes(),
+    );
 
     // ---- messages --------------------------------------------------------------------------
-    let profile_r = Content::Profile { name: "Bob".into() };
+    let profile_r = Content::Profile {
+        name: "Bob".into(),
+        flags: PROFILE_FLAG_LASTING,
+    };
     let profile_i = Content::Profile {
         name: "Alice".into(),
+        flags: 0,
     };
     let chat = Content::Chat(vec![
         ChatMessage {
@@ -350,6 +361,11 @@ pub fn sections() -> Vec<Section> {
     );
     put(
         &mut contents,
+        "content_profile_lasting",
+        &encode_content(&profile_r),
+    );
+    put(
+        &mut contents,
         "content_rekey_init",
         &encode_content(&rekey_init),
     );
@@ -451,15 +467,18 @@ the RSA-OAEP step's inputs and outputs instead of running it (OAEP is randomised
             prose: "Computed by §4 and §5 from A.1. `y_i`/`y_r` are the reduced scalars \
 (32 bytes, little-endian, as ristretto255 encodes scalars), `g`, `share_*` and `z` element \
 encodings, `prk_h` the extract of §5 before `K_conf`, `chain_0` .. `ack_r_0` the split of \
-§5.5, and `safety_number` the ASCII text of §5.6.",
+§5.5, and `safety_number` the ASCII text of §5.6 (the per-session number: A.3's `PROFILE`s do \
+not both carry the lasting flag). `identity_safety_number` is the ASCII text of the identity \
+safety number of §5.6 for `peer_i` and `peer_r`: what a session between these two identities \
+shows when both `PROFILE`s carry the lasting flag, whatever its transcript.",
             values: hs,
         },
         Section {
             title: "A.3 Messages",
             prose: "Frame bodies (the type byte first); `hello_frame` shows the §3.1 length \
 prefix once. They continue the handshake of A.1/A.2: `auth_ok` carries R's `PROFILE` \
-(name `Bob`, epoch 0, seq 0) sealed with `key_r2i_0`; `record` is I's `PROFILE` (name \
-`Alice`, epoch 0, seq 0) sealed with `key_i2r_0`; `ack` is R's `ACK` of it (tag under \
+(name `Bob`, flags 1: lasting; epoch 0, seq 0) sealed with `key_r2i_0`; `record` is I's \
+`PROFILE` (name `Alice`, flags 0; epoch 0, seq 0) sealed with `key_i2r_0`; `ack` is R's `ACK` of it (tag under \
 `ack_r_0`); `record_chat` is I's `CHAT` (`content_chat` of A.4) at seq 1; `abort` is \
 `ABORT(hs_id, AUTH_FAILED)`.",
             values: msgs,
@@ -468,7 +487,8 @@ prefix once. They continue the handshake of A.1/A.2: `auth_ok` carries R's `PROF
             title: "A.4 Record contents",
             prose: "Plaintexts (§3.5). `content_chat` is two messages: `msg_id` 1, \
 `sent_at_ms` 1764374400000, `flags` 0, text `hello, Bob`; then `msg_id` 2, `sent_at_ms` \
-1764374400001, `flags` 1 (private), text `just you`; the rekey contents are those of A.6; \
+1764374400001, `flags` 1 (private), text `just you`; `content_profile` is I's `PROFILE` of \
+A.3 (flags 0) and `content_profile_lasting` R's (flags 1); the rekey contents are those of A.6; \
 `content_close` is `CLOSE(USER_CLOSED)`.",
             values: contents,
         },
@@ -598,6 +618,7 @@ pub fn parse_appendix(text: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libp2p::PeerId;
 
     const SPEC: &str = include_str!("../../chat/SPEC.md");
 
@@ -685,6 +706,15 @@ mod tests {
         assert_eq!(keys.ack_i.to_vec(), v("ack_i_0"));
         assert_eq!(keys.ack_r.to_vec(), v("ack_r_0"));
         assert_eq!(safety_number(&th).into_bytes(), v("safety_number"));
+        let pid = |n: &str| PeerId::from_bytes(&v(n)).expect("a binary PeerId");
+        let identity = identity_safety_number(&pid("peer_i"), &pid("peer_r"));
+        assert_eq!(identity.as_bytes(), v("identity_safety_number"));
+        assert_eq!(
+            identity,
+            identity_safety_number(&pid("peer_r"), &pid("peer_i")),
+            "order-independent"
+        );
+        assert_ne!(identity.into_bytes(), v("safety_number"));
 
         // Rotation (A.6).
         let x_b = scalar_from(&a64("x_b_wide")).expect("non-zero");
@@ -763,7 +793,10 @@ mod tests {
         let plain = open_raw(&a32(&v("key_r2i_0")), &ok.record).expect("opens");
         assert_eq!(
             decode_content(&plain, DEFAULT_MAX_MESSAGE),
-            Ok(Content::Profile { name: "Bob".into() })
+            Ok(Content::Profile {
+                name: "Bob".into(),
+                flags: PROFILE_FLAG_LASTING,
+            })
         );
         let Ok(Response::Ack(ack)) = decode_response(&v("ack")) else {
             panic!("not ACK");

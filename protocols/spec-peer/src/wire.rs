@@ -35,6 +35,8 @@ pub const T_DONE: u8 = 0x86;
 pub const K_CHAT: u8 = 0x01;
 /// `CHAT` message `flags` bit 0: sent to this peer alone (§3.5).
 pub const CHAT_FLAG_PRIVATE: u8 = 0x01;
+/// §3.5 `PROFILE.flags` bit 0: the sender keeps its identity across restarts.
+pub const PROFILE_FLAG_LASTING: u8 = 0x01;
 /// `PROFILE`.
 pub const K_PROFILE: u8 = 0x02;
 /// `REKEY_INIT`.
@@ -233,6 +235,9 @@ pub enum Content {
     Profile {
         /// `name`.
         name: String,
+        /// `flags` as sent (bit 0 lasting; the encoder writes any byte, so tests can set
+        /// reserved bits; the decoder refuses them).
+        flags: u8,
     },
     /// `REKEY_INIT`.
     RekeyInit {
@@ -547,7 +552,11 @@ pub fn decode_content(plain: &[u8], max_message: usize) -> Result<Content, Decod
         K_PROFILE => {
             let name = r.bytes16("name", MAX_NAME)?;
             let name = String::from_utf8(name).map_err(|_| malformed("name is not UTF-8"))?;
-            Content::Profile { name }
+            let flags = r.u8("profile flags")?;
+            if flags & !PROFILE_FLAG_LASTING != 0 {
+                return Err(malformed("reserved profile flag set"));
+            }
+            Content::Profile { name, flags }
         }
         K_REKEY_INIT => {
             let new_epoch = r.u32("new_epoch")?;
@@ -705,9 +714,10 @@ pub fn encode_content(content: &Content) -> Vec<u8> {
                 put_bytes32(&mut out, m.text.as_bytes());
             }
         }
-        Content::Profile { name } => {
+        Content::Profile { name, flags } => {
             out.push(K_PROFILE);
             put_bytes16(&mut out, name.as_bytes());
+            out.push(*flags);
         }
         Content::RekeyInit {
             new_epoch,

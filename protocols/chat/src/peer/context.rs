@@ -96,6 +96,9 @@ pub(crate) struct Context {
     pub(crate) recently_closed: VecDeque<(PeerId, [u8; SESSION_ID_LEN], Instant)>,
     /// Peers whose queue should be flushed.
     pub(crate) dirty: HashSet<PeerId>,
+    /// Peers the user refuses sessions with (SPEC.md §9 `REFUSED`); at most
+    /// `config.max_refused_peers`.
+    pub(crate) refused: HashSet<PeerId>,
     pub(crate) shutting_down: bool,
     pub(crate) next_message_id: u64,
     next_request: u64,
@@ -129,6 +132,7 @@ impl Context {
             log_throttle: LogThrottle::new(Duration::from_secs(60), 4096),
             recently_closed: VecDeque::new(),
             dirty: HashSet::new(),
+            refused: HashSet::new(),
             shutting_down: false,
             next_message_id: 1,
             next_request: 1,

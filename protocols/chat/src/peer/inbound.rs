@@ -23,6 +23,12 @@ impl Peer {
     ) {
         let now = cx.now;
         let peer = self.id;
+        if cx.refused.contains(&peer) {
+            // Before anything else (SPEC.md §9): it costs nothing and says nothing about
+            // the secret.
+            tracing::debug!(%peer, "refusing a HELLO from a refused peer");
+            return cx.reject(channel, RejectCode::Refused, 0);
+        }
         if cx.shutting_down {
             return cx.reject(channel, RejectCode::Busy, 0);
         }
@@ -94,6 +100,9 @@ impl Peer {
         let now = cx.now;
         let peer = self.id;
         let ip = cx.connection_ip(connection);
+        if cx.refused.contains(&peer) {
+            return cx.reject(channel, RejectCode::Refused, 0);
+        }
         if let Some(left) = cx.ban_remaining(&peer, ip) {
             return cx.reject(channel, RejectCode::RateLimited, secs(left));
         }
@@ -154,6 +163,7 @@ impl Peer {
         let mut session = Session::new(peer, est, cx.params(), now);
         let profile = Content::Profile {
             name: cx.config.name.clone(),
+            lasting: cx.config.lasting_identity,
         };
         let Some(record) = session.seal(&profile, now) else {
             return cx.reject(channel, RejectCode::BadState, 0);
@@ -192,7 +202,11 @@ impl Peer {
                 .as_ref()
                 .is_some_and(|s| s.state == SessionState::Handshaking)
         {
-            self.drop_unconfirmed(cx, OpenError::Refused(RejectCode::from_u16(code)));
+            let error = match RejectCode::from_u16(code) {
+                RejectCode::Refused => OpenError::Refused,
+                other => OpenError::Rejected(other),
+            };
+            self.drop_unconfirmed(cx, error);
         }
         self.gc = true;
     }
@@ -305,10 +319,10 @@ impl Peer {
         let state = s.state;
         let ack = s.ack(slot, seq);
         match content {
-            Content::Profile { name }
+            Content::Profile { name, lasting }
                 if state == SessionState::Handshaking && s.role == Role::Responder =>
             {
-                s.remote_name = Some(name);
+                s.set_profile(&cx.local_peer, cx.config.lasting_identity, name, lasting);
                 respond_ack(cx, channel, ack);
                 self.activate(cx);
             }

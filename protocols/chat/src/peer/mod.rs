@@ -29,6 +29,7 @@ mod connection;
 mod context;
 mod inbound;
 mod open;
+mod refuse;
 mod send;
 #[cfg(test)]
 mod tests;
@@ -321,6 +322,8 @@ impl Peer {
             epoch: s.epoch(),
             remote_name: s.remote_name.clone(),
             safety_number: s.safety_number.clone(),
+            safety_number_lasts: s.safety_number_lasts,
+            remote_lasting: s.remote_lasting,
             age: now.saturating_duration_since(s.created),
             next_rotation_in: s.rotation_due_at().saturating_duration_since(now),
             messages_sent: s.messages_sent,

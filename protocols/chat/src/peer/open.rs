@@ -29,6 +29,9 @@ impl Peer {
             let error = OpenError::LocalLimit("the node is shutting down");
             return cx.fail_open(Some(peer), [open], error);
         }
+        if cx.refused.contains(&peer) {
+            return cx.fail_open(Some(peer), [open], OpenError::RefusedHere);
+        }
         if self.session.as_ref().is_some_and(|s| s.is_open()) {
             return cx.fail_open(Some(peer), [open], OpenError::AlreadyActive);
         }
@@ -362,16 +365,18 @@ impl Peer {
             && rec.epoch == 0
             && rec.sender == Role::Responder
             && rec.seq == 0;
-        let name = match well_formed.then(|| session.open(rec, now)) {
-            Some(Ok((Content::Profile { name }, Slot::Current))) => name,
+        let (name, lasting) = match well_formed.then(|| session.open(rec, now)) {
+            Some(Ok((Content::Profile { name, lasting }, Slot::Current))) => (name, lasting),
             _ => {
                 let err = OpenError::Protocol("key confirmation failed".into());
                 return self.fail_initiator(cx, err, Some((hs_id, RejectCode::DecryptFailed)));
             }
         };
-        session.remote_name = Some(name);
+        let local_lasting = cx.config.lasting_identity;
+        session.set_profile(&cx.local_peer, local_lasting, name, lasting);
         let profile = Content::Profile {
             name: cx.config.name.clone(),
+            lasting: local_lasting,
         };
         let Some(rec) = session.seal(&profile, now) else {
             let err = OpenError::Protocol("cannot seal".into());
@@ -456,6 +461,8 @@ impl Peer {
             role: s.role,
             remote_name: s.remote_name.clone().unwrap_or_default(),
             safety_number: s.safety_number.clone(),
+            remote_lasting: s.remote_lasting,
+            safety_number_lasts: s.safety_number_lasts,
             opens: opens.into_iter().map(|o| o.id).collect(),
         };
         let due = s.rotation_due_at();
@@ -475,7 +482,8 @@ pub(crate) fn open_error_from_response(resp: Response) -> OpenError {
             RejectCode::AuthFailed => OpenError::WrongSecret,
             RejectCode::RateLimited => OpenError::RateLimited(detail),
             RejectCode::Busy => OpenError::Busy,
-            other => OpenError::Refused(other),
+            RejectCode::Refused => OpenError::Refused,
+            other => OpenError::Rejected(other),
         },
         Response::Invalid(e) => OpenError::Protocol(format!("invalid answer: {e}")),
         other => OpenError::Protocol(format!("unexpected answer {other:?}")),

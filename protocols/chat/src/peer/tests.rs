@@ -568,7 +568,7 @@ fn a_hello_with_an_identity_share_is_refused_as_bad_key_and_leaves_nothing() {
     net.run();
     assert!(matches!(
         open_outcome(&net, A, open),
-        Some(Err(OpenError::Refused(crate::error::RejectCode::BadKey)))
+        Some(Err(OpenError::Rejected(crate::error::RejectCode::BadKey)))
     ));
     assert!(net.established(B).is_empty());
 }
