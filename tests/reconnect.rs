@@ -200,6 +200,78 @@ fn a_peer_that_says_goodbye_is_not_reconnected() {
     assert_eq!(count(&alice, "reconnecting"), 0, "{:?}", alice.seen);
 }
 
+#[test]
+fn after_disconnect_the_peer_is_refused_until_we_connect_to_it_again() {
+    // Issue 12 item 6, as a user tried it: Carol knows Alice's secret.
+    let mut alice = start("Alice", "alice-secret-for-reconnect-6", &[]);
+    let mut carol = start("Carol", "carol-secret-for-reconnect-6", &[]);
+    let alice_cs = alice.conn_string();
+    let carol_cs = carol.conn_string();
+    carol.send(&format!("connect {alice_cs}"));
+    carol.expect_contains("[+] Alice connected");
+    alice.expect_contains("[+] Carol connected to you");
+
+    alice.send("disconnect Carol");
+    alice.expect_contains("disconnected Carol: it cannot reconnect until you connect to it again");
+    carol.expect_contains("Alice disconnected: the peer closed the session");
+    // Carol tries again at once: refused, with a reason, and no session on either side.
+    carol.send(&format!("connect {alice_cs}"));
+    carol.expect_contains("the peer refused the session: its user disconnected or blocked us");
+    alice.send("msg Carol hello?");
+    alice.expect_contains("no session");
+    assert_eq!(count(&alice, "[+] Carol connected"), 1, "{:?}", alice.seen);
+
+    // Alice connects to Carol: that lets her in again.
+    alice.send(&format!("connect {carol_cs}"));
+    alice.expect_contains("[+] Carol connected");
+    alice.send("msg Carol welcome back");
+    alice.expect_contains("\"welcome back\" delivered to Carol");
+    carol.expect_contains("Alice (private): welcome back");
+}
+
+#[test]
+fn disconnect_while_the_peer_is_away_refuses_its_reconnect_and_it_stops() {
+    // Bob dialed Alice: Bob reconnects, Alice waits.
+    let mut alice = start("Alice", "alice-secret-for-reconnect-7", &[]);
+    let mut bob = start("Bob", "bob-secret-for-reconnect-7", &[]);
+    let cs = alice.conn_string();
+    bob.send(&format!("connect {cs}"));
+    bob.expect_contains("[+] Alice connected");
+    alice.expect_contains("[+] Bob connected to you");
+
+    signal(&bob, "-STOP");
+    alice.expect_contains("waiting for Bob to reconnect");
+    alice.send("msg Bob you will not get this");
+    alice.expect_contains("queued for Bob");
+    alice.send("disconnect Bob");
+    alice.expect_all(&[
+        "\"you will not get this\" not delivered to Bob: you disconnected the peer",
+        "disconnected Bob",
+    ]);
+    signal(&bob, "-CONT");
+
+    bob.expect_within(Duration::from_secs(60), "the refusal", |l| {
+        l.contains("stopped reconnecting to Alice: the peer refused the session")
+    });
+    let attempts = count(&bob, "reconnecting to Alice");
+    assert!(attempts >= 1, "{:?}", bob.seen);
+    // And it stays stopped: no attempt after the refusal (the first would come within
+    // 1.25 s, the second within 2.5 s).
+    bob.send("sessions");
+    bob.expect_contains("no sessions yet");
+    std::thread::sleep(Duration::from_secs(3));
+    bob.send("peers");
+    bob.expect_contains("PEER ID");
+    assert_eq!(
+        count(&bob, "reconnecting to Alice"),
+        attempts,
+        "{:?}",
+        bob.seen
+    );
+    assert_eq!(count(&alice, "[+] Bob connected"), 1, "{:?}", alice.seen);
+    assert_eq!(count(&bob, "you will not get this"), 0);
+}
+
 // ---- network namespaces -------------------------------------------------------------
 
 fn netns_or_skip(test: &str) -> bool {

@@ -119,7 +119,9 @@ impl Node {
                 .await;
                 self.flush_outbox(peer).await;
             }
-            ChatEvent::OpenFailed { open, error, .. } => self.on_open_failed(open, error).await,
+            ChatEvent::OpenFailed { open, peer, error } => {
+                self.on_open_failed(open, peer, error).await
+            }
             ChatEvent::InboundAuthFailed {
                 peer,
                 address,
@@ -192,7 +194,7 @@ impl Node {
         }
     }
 
-    async fn on_open_failed(&mut self, open: OpenId, error: OpenError) {
+    async fn on_open_failed(&mut self, open: OpenId, peer: Option<PeerId>, error: OpenError) {
         let now = tokio::time::Instant::now();
         if let Some((peer, plan)) = self
             .reconnect
@@ -209,6 +211,17 @@ impl Node {
         let Some(mut c) = self.connects.remove(&open) else {
             return;
         };
+        if let (OpenError::RefusedHere, Some(peer)) = (&error, peer)
+            && self.swarm.behaviour().chat.is_refused(&peer)
+        {
+            // The user disconnected this peer earlier and now connects to it again (at an
+            // address that did not say who answers there): that lets it in again.
+            self.allow_peer(&peer);
+            let again = self.chat().open_session(peer, c.secret.clone());
+            c.peer = Some(peer);
+            self.connects.insert(again, c);
+            return;
+        }
         let OpenError::Dial(detail) = error else {
             self.emit(Output::ConnectFailed {
                 target: c.label,

@@ -156,7 +156,7 @@ impl Node {
         {
             return Err(CommandError::Disconnect { name, source });
         }
-        self.refuse_peer(peer);
+        self.refuse_peer(peer).await;
         self.give_up_peer(peer, Undelivered::Disconnected).await;
         self.emit(Output::Disconnected {
             peer,
@@ -224,7 +224,11 @@ impl Node {
                 // Connecting again to a peer we disconnected lets it in again.
                 let again: Vec<PeerId> = addrs
                     .iter()
-                    .flat_map(|a| self.reconnect.dialed_at(a))
+                    .flat_map(|a| {
+                        let mut v = self.reconnect.dialed_at(a);
+                        v.extend(peer_in(a));
+                        v
+                    })
                     .collect();
                 for peer in again {
                     self.allow_peer(&peer);
@@ -340,15 +344,20 @@ impl Node {
         rows
     }
 
-    /// Refuses `peer`'s new handshakes (the user disconnected it).
-    fn refuse_peer(&mut self, peer: PeerId) {
-        // Needs the protocol's refusal (issue 12, proto): until it lands, nothing.
-        let _ = peer;
+    /// Refuses `peer`'s new handshakes (the user disconnected it); says so if it cannot.
+    async fn refuse_peer(&mut self, peer: PeerId) {
+        if let Err(e) = self.chat().refuse_peer(peer) {
+            let name = self.names.display(&peer);
+            self.emit(Output::Notice(format!("{name} can connect again: {e}")))
+                .await;
+        }
     }
 
     /// Lets `peer` in again (the user connects to it).
-    fn allow_peer(&mut self, peer: &PeerId) {
-        let _ = peer;
+    pub(super) fn allow_peer(&mut self, peer: &PeerId) {
+        if self.chat().allow_peer(peer) {
+            tracing::debug!(%peer, "allowed again");
+        }
     }
 
     fn peer_rows(&mut self) -> Vec<PeerRow> {
@@ -384,6 +393,14 @@ impl Node {
         rows.sort_by_key(|r| r.index);
         rows
     }
+}
+
+/// The peer an address names (`/p2p/PEER`), if it names one.
+fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
 }
 
 /// The IP address and port of a `/ip4|ip6/.../tcp/PORT` multiaddr.

@@ -55,14 +55,18 @@ pub(crate) fn worth_reconnecting(reason: &CloseReason) -> bool {
 }
 
 /// Whether a failed reconnect attempt is worth another: the peer could not be reached or
-/// did not answer in time; not when it refused us or our secret.
+/// did not answer in time; not when it refused us (`REFUSED`, or another rejection) or our
+/// secret, when another identity answers at its address, or when we refuse it ourselves.
 fn worth_retrying(error: &OpenError) -> bool {
     !matches!(
         error,
         OpenError::WrongSecret
             | OpenError::PeerAuthFailed
             | OpenError::UnsupportedProtocol
-            | OpenError::Refused(_)
+            | OpenError::Rejected(_)
+            | OpenError::Refused
+            | OpenError::RefusedHere
+            | OpenError::WrongPeer { .. }
     )
 }
 
@@ -529,11 +533,30 @@ mod tests {
         r.closed(carol, &CloseReason::ConnectionLost, t0, 0);
         let open = 1;
         r.opening(carol, open);
-        let refused = OpenError::Refused(RejectCode::UserClosed);
         assert_eq!(
-            r.open_failed(open, &refused, t0, 0),
+            r.open_failed(open, &OpenError::Refused, t0, 0),
             Some((carol, Plan::Stop))
         );
+        for error in [
+            OpenError::WrongSecret,
+            OpenError::RefusedHere,
+            OpenError::Rejected(RejectCode::Busy),
+            OpenError::WrongPeer {
+                expected: carol,
+                found: alice,
+            },
+        ] {
+            assert!(!worth_retrying(&error), "{error:?}");
+        }
+        for error in [
+            OpenError::Timeout,
+            OpenError::Dial("unreachable".into()),
+            OpenError::ConnectionClosed,
+            OpenError::Busy,
+            OpenError::NotProven,
+        ] {
+            assert!(worth_retrying(&error), "{error:?}");
+        }
         assert!(r.due(t0 + BACKOFF_MAX * 10).is_empty());
         // Unknown peers: nothing.
         assert_eq!(
