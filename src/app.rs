@@ -11,6 +11,7 @@ use crate::cli::{self, Args};
 use crate::face::{headless, terminal};
 use crate::logging::{self, LogError};
 use crate::node::{Command, ListenError, Node, NodeConfig, Request, StartError};
+use crate::profile::{self, Profile, ProfileError, SecretChoice};
 use crate::sanitize;
 
 /// Why `noctua` stopped with an error: one sentence on stderr, and an exit status.
@@ -25,6 +26,10 @@ pub enum RunError {
     /// `--secret-file` cannot be used.
     #[error(transparent)]
     SecretFile(#[from] SecretFileError),
+    /// The profile cannot be used (a bad name, its files' permissions, a corrupt file, in
+    /// use by another noctua).
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
     /// `--id` has nothing printable.
     #[error("invalid --id: it must contain printable characters")]
     Id,
@@ -53,7 +58,8 @@ impl RunError {
             | RunError::Secret(_)
             | RunError::SecretFile(_)
             | RunError::Id
-            | RunError::IdShape(..) => ExitCode::from(2),
+            | RunError::IdShape(..)
+            | RunError::Profile(ProfileError::BadName(_)) => ExitCode::from(2),
             _ => ExitCode::FAILURE,
         }
     }
@@ -123,9 +129,27 @@ async fn run(args: Args) -> Result<crate::face::Tally, RunError> {
 
 /// The node's configuration from the flags.
 fn node_config(args: &Args) -> Result<NodeConfig, RunError> {
-    let secret = match (&args.secret, &args.secret_file) {
-        (_, Some(path)) => read_secret_file(path)?,
-        (Some(s), None) => Secret::new(s.clone())?,
+    let given = match (&args.secret, &args.secret_file) {
+        (_, Some(path)) => Some(read_secret_file(path)?),
+        (Some(s), None) => Some(Secret::new(s.clone())?),
+        (None, None) => None,
+    };
+    let profile = match &args.profile {
+        Some(name) => {
+            profile::check_name(name)?;
+            let dir = profile::data_dir(args.data_dir.as_deref())?;
+            let choice = match (&given, args.new_secret) {
+                (_, true) => SecretChoice::New,
+                (Some(s), false) => SecretChoice::Given(s.clone()),
+                (None, false) => SecretChoice::Keep,
+            };
+            Some(Profile::open(&dir, name, choice)?)
+        }
+        None => None,
+    };
+    let secret = match (&profile, given) {
+        (Some(p), _) => p.secret().clone(),
+        (None, Some(s)) => s,
         (None, None) => Secret::generate(),
     };
     // Guessing is online only (SPEC.md §10), one guess per handshake within the limits, but
@@ -152,7 +176,12 @@ fn node_config(args: &Args) -> Result<NodeConfig, RunError> {
         None => format!("Peer_{}", random_hex(3)),
     };
     let listen = if args.listen.is_empty() {
-        crate::node::default_listen(args.port)?
+        // With a profile, the port of the last run: the connection string stays the same.
+        let port = match (&profile, args.port) {
+            (Some(p), 0) => p.port().unwrap_or(0),
+            (_, port) => port,
+        };
+        crate::node::default_listen(port)?
     } else {
         args.listen.clone()
     };
@@ -163,7 +192,9 @@ fn node_config(args: &Args) -> Result<NodeConfig, RunError> {
         .with_rotate_after_messages(args.rotate_after)
         .with_rsa_regenerate_every(Some(args.rsa_regenerate_every))
         .with_keepalive_interval(args.keepalive)
-        .with_request_timeout(args.request_timeout);
+        .with_request_timeout(args.request_timeout)
+        // PROFILE carries LASTING with a profile, so that the safety number lasts.
+        .with_lasting_identity(profile.is_some());
     Ok(NodeConfig {
         name,
         secret,
@@ -172,6 +203,8 @@ fn node_config(args: &Args) -> Result<NodeConfig, RunError> {
         auto_connect: args.auto_connect,
         chat,
         outbox_ttl: args.outbox_ttl,
+        identity: profile.as_ref().map(|p| p.identity().clone()),
+        profile,
     })
 }
 

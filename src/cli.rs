@@ -37,7 +37,8 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub id: Option<String>,
 
-    /// Port for TCP and QUIC (UDP); 0 or absent picks a free port
+    /// Port for TCP and QUIC (UDP); 0 or absent picks a free port (with --profile: the port
+    /// of the last run)
     #[arg(short, long, value_name = "PORT", default_value_t = 0)]
     pub port: u16,
 
@@ -62,6 +63,24 @@ pub struct Args {
     /// its owner only (chmod 600)
     #[arg(long, value_name = "PATH", conflicts_with = "secret")]
     pub secret_file: Option<PathBuf>,
+
+    /// Keep this identity between runs: the libp2p key, the connection secret, the port and
+    /// the known peers are stored under DATA_DIR/profiles/NAME (files 0600 in a 0700
+    /// directory), so the node comes back with the same PeerId and connection string.
+    /// Messages are never stored. NAME: 1-64 letters, digits, '.', '_' or '-' [default:
+    /// none: a new identity at every start, nothing stored]
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Where profiles are kept [default: $XDG_DATA_HOME/noctua, else
+    /// ~/.local/share/noctua]
+    #[arg(long, value_name = "DIR", requires = "profile")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Replace the profile's stored secret with a new one: connection strings given out
+    /// before stop working (`new-secret` does the same while running)
+    #[arg(long, requires = "profile", conflicts_with_all = ["secret", "secret_file"])]
+    pub new_secret: bool,
 
     /// Do not discover or announce peers on the LAN with mDNS
     #[arg(long)]

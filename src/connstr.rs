@@ -10,7 +10,15 @@
 //! * `IPv4:port:secret`, e.g. `192.168.1.100:5000:xyw7z9`;
 //! * `[IPv6]:port:secret`, e.g. `[fe80::1]:5000:xyw7z9` (the brackets are required);
 //! * `hostname:port:secret`, e.g. `alice.local:5000:xyw7z9` (an ASCII DNS name);
-//! * `multiaddr:secret`, e.g. `/ip4/1.2.3.4/udp/5000/quic-v1/p2p/12D3Koo...:xyw7z9`.
+//! * `multiaddr:secret`, e.g. `/ip4/1.2.3.4/udp/5000/quic-v1/p2p/12D3Koo...:xyw7z9`;
+//! * a *pinned* string, any of the first three forms followed by `:PEERID`, e.g.
+//!   `192.168.1.100:5000:xyw7z9:12D3KooW...`: the node dials `/.../p2p/PEERID`, so whoever
+//!   answers at that address must prove that identity (the transport's Noise handshake),
+//!   else the connect fails with "this is not the peer you were given". The multiaddr form
+//!   pins with its own `/p2p/PEERID`.
+//!
+//! A pinned string is still one token a user can copy: a secret never contains `:`, so a
+//! fourth `:`-separated part is unambiguous.
 //!
 //! The secret follows the rules of the protocol crate's `Secret::new` (1 to 256 bytes, no
 //! `:`, no whitespace, no control characters), so a parsed secret is always one the protocol
@@ -25,8 +33,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
 
 /// Longest accepted secret, in bytes (the protocol's limit).
 pub const MAX_SECRET_LEN: usize = 256;
@@ -45,6 +53,9 @@ pub struct ConnString {
     pub target: Target,
     /// The listener's connection secret (1 to 256 bytes, no `:`, whitespace or controls).
     pub secret: String,
+    /// The identity the listener must prove (a pinned string), if given: the fourth part of
+    /// `host:port:secret:PEERID`, or the `/p2p/` of a multiaddr.
+    pub peer: Option<PeerId>,
 }
 
 /// Where a connection string points.
@@ -83,8 +94,10 @@ pub enum ParseError {
     MissingPort,
     /// The secret is absent or empty.
     MissingSecret,
-    /// More `:`-separated parts than `host:port:secret`.
+    /// More `:`-separated parts than `host:port:secret:PEERID`.
     TooManyParts,
+    /// The fourth part of a pinned string is not a PeerId. Holds it as typed.
+    BadPeerId(String),
     /// The host is not an IPv4 address or a host name. Holds the host as typed.
     BadHost(String),
     /// An IPv6 address was written without brackets. Holds the address.
@@ -126,7 +139,13 @@ impl fmt::Display for ParseError {
             ParseError::MissingSecret => write!(f, "missing secret: {EXPECTED}"),
             ParseError::TooManyParts => write!(
                 f,
-                "too many ':'-separated parts: {EXPECTED} (a secret never contains ':')"
+                "too many ':'-separated parts: {EXPECTED}, or host:port:secret:PEERID pinned \
+                 (a secret never contains ':')"
+            ),
+            ParseError::BadPeerId(id) => write!(
+                f,
+                "{id:?} after the secret is not a peer id (12D3KooW...): expected \
+                 host:port:secret:PEERID for a pinned string"
             ),
             ParseError::BadHost(host) => write!(
                 f,
@@ -189,9 +208,23 @@ impl ConnString {
     ///
     /// For a host and port: TCP first, then QUIC v1 on the same port, e.g.
     /// `/ip4/1.2.3.4/tcp/5000` and `/ip4/1.2.3.4/udp/5000/quic-v1` (`/ip6/...` for IPv6,
-    /// `/dns/name/...` for host names). For a multiaddr: just that multiaddr.
+    /// `/dns/name/...` for host names). For a multiaddr: just that multiaddr. A pinned
+    /// string's addresses end in `/p2p/PEERID`, so that the transport checks the identity.
     pub fn dial_addrs(&self) -> Vec<Multiaddr> {
-        self.target.dial_addrs()
+        let addrs = self.target.dial_addrs();
+        match self.peer {
+            Some(peer) => addrs
+                .into_iter()
+                .map(|a| {
+                    if a.iter().any(|p| matches!(p, Protocol::P2p(_))) {
+                        a
+                    } else {
+                        a.with(Protocol::P2p(peer))
+                    }
+                })
+                .collect(),
+            None => addrs,
+        }
     }
 }
 
@@ -256,7 +289,11 @@ impl fmt::Display for ConnString {
     /// The canonical `host:port:secret` (or `multiaddr:secret`) form, which parses back to an
     /// equal `ConnString`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.target, self.secret)
+        write!(f, "{}:{}", self.target, self.secret)?;
+        match (&self.target, &self.peer) {
+            (Target::Host { .. }, Some(peer)) => write!(f, ":{peer}"),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -268,6 +305,7 @@ impl fmt::Debug for ConnString {
                 "secret",
                 &format_args!("<{} bytes, redacted>", self.secret.len()),
             )
+            .field("peer", &self.peer)
             .finish()
     }
 }
@@ -300,6 +338,17 @@ pub fn format(host: &IpAddr, port: u16, secret: &str) -> String {
     }
 }
 
+/// The pinned connection string for a listener on `host:port` with `secret` and identity
+/// `peer`: `host:port:secret:PEERID`.
+pub fn format_pinned(host: &IpAddr, port: u16, secret: &str, peer: &PeerId) -> String {
+    format!("{}:{peer}", format(host, port, secret))
+}
+
+/// `conn` (a `host:port:secret` string) pinned to `peer`.
+pub fn pin(conn: &str, peer: &PeerId) -> String {
+    format!("{conn}:{peer}")
+}
+
 /// `multiaddr:secret`, split at the last `:`.
 fn parse_multiaddr_form(input: &str) -> Result<ConnString, ParseError> {
     // A whole string that is a multiaddr has no secret, even if it contains `:` (IPv6) and
@@ -323,9 +372,14 @@ fn parse_multiaddr_form(input: &str) -> Result<ConnString, ParseError> {
     if format!("{target}:{secret}").parse::<Multiaddr>().is_ok() {
         return Err(ParseError::AmbiguousMultiaddr(addr.to_owned()));
     }
+    let peer = target.iter().find_map(|p| match p {
+        Protocol::P2p(id) => Some(id),
+        _ => None,
+    });
     Ok(ConnString {
         target: Target::Multiaddr(target),
         secret,
+        peer,
     })
 }
 
@@ -362,13 +416,14 @@ fn parse_bracket_form(input: &str) -> Result<ConnString, ParseError> {
             Some(found) => return Err(ParseError::AfterBracket(bracketed.to_owned(), found)),
         },
     };
-    let (port, secret) = split_port_secret(rest)?;
+    let (port, secret, peer) = split_port_secret(rest)?;
     Ok(ConnString {
         target: Target::Host {
             host: Host::V6(addr),
             port,
         },
         secret,
+        peer,
     })
 }
 
@@ -379,22 +434,32 @@ fn parse_plain_form(input: &str) -> Result<ConnString, ParseError> {
     }
     let (host, rest) = input.split_once(':').unwrap_or((input, ""));
     let host = parse_host(host)?;
-    let (port, secret) = split_port_secret(rest)?;
+    let (port, secret, peer) = split_port_secret(rest)?;
     Ok(ConnString {
         target: Target::Host { host, port },
         secret,
+        peer,
     })
 }
 
-/// `port:secret`, after the host and its `:`.
-fn split_port_secret(rest: &str) -> Result<(u16, String), ParseError> {
+/// `port:secret` or `port:secret:PEERID`, after the host and its `:`.
+fn split_port_secret(rest: &str) -> Result<(u16, String, Option<PeerId>), ParseError> {
     let mut parts = rest.split(':');
     let port = parse_port(parts.next().unwrap_or(""))?;
     let secret = parts.next().unwrap_or("");
+    let peer = parts.next();
     if parts.next().is_some() {
         return Err(ParseError::TooManyParts);
     }
-    Ok((port, parse_secret(secret)?))
+    let secret = parse_secret(secret)?;
+    let peer = match peer {
+        None => None,
+        Some(p) => Some(
+            p.parse::<PeerId>()
+                .map_err(|_| ParseError::BadPeerId(escape_controls(p)))?,
+        ),
+    };
+    Ok((port, secret, peer))
 }
 
 /// If the input looks like an IPv6 address written without brackets (alone, with a port,
@@ -829,13 +894,75 @@ mod tests {
 
     #[test]
     fn too_many_parts() {
-        for s in ["h:5000:sec:ret", "1.2.3.4:5000:a:b:c", "[::1]:5000:a:b"] {
+        // A fourth part is a pinned PeerId (issue 12); a fifth is one too many.
+        for s in [
+            "1.2.3.4:5000:a:b:c",
+            "[::1]:5000:a:b:c",
+            "h:1:s:12D3KooWx:extra",
+        ] {
             assert_eq!(err(s), ParseError::TooManyParts, "{s}");
         }
         assert_eq!(
-            err("h:1:a:b").to_string(),
-            "too many ':'-separated parts: expected host:port:secret (a secret never contains ':')"
+            err("h:1:a:b:c").to_string(),
+            "too many ':'-separated parts: expected host:port:secret, or \
+             host:port:secret:PEERID pinned (a secret never contains ':')"
         );
+        // A secret with a ':' in it reads as a secret and a bad peer id: still refused.
+        for s in ["h:5000:sec:ret", "[::1]:5000:a:b"] {
+            assert!(matches!(err(s), ParseError::BadPeerId(_)), "{s}");
+        }
+        assert_eq!(
+            err("h:1:a:b").to_string(),
+            "\"b\" after the secret is not a peer id (12D3KooW...): expected \
+             host:port:secret:PEERID for a pinned string"
+        );
+    }
+
+    #[test]
+    fn pinned_strings_carry_the_peer_and_dial_it() {
+        let peer = PeerId::random();
+        let c = ok(&format!("192.168.1.100:5000:{SECRET}:{peer}"));
+        assert_eq!(c.peer, Some(peer));
+        assert_eq!(c.secret, SECRET);
+        assert_eq!(
+            c.dial_addrs(),
+            vec![
+                ma(&format!("/ip4/192.168.1.100/tcp/5000/p2p/{peer}")),
+                ma(&format!("/ip4/192.168.1.100/udp/5000/quic-v1/p2p/{peer}")),
+            ]
+        );
+        assert_eq!(c.to_string(), format!("192.168.1.100:5000:{SECRET}:{peer}"));
+        assert_eq!(ok(&c.to_string()), c);
+
+        let c = ok(&format!("[::1]:5000:s:{peer}"));
+        assert_eq!(c.peer, Some(peer));
+        assert_eq!(c.to_string(), format!("[::1]:5000:s:{peer}"));
+        assert_eq!(
+            format_pinned(&"::1".parse().expect("ip"), 5000, "s", &peer),
+            c.to_string()
+        );
+        assert_eq!(pin("[::1]:5000:s", &peer), c.to_string());
+
+        let c = ok(&format!("alice.local:7:s:{peer}"));
+        assert_eq!(
+            c.dial_addrs()[0],
+            ma(&format!("/dns/alice.local/tcp/7/p2p/{peer}"))
+        );
+
+        // The multiaddr form pins with its own /p2p/, printed once.
+        let c = ok(&format!("/ip4/1.2.3.4/tcp/5/p2p/{peer}:s"));
+        assert_eq!(c.peer, Some(peer));
+        assert_eq!(
+            c.dial_addrs(),
+            vec![ma(&format!("/ip4/1.2.3.4/tcp/5/p2p/{peer}"))]
+        );
+        assert_eq!(c.to_string(), format!("/ip4/1.2.3.4/tcp/5/p2p/{peer}:s"));
+
+        // Unpinned strings stay as they were.
+        let c = ok("1.2.3.4:5:s");
+        assert_eq!(c.peer, None);
+        assert_eq!(c.dial_addrs()[0], ma("/ip4/1.2.3.4/tcp/5"));
+        assert!(format!("{c:?}").contains("peer: None"));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //!   another; it prints nothing and knows no face.
 //! - [`face`]: what people and scripts see: the terminal, and headless JSON whose schema
 //!   is [`face::headless::Event`].
-//! - [`connstr`]: connection strings (`host:port:secret`).
+//! - [`connstr`]: connection strings (`host:port:secret`, pinned `host:port:secret:PEERID`).
+//! - [`profile`]: `--profile`: an identity, secret and known peers kept between runs.
+//! - [`trust`]: the known peers, pinned on first use (pure).
 //! - [`lab`]: many nodes on one machine, each in its own network namespace, driven
 //!   headless (`noctua lab` and the multi-node tests).
 //! - [`cli`]: the command line.
@@ -25,7 +27,9 @@ pub mod lab;
 mod labcli;
 mod logging;
 pub mod node;
+pub mod profile;
 pub mod sanitize;
+pub mod trust;
 
 pub use app::{RunError, SecretFileError, main};
 pub use logging::LogError;

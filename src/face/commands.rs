@@ -78,6 +78,11 @@ pub(crate) const COMMAND_WORDS: &[&str] = &[
     "verify",
     "rotate",
     "disconnect",
+    "trust",
+    "forget",
+    "block",
+    "unblock",
+    "new-secret",
     "clear",
     "cls",
     "help",
@@ -88,7 +93,17 @@ pub(crate) const COMMAND_WORDS: &[&str] = &[
 ];
 
 /// Commands that need a peer name as their first argument (for Tab completion).
-pub(crate) const PEER_COMMANDS: &[&str] = &["msg", "verify", "rotate", "disconnect", "connect"];
+pub(crate) const PEER_COMMANDS: &[&str] = &[
+    "msg",
+    "verify",
+    "rotate",
+    "disconnect",
+    "connect",
+    "trust",
+    "forget",
+    "block",
+    "unblock",
+];
 
 /// Parses one line of input, following the input rule (see the module documentation).
 pub(crate) fn parse(line: &str) -> Result<Line, Hint> {
@@ -112,7 +127,8 @@ pub(crate) fn parse(line: &str) -> Result<Line, Hint> {
     let (word, rest) = split_word(trimmed);
     if let Some(name) = word.strip_prefix('/')
         && !name.is_empty()
-        && name.chars().all(|c| c.is_alphabetic())
+        && name.starts_with(char::is_alphabetic)
+        && name.chars().all(|c| c.is_alphabetic() || c == '-')
     {
         return slash_command(&name.to_lowercase(), rest);
     }
@@ -167,6 +183,10 @@ fn slash_command(word: &str, rest: &str) -> Result<Line, Hint> {
         "disconnect" => {
             one_arg(rest, "usage: /disconnect <peer>").map(|w| cmd(Command::Disconnect(w)))
         }
+        "trust" => one_arg(rest, "usage: /trust <peer>").map(|w| cmd(Command::Trust(w))),
+        "forget" => one_arg(rest, "usage: /forget <peer>").map(|w| cmd(Command::Forget(w))),
+        "block" => one_arg(rest, "usage: /block <peer>").map(|w| cmd(Command::Block(w))),
+        "unblock" => one_arg(rest, "usage: /unblock <peer>").map(|w| cmd(Command::Unblock(w))),
         "rotate" => {
             let (who, extra) = split_word(rest);
             if !extra.is_empty() {
@@ -176,6 +196,7 @@ fn slash_command(word: &str, rest: &str) -> Result<Line, Hint> {
                 (!who.is_empty()).then(|| who.to_string()),
             )))
         }
+        "new-secret" => no_args(rest, "/new-secret", cmd(Command::NewSecret)),
         "sessions" => no_args(rest, "/sessions", cmd(Command::Sessions)),
         "peers" => no_args(rest, "/peers", cmd(Command::Peers)),
         "clear" | "cls" => no_args(rest, "/clear", Line::Clear),
@@ -204,8 +225,13 @@ fn bare_command(word: &str, rest: &str) -> Option<Result<Line, Hint>> {
         "rotate" if words(rest) <= 1 => cmd(Command::Rotate((!alone).then(|| rest.to_string()))),
         "verify" if words(rest) == 1 => cmd(Command::Verify(rest.to_string())),
         "disconnect" if words(rest) == 1 => cmd(Command::Disconnect(rest.to_string())),
+        "trust" if words(rest) == 1 => cmd(Command::Trust(rest.to_string())),
+        "forget" if words(rest) == 1 => cmd(Command::Forget(rest.to_string())),
+        "block" if words(rest) == 1 => cmd(Command::Block(rest.to_string())),
+        "unblock" if words(rest) == 1 => cmd(Command::Unblock(rest.to_string())),
+        "new-secret" if alone => cmd(Command::NewSecret),
         // Alone, these can only be a command missing its peer.
-        "verify" | "disconnect" if alone => {
+        "verify" | "disconnect" | "trust" | "forget" | "block" | "unblock" if alone => {
             return Some(Err(hint(format!("usage: {word} <peer>"))));
         }
         // A private message is never sent to everyone, even without its text.
@@ -302,6 +328,16 @@ pub(crate) const HELP: &[(&str, &str)] = &[
     ),
     ("rotate [peer]", "new session keys now (all if no peer)"),
     ("disconnect <peer>", "close the session with a peer"),
+    (
+        "trust <peer>",
+        "record that you compared its lasting number",
+    ),
+    ("forget <peer>", "drop its pinned name and addresses"),
+    (
+        "block <peer>, unblock <peer>",
+        "refuse its identity (kept in the profile)",
+    ),
+    ("new-secret", "a new secret from now on; sessions stay"),
     ("clear, cls", "clear the screen"),
     ("help, h", "this help"),
     (
@@ -467,6 +503,32 @@ mod tests {
                 })),
                 "{line}"
             );
+        }
+    }
+
+    #[test]
+    fn identity_commands() {
+        for (line, want) in [
+            ("trust bob", Command::Trust("bob".into())),
+            ("/trust bob", Command::Trust("bob".into())),
+            ("forget 2", Command::Forget("2".into())),
+            ("block 12D3KooW", Command::Block("12D3KooW".into())),
+            ("/unblock bob", Command::Unblock("bob".into())),
+            ("new-secret", Command::NewSecret),
+            ("/new-secret", Command::NewSecret),
+        ] {
+            assert_eq!(parse(line), Ok(Line::Command(want)), "{line}");
+        }
+        // Not in a command's exact shape: chat.
+        for line in [
+            "trust me on this",
+            "block party tonight",
+            "new-secret please",
+        ] {
+            assert_eq!(parse(line), chat_line(line), "{line}");
+        }
+        for line in ["trust", "block", "/forget a b", "/new-secret now"] {
+            assert!(parse(line).is_err(), "{line}");
         }
     }
 

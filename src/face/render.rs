@@ -9,8 +9,11 @@ use noctua_chat::CloseReason;
 use owo_colors::OwoColorize;
 
 use crate::face::commands::{HELP, INPUT_RULE};
-use crate::node::{LinkRow, LinkStatus, Output, PeerRow, SessionRow, short_duration, short_peer};
+use crate::node::{
+    LinkRow, LinkStatus, Output, PeerRow, SessionRow, TrustChange, short_duration, short_peer,
+};
 use crate::sanitize;
+use crate::trust::TrustState;
 
 /// Color on or off.
 #[derive(Debug, Clone, Copy)]
@@ -142,7 +145,22 @@ impl Renderer {
                 secret,
                 conn_strings,
                 listen,
-            } => banner(p, name, &peer.to_base58(), secret, conn_strings, listen),
+                pinned,
+                profile,
+                secret_changed,
+            } => {
+                let mut v = banner(p, name, &peer.to_base58(), secret, conn_strings, listen);
+                // The identity part (issue 12) goes before the closing rule.
+                let rule = v.pop();
+                v.extend(banner_identity(
+                    p,
+                    pinned,
+                    profile.as_deref(),
+                    *secret_changed,
+                ));
+                v.extend(rule);
+                v
+            }
             Output::Listening(addr) => vec![p.cyan(&format!("[i] also listening on {addr}"))],
             // Regenerations are routine; no need to interrupt the conversation.
             Output::KeyReady { bits, generation } if *generation == 0 => {
@@ -220,7 +238,11 @@ impl Renderer {
                 inbound,
                 ..
             } => {
-                let how = if *inbound { "connected to you" } else { "connected" };
+                let how = if *inbound {
+                    "connected to you"
+                } else {
+                    "connected"
+                };
                 vec![
                     format!(
                         "{now} {} {} {}",
@@ -242,7 +264,10 @@ impl Renderer {
                 name,
                 reason: CloseReason::Shutdown,
                 ..
-            } => vec![format!("{now} {}", p.cyan(&format!("[-] said goodbye to {name}")))],
+            } => vec![format!(
+                "{now} {}",
+                p.cyan(&format!("[-] said goodbye to {name}"))
+            )],
             Output::SessionClosed {
                 name,
                 reason: CloseReason::LocalClosed,
@@ -274,11 +299,90 @@ impl Renderer {
                 name,
                 safety_number,
                 peer,
-            } => vec![
-                p.cyan(&format!("Safety number with {name} ({}):", peer.to_base58())),
-                format!("    {}", p.bold(safety_number)),
-                p.cyan("    Compare it with theirs (in person or by phone). If they differ, someone is in the middle."),
-            ],
+                lasts,
+                trust,
+            } => {
+                let mut v = vec![
+                    p.cyan(&format!("Safety number with {name} ({}):", peer.to_base58())),
+                    format!("    {}", p.bold(safety_number)),
+                    p.cyan("    Compare it with theirs (in person or by phone). If they differ, someone is in the middle."),
+                ];
+                if *lasts {
+                    v.push(p.cyan(&format!(
+                        "    It lasts: the same in every session while you both keep your profiles. \
+                         Trust: {trust}{}",
+                        if *trust == TrustState::Verified {
+                            ""
+                        } else {
+                            " (after comparing, type `trust` and the name)"
+                        }
+                    )));
+                } else {
+                    v.push(p.cyan(&format!(
+                        "    It is for this session only (one of you runs without --profile). Trust: {trust}"
+                    )));
+                }
+                v
+            }
+            Output::IdentityWarning {
+                peer,
+                claimed,
+                known,
+                known_name,
+                verified,
+                addr,
+            } => {
+                let state = if *verified { "verified" } else { "pinned" };
+                let shown = sanitize::name(known_name);
+                let what = match addr {
+                    Some(a) => format!("answered at {a}, an address of {shown}"),
+                    None => format!("claims the name {}", sanitize::name(claimed)),
+                };
+                vec![p.red(&format!(
+                    "WARNING: {shown} ({}, {state}) is known with another identity: this peer \
+                     {} {what}. Session refused. If {shown} really has a new identity, \
+                     `forget {shown}` and connect again.",
+                    short_id(known),
+                    short_id(peer),
+                ))]
+            }
+            Output::BlockedPeerRefused { peer, name } => vec![p.yellow(&format!(
+                "[*] {} ({}) is blocked: its session was closed (`unblock` to let it in)",
+                sanitize::name(name),
+                short_id(peer)
+            ))],
+            Output::TrustChanged { peer, name, change } => {
+                let id = short_id(peer);
+                vec![p.green(&match change {
+                    TrustChange::Trusted => format!(
+                        "[+] {name} ({id}) is verified: its safety number is recorded as compared"
+                    ),
+                    TrustChange::Forgotten => format!(
+                        "[-] {name} ({id}) is forgotten: its name and addresses are no longer pinned"
+                    ),
+                    TrustChange::Blocked => format!(
+                        "[-] {name} ({id}) is blocked: its sessions are refused (`unblock {name}` to undo)"
+                    ),
+                    TrustChange::Unblocked => format!("[+] {name} ({id}) is no longer blocked"),
+                })]
+            }
+            Output::SecretChanged {
+                secret,
+                conn_strings,
+                pinned,
+                saved,
+            } => {
+                let mut v = vec![p.green(&format!(
+                    "[+] new secret: {secret}. Sessions stay; connection strings given out before no \
+                     longer work{}",
+                    if *saved { " (saved in the profile)" } else { "" }
+                ))];
+                v.push("New connection strings:".into());
+                v.extend(conn_strings.iter().map(|c| p.green(c)));
+                v.push("Pinned:".into());
+                v.extend(pinned.iter().map(|c| p.green(c)));
+                v
+            }
             Output::Discovered { peer, addrs } => vec![p.cyan(&format!(
                 "[i] discovered {} on the LAN ({})",
                 short_peer(peer),
@@ -435,8 +539,8 @@ impl Renderer {
         // At most 80 columns for usual addresses: the id is shown by its end (`verify`
         // and headless show it whole; the end of an id is enough to name the peer).
         let mut v = vec![p.cyan(&format!(
-            "{:>3}  {:<16} {:<11} {:<10} ADDRESS",
-            "#", "NAME", "STATE", "PEER ID"
+            "{:>3}  {:<12} {:<11} {:<8} {:<10} ADDRESS",
+            "#", "NAME", "STATE", "TRUST", "PEER ID"
         ))];
         for r in rows {
             let state = match (r.session, r.connected, r.discovered) {
@@ -452,10 +556,11 @@ impl Renderer {
             let id = r.peer.to_base58();
             let end = &id[id.len().saturating_sub(8)..];
             v.push(format!(
-                "{:>3}  {:<16} {:<11} {:<10} {}",
+                "{:>3}  {:<12} {:<11} {:<8} {:<10} {}",
                 r.index,
-                truncate(r.name.as_deref().unwrap_or("-"), 16),
+                truncate(r.name.as_deref().unwrap_or("-"), 12),
                 state,
+                r.trust.as_str(),
                 format!("…{end}"),
                 r.addrs.first().map(|a| a.to_string()).unwrap_or_default()
             ));
@@ -511,6 +616,45 @@ fn banner(
     v.push("Type 'help' to see available commands".into());
     v.push(p.cyan("================================================================="));
     v
+}
+
+/// The identity part of the banner: the pinned strings, and the profile.
+fn banner_identity(
+    p: Palette,
+    pinned: &[String],
+    profile: Option<&str>,
+    secret_changed: bool,
+) -> Vec<String> {
+    let mut v = Vec::new();
+    if !pinned.is_empty() {
+        v.push("Pinned (the same, and whoever answers must be this node; prefer it):".to_string());
+        for c in pinned {
+            v.push(p.green(c));
+        }
+        v.push(String::new());
+    }
+    match profile {
+        Some(name) => v.push(p.cyan(&format!(
+            "Profile {name}: this identity and connection string stay the same across restarts"
+        ))),
+        None => {
+            v.push(p.cyan("No profile: a new identity at every start (--profile NAME keeps one)"))
+        }
+    }
+    if secret_changed {
+        v.push(p.yellow("The secret is new: connection strings given out before no longer work"));
+    }
+    v
+}
+
+/// The end of a peer id, enough to tell two apart on screen (`12D3…abc123`).
+fn short_id(peer: &libp2p::PeerId) -> String {
+    let s = peer.to_base58();
+    format!(
+        "{}…{}",
+        &s[..4.min(s.len())],
+        &s[s.len().saturating_sub(6)..]
+    )
 }
 
 /// A duration in a short human form (`5s`, `3m 02s`, `1h 04m`).
@@ -631,6 +775,7 @@ mod tests {
             session: Some(noctua_chat::SessionState::Handshaking),
             link: None,
             queued: 0,
+            trust: TrustState::Verified,
         }];
         for l in r.peers(&rows) {
             assert!(l.chars().count() <= 80, "{l:?}");

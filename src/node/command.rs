@@ -58,6 +58,16 @@ pub enum Command {
     Rotate(Option<String>),
     /// Close the session with a peer.
     Disconnect(String),
+    /// Record that the user compared a peer's lasting safety number (`trust`).
+    Trust(String),
+    /// Forget a known peer: its pins, verification and block (`forget`).
+    Forget(String),
+    /// Block a peer's identity: close its session, refuse it, keep that in the profile.
+    Block(String),
+    /// Lift a block.
+    Unblock(String),
+    /// Replace our connection secret while running; sessions stay (`new-secret`).
+    NewSecret,
     /// Leave: wait briefly (5 s at most) for the receipts of messages on their way, then
     /// close every session (peers see a goodbye).
     Exit,

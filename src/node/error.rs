@@ -6,7 +6,7 @@ use std::error::Error as StdError;
 use std::io;
 
 use libp2p::swarm::DialError;
-use libp2p::{Multiaddr, TransportError};
+use libp2p::{Multiaddr, PeerId, TransportError};
 use noctua_chat::{DeliveryError, OpenError, SecretError, SendError, SessionError};
 
 use crate::node::DIAL_TIMEOUT;
@@ -87,6 +87,13 @@ pub enum DialFailure {
     /// (a service that is not Noctua, or a stuck process): known by a second, plain TCP
     /// connect that succeeds after the dial timed out.
     Silent,
+    /// A pinned connection string's address answered with another identity.
+    WrongPeer {
+        /// The identity the string pinned.
+        expected: Option<PeerId>,
+        /// The identity that answered.
+        found: PeerId,
+    },
     /// Anything else (the transport's own message is shown).
     Other,
 }
@@ -105,6 +112,13 @@ impl DialFailure {
                 })
                 .find(|f| *f != DialFailure::Other)
                 .unwrap_or(DialFailure::Other),
+            DialError::WrongPeerId { obtained, address } => DialFailure::WrongPeer {
+                expected: address.iter().find_map(|p| match p {
+                    libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+                    _ => None,
+                }),
+                found: *obtained,
+            },
             _ => DialFailure::Other,
         }
     }
@@ -247,6 +261,12 @@ fn describe_dial(failure: DialFailure, target: &str, detail: &str) -> String {
              node?",
             DIAL_TIMEOUT.as_secs()
         ),
+        DialFailure::WrongPeer { expected, found } => match expected {
+            Some(e) => format!(
+                "this is not the peer you were given: expected {e}, found {found} at {target}"
+            ),
+            None => format!("this is not the peer you were given: found {found} at {target}"),
+        },
         DialFailure::Other => detail.to_string(),
     }
 }
@@ -332,6 +352,17 @@ pub enum CommandError {
         /// Why.
         source: SessionError,
     },
+    /// `trust`, `forget`, `block` or `unblock` could not be done.
+    #[error("{name}: {why}")]
+    Trust {
+        /// The peer's display name.
+        name: String,
+        /// Why.
+        why: String,
+    },
+    /// The profile could not be saved (its one-line reason).
+    #[error("cannot save the profile: {0}")]
+    Profile(String),
     /// The secret given to `connect` is not a valid secret.
     #[error("bad secret: {0}")]
     BadSecret(#[from] SecretError),

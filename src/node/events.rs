@@ -35,6 +35,10 @@ impl Node {
                 self.names.number(peer_id);
                 self.remote_addrs
                     .insert(peer_id, endpoint.get_remote_address().clone());
+                if endpoint.is_dialer() {
+                    self.dialed
+                        .insert(peer_id, endpoint.get_remote_address().clone());
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -42,6 +46,7 @@ impl Node {
                 ..
             } => {
                 self.remote_addrs.remove(&peer_id);
+                self.dialed.remove(&peer_id);
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addrs.retain(|a| *a != address);
@@ -67,6 +72,7 @@ impl Node {
         tracing::debug!(?peer, ?failure, "dial failed: {error}");
         let addrs: Vec<&Multiaddr> = match error {
             DialError::Transport(list) => list.iter().map(|(a, _)| a).collect(),
+            DialError::WrongPeerId { address, .. } => vec![address],
             _ => Vec::new(),
         };
         for c in self.connects.values_mut() {
@@ -97,6 +103,16 @@ impl Node {
                 opens,
                 ..
             } => {
+                // Trust on first use (node/identity.rs): a refused session is closed.
+                let secret = self.open_secret(&opens);
+                if !self.check_session(peer, &remote_name, secret).await {
+                    for open in opens {
+                        if let Some(c) = self.connects.remove(&open) {
+                            signal(c.done);
+                        }
+                    }
+                    return;
+                }
                 let name = self.names.assign(peer, &remote_name);
                 let inbound = opens.is_empty();
                 self.auto.established(peer, &opens);
@@ -164,6 +180,9 @@ impl Node {
                 message,
                 ..
             } => {
+                if self.tofu_hidden(&peer) {
+                    return;
+                }
                 let name = self.names.get_or_assign(peer, &remote_name);
                 self.emit(Output::Message {
                     peer,

@@ -39,6 +39,11 @@ impl Node {
             Command::Verify(who) => self.verify(&who).await,
             Command::Rotate(who) => self.rotate(who.as_deref()).await,
             Command::Disconnect(who) => self.disconnect(&who).await,
+            Command::Trust(who) => self.trust_peer(&who).await,
+            Command::Forget(who) => self.forget_peer(&who).await,
+            Command::Block(who) => self.block_peer(&who).await,
+            Command::Unblock(who) => self.unblock_peer(&who).await,
+            Command::NewSecret => self.new_secret().await,
             // The event loop handles these itself.
             Command::Exit | Command::Finish => Ok(()),
         };
@@ -115,6 +120,8 @@ impl Node {
             peer,
             name,
             safety_number: s.safety_number.to_string(),
+            lasts: super::identity::number_lasts(&s),
+            trust: self.trust.state(&peer),
         })
         .await;
         Ok(())
@@ -384,6 +391,7 @@ impl Node {
                     session: chat.session(p).map(|s| s.state),
                     link: self.reconnect.status(p, now),
                     queued: self.outbox.len(p),
+                    trust: self.trust.state(p),
                 }
             })
             .collect();

@@ -21,6 +21,8 @@
 //!     auto_connect: false,
 //!     chat: noctua_chat::Config::new(secret),
 //!     outbox_ttl: noctua::node::DEFAULT_OUTBOX_TTL,
+//!     identity: None,
+//!     profile: None,
 //! };
 //! let (out_tx, mut out_rx) = mpsc::channel(1024);
 //! let (req_tx, req_rx) = mpsc::channel(64);
@@ -43,6 +45,7 @@ mod command;
 mod error;
 mod events;
 mod handle;
+mod identity;
 mod names;
 mod outbox;
 mod output;
@@ -65,7 +68,7 @@ pub use error::{
 };
 pub use names::{name_problem, short_peer};
 pub use outbox::{DEFAULT_TTL as DEFAULT_OUTBOX_TTL, OutboxFull, Undelivered};
-pub use output::{LinkRow, Output, PeerRow, SessionRow};
+pub use output::{LinkRow, Output, PeerRow, SessionRow, TrustChange};
 pub use reconnect::{LinkStatus, short_duration};
 pub use swarm::DIAL_TIMEOUT;
 
@@ -91,6 +94,10 @@ pub struct NodeConfig {
     pub chat: noctua_chat::Config,
     /// How long a message for a peer that is reconnecting waits (`--outbox-ttl`).
     pub outbox_ttl: Duration,
+    /// Our libp2p identity; `None`: a fresh Ed25519 key (ephemeral).
+    pub identity: Option<libp2p::identity::Keypair>,
+    /// The profile that keeps the identity, secret and known peers (`--profile`).
+    pub profile: Option<crate::profile::Profile>,
 }
 
 /// How long `Finish` waits for receipts (and connects in progress), `Exit` for receipts,
@@ -146,6 +153,17 @@ pub struct Node {
     reconnect: Reconnect,
     /// Messages waiting for a peer that is expected back.
     outbox: Outbox,
+    /// Known peers, pinned on first use (from the profile, plus this run's).
+    trust: crate::trust::KnownPeers,
+    /// Where they are saved, with a profile.
+    profile: Option<crate::profile::Profile>,
+    /// The address we dialed for our outbound connection to each peer (the TOFU address
+    /// check; an inbound connection's source address says nothing).
+    dialed: HashMap<PeerId, Multiaddr>,
+    /// Peers whose session the TOFU check refused: their messages are not shown.
+    tofu_refused: HashSet<PeerId>,
+    /// Whether the profile's secret was replaced at start (banner).
+    secret_changed: bool,
 }
 
 impl Node {
@@ -154,7 +172,7 @@ impl Node {
     /// continues in the background.
     pub async fn start(cfg: NodeConfig, out: mpsc::Sender<Output>) -> Result<Self, StartError> {
         addrs::check_ports_free(&cfg.listen).map_err(|(addr, _)| StartError::InUse(addr))?;
-        let mut swarm = swarm::build(cfg.mdns, cfg.chat)?;
+        let mut swarm = swarm::build(cfg.mdns, cfg.chat, cfg.identity)?;
         let listening = swarm::listen(&mut swarm, &cfg.listen).await?;
         let mut node = Node {
             swarm,
@@ -173,7 +191,17 @@ impl Node {
             listen_addrs: listening.addrs,
             reconnect: Reconnect::default(),
             outbox: Outbox::new(cfg.outbox_ttl),
+            trust: cfg
+                .profile
+                .as_ref()
+                .map(|p| p.peers().clone())
+                .unwrap_or_default(),
+            secret_changed: cfg.profile.as_ref().is_some_and(|p| p.secret_changed()),
+            profile: cfg.profile,
+            dialed: HashMap::new(),
+            tofu_refused: HashSet::new(),
         };
+        node.save_port();
         for ev in listening.early {
             node.on_swarm_event(ev).await;
         }
@@ -193,6 +221,9 @@ impl Node {
             secret: self.secret.expose().to_string(),
             conn_strings: conn_strings(&self.listen_addrs, self.secret.expose()),
             listen: self.listen_addrs.clone(),
+            pinned: self.pinned_conn_strings(),
+            profile: self.profile.as_ref().map(|p| p.name().to_string()),
+            secret_changed: self.secret_changed,
         }
     }
 
@@ -226,6 +257,8 @@ impl Node {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let auto = self.auto.enabled();
+        // Here rather than in `start`: the face reads outputs by now.
+        self.resume_known_peers().await;
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev).await,
@@ -363,6 +396,29 @@ impl Node {
             };
             tracing::debug!(peer = %a.peer, attempt = a.attempt, "reconnecting");
             self.reconnect.opening(a.peer, open);
+        }
+    }
+
+    /// With a profile: reconnects at start to the known peers we dialed before (their
+    /// secret and addresses are in the profile), unless blocked.
+    async fn resume_known_peers(&mut self) {
+        let now = tokio::time::Instant::now();
+        let known: Vec<(PeerId, String, String, Vec<Multiaddr>)> = self
+            .trust
+            .iter()
+            .filter(|k| !k.blocked && !k.addrs.is_empty())
+            .filter_map(|k| {
+                let secret = k.secret.clone()?;
+                Some((k.peer, k.name.clone(), secret, k.addrs.clone()))
+            })
+            .collect();
+        for (peer, name, secret, addrs) in known {
+            let Ok(secret) = Secret::new(secret) else {
+                continue;
+            };
+            self.names.assign(peer, &name);
+            let plan = self.reconnect.resume(peer, secret, addrs, now);
+            self.after_plan(peer, plan, None).await;
         }
     }
 

@@ -11,6 +11,7 @@ use noctua_chat::{CloseReason, OpenError, SessionInfo, SessionState};
 use crate::node::error::{CommandError, ConnectError, DeliveryFailure};
 use crate::node::outbox::Undelivered;
 use crate::node::reconnect::LinkStatus;
+use crate::trust::TrustState;
 
 /// One row of `sessions`.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct PeerRow {
     pub discovered: bool,
     /// Session state, if any.
     pub session: Option<SessionState>,
+    /// Trust state: new, pinned, verified or blocked.
+    pub trust: TrustState,
     /// Without a session: reconnecting, or waiting for the peer to come back.
     pub link: Option<LinkStatus>,
     /// Messages queued for it (sent when its session returns).
@@ -59,6 +62,19 @@ pub struct LinkRow {
     pub queued: usize,
 }
 
+/// What the user changed in the known peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustChange {
+    /// `trust`: the lasting safety number was compared.
+    Trusted,
+    /// `forget`: everything about the peer was dropped.
+    Forgotten,
+    /// `block`: the identity is refused.
+    Blocked,
+    /// `unblock`.
+    Unblocked,
+}
+
 /// What the node reports to its face.
 #[derive(Debug, Clone)]
 pub enum Output {
@@ -74,6 +90,12 @@ pub enum Output {
         conn_strings: Vec<String>,
         /// Every listen address.
         listen: Vec<Multiaddr>,
+        /// The same strings pinned to our identity (`host:port:secret:PEERID`).
+        pinned: Vec<String>,
+        /// The profile's name, when the identity lasts (`--profile`).
+        profile: Option<String>,
+        /// The profile's secret was replaced at this start: old strings stop working.
+        secret_changed: bool,
     },
     /// A new listen address appeared after start.
     Listening(Multiaddr),
@@ -203,6 +225,54 @@ pub enum Output {
         name: String,
         /// The number to compare.
         safety_number: String,
+        /// Whether it is the identity number (both sides keep their identity): the same
+        /// in every session, so comparing it once is enough.
+        lasts: bool,
+        /// Trust state.
+        trust: TrustState,
+    },
+    /// A peer showed up with another identity under a pinned name or at a pinned address:
+    /// its session was closed at once.
+    IdentityWarning {
+        /// The identity that showed up.
+        peer: PeerId,
+        /// The name it claims (cleaned).
+        claimed: String,
+        /// The identity the name or address is pinned to.
+        known: PeerId,
+        /// The known peer's name.
+        known_name: String,
+        /// Whether the known peer was verified.
+        verified: bool,
+        /// The pinned address, for an address conflict.
+        addr: Option<Multiaddr>,
+    },
+    /// A blocked identity opened a session: it was closed.
+    BlockedPeerRefused {
+        /// The peer.
+        peer: PeerId,
+        /// Its name (cleaned).
+        name: String,
+    },
+    /// The user changed what we know about a peer.
+    TrustChanged {
+        /// The peer.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+        /// What changed.
+        change: TrustChange,
+    },
+    /// `new-secret`: the secret was replaced; sessions stay.
+    SecretChanged {
+        /// The new secret (for the screen only).
+        secret: String,
+        /// The new connection strings.
+        conn_strings: Vec<String>,
+        /// The same, pinned.
+        pinned: Vec<String>,
+        /// Whether it was saved to the profile (false without one).
+        saved: bool,
     },
     /// mDNS found a peer.
     Discovered {

@@ -198,6 +198,39 @@ impl<O: Copy + Eq + Hash> Reconnect<O> {
         known.state = State::Idle;
     }
 
+    /// A peer known from an earlier run (the profile's known peers), with the secret and
+    /// the addresses (most recent first) we dialed it with: reconnect to it now.
+    pub(crate) fn resume(
+        &mut self,
+        peer: PeerId,
+        secret: Secret,
+        addrs: Vec<Multiaddr>,
+        now: Instant,
+    ) -> Plan {
+        if addrs.is_empty() || (!self.peers.contains_key(&peer) && self.peers.len() >= MAX_PEERS)
+        {
+            return Plan::Stop;
+        }
+        let mut addrs = addrs;
+        addrs.truncate(MAX_ADDRS);
+        self.peers.insert(
+            peer,
+            Known {
+                secret: Some(secret),
+                addrs,
+                state: State::Retrying {
+                    attempt: 1,
+                    at: now,
+                    open: None,
+                },
+            },
+        );
+        Plan::Retry {
+            attempt: 1,
+            next_in: Duration::ZERO,
+        }
+    }
+
     /// A session with `peer` came up (whoever opened it).
     pub(crate) fn established(&mut self, peer: PeerId) {
         if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_PEERS {
@@ -595,6 +628,30 @@ mod tests {
         );
         assert!(!r.stop(&PeerId::random()));
         assert_eq!(r.dialed_at(&addr()), vec![bob]);
+    }
+
+    #[test]
+    fn peers_known_from_the_profile_are_reconnected_at_once() {
+        let mut r: Reconnect<u64> = Reconnect::default();
+        let (bob, carol) = (PeerId::random(), PeerId::random());
+        let t0 = Instant::now();
+        assert_eq!(
+            r.resume(bob, secret(), vec![addr()], t0),
+            Plan::Retry {
+                attempt: 1,
+                next_in: Duration::ZERO
+            }
+        );
+        assert_eq!(
+            r.resume(carol, secret(), vec![], t0),
+            Plan::Stop,
+            "nowhere to dial"
+        );
+        let due = r.due(t0);
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].peer, due[0].addr.clone()), (bob, Some(addr())));
+        assert!(r.expected(&bob));
+        assert!(!r.expected(&carol));
     }
 
     #[test]

@@ -29,8 +29,11 @@ pub(crate) struct NodeBehaviour {
 pub(crate) fn build(
     mdns_on: bool,
     chat: noctua_chat::Config,
+    identity: Option<libp2p::identity::Keypair>,
 ) -> Result<Swarm<NodeBehaviour>, StartError> {
-    let swarm = libp2p::SwarmBuilder::with_new_identity()
+    // A profile's lasting key, or (ephemeral, the default) a fresh one.
+    let identity = identity.unwrap_or_else(libp2p::identity::Keypair::generate_ed25519);
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
         .with_tokio()
         .with_tcp(
             libp2p::tcp::Config::default().nodelay(true),

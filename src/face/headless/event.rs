@@ -59,6 +59,16 @@ pub enum Event {
         conn_strings: Vec<String>,
         /// Every listen address (multiaddrs).
         listen: Vec<String>,
+        /// The same strings pinned to our identity: `host:port:secret:PEERID`.
+        #[serde(default)]
+        pinned_conn_strings: Vec<String>,
+        /// The profile's name (`--profile`), if the identity lasts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<String>,
+        /// The profile's secret was replaced at this start (`--new-secret`): strings
+        /// given out before no longer work.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        secret_changed: bool,
     },
     /// A listen address appeared later.
     Listening {
@@ -206,6 +216,72 @@ pub enum Event {
         name: String,
         /// The number to compare.
         safety_number: String,
+        /// Whether it is the identity number (the same in every session: compare once).
+        #[serde(default)]
+        lasts: bool,
+        /// Trust state: `new`, `pinned`, `verified` or `blocked`.
+        #[serde(default)]
+        trust: String,
+    },
+    /// Another identity showed up under a pinned name or at a pinned address: its session
+    /// was closed at once and nothing from it is shown.
+    IdentityWarning {
+        /// The identity that showed up.
+        peer_id: String,
+        /// The name it claims.
+        name: String,
+        /// The identity the name or address is pinned to.
+        known_peer_id: String,
+        /// That peer's name.
+        known_name: String,
+        /// Whether that peer was verified.
+        verified: bool,
+        /// The pinned address, for an address conflict.
+        address: Option<String>,
+    },
+    /// A blocked identity opened a session: it was closed.
+    BlockedRefused {
+        /// The peer.
+        peer_id: String,
+        /// Its name.
+        name: String,
+    },
+    /// `trust`: the user compared the lasting safety number.
+    Trusted {
+        /// The peer.
+        peer_id: String,
+        /// Display name.
+        name: String,
+    },
+    /// `forget`: nothing is known about the peer any more.
+    Forgotten {
+        /// The peer.
+        peer_id: String,
+        /// Display name.
+        name: String,
+    },
+    /// `block`: the identity is refused (kept in the profile).
+    Blocked {
+        /// The peer.
+        peer_id: String,
+        /// Display name.
+        name: String,
+    },
+    /// `unblock`.
+    Unblocked {
+        /// The peer.
+        peer_id: String,
+        /// Display name.
+        name: String,
+    },
+    /// `new-secret`: the connection secret was replaced; sessions stay.
+    SecretChanged {
+        /// The new connection strings.
+        conn_strings: Vec<String>,
+        /// The same, pinned.
+        pinned_conn_strings: Vec<String>,
+        /// Whether it was saved to the profile.
+        saved: bool,
     },
     /// Something worth knowing (e.g. nobody to send to).
     Notice {
@@ -315,7 +391,13 @@ impl Event {
             | Event::Disconnected { peer_id, .. }
             | Event::Queued { peer_id, .. }
             | Event::NotDelivered { peer_id, .. }
-            | Event::Verify { peer_id, .. } => Some(peer_id),
+            | Event::Verify { peer_id, .. }
+            | Event::IdentityWarning { peer_id, .. }
+            | Event::BlockedRefused { peer_id, .. }
+            | Event::Trusted { peer_id, .. }
+            | Event::Forgotten { peer_id, .. }
+            | Event::Blocked { peer_id, .. }
+            | Event::Unblocked { peer_id, .. } => Some(peer_id),
             _ => None,
         }
     }
@@ -383,6 +465,9 @@ pub struct PeerEntry {
     pub state: Option<String>,
     /// Addresses (multiaddrs).
     pub addrs: Vec<String>,
+    /// Trust state: `new`, `pinned`, `verified` or `blocked`.
+    #[serde(default)]
+    pub trust: String,
     /// Without a session: `reconnecting` or `waiting` (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,

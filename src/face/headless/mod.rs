@@ -17,7 +17,7 @@ use crate::face::Tally;
 use crate::face::commands::HELP;
 use crate::face::render::human;
 use crate::face::script::{self, Unhandled};
-use crate::node::{LinkRow, LinkStatus, Output, PeerRow, Request, SessionRow};
+use crate::node::{LinkRow, LinkStatus, Output, PeerRow, Request, SessionRow, TrustChange};
 use crate::sanitize;
 
 /// Runs the headless face until the node stops.
@@ -105,12 +105,18 @@ impl From<&Output> for Event {
                 secret: _,
                 conn_strings,
                 listen,
+                pinned,
+                profile,
+                secret_changed,
             } => Event::Ready {
                 schema: SCHEMA_VERSION,
                 name: name.clone(),
                 peer_id: id(peer),
                 conn_strings: conn_strings.clone(),
                 listen: strings(listen),
+                pinned_conn_strings: pinned.clone(),
+                profile: profile.clone(),
+                secret_changed: *secret_changed,
             },
             Output::Listening(a) => Event::Listening {
                 address: a.to_string(),
@@ -219,10 +225,52 @@ impl From<&Output> for Event {
                 peer,
                 name,
                 safety_number,
+                lasts,
+                trust,
             } => Event::Verify {
                 peer_id: id(peer),
                 name: name.clone(),
                 safety_number: safety_number.clone(),
+                lasts: *lasts,
+                trust: trust.to_string(),
+            },
+            Output::IdentityWarning {
+                peer,
+                claimed,
+                known,
+                known_name,
+                verified,
+                addr,
+            } => Event::IdentityWarning {
+                peer_id: id(peer),
+                name: claimed.clone(),
+                known_peer_id: id(known),
+                known_name: known_name.clone(),
+                verified: *verified,
+                address: addr.as_ref().map(ToString::to_string),
+            },
+            Output::BlockedPeerRefused { peer, name } => Event::BlockedRefused {
+                peer_id: id(peer),
+                name: name.clone(),
+            },
+            Output::TrustChanged { peer, name, change } => {
+                let (peer_id, name) = (id(peer), name.clone());
+                match change {
+                    TrustChange::Trusted => Event::Trusted { peer_id, name },
+                    TrustChange::Forgotten => Event::Forgotten { peer_id, name },
+                    TrustChange::Blocked => Event::Blocked { peer_id, name },
+                    TrustChange::Unblocked => Event::Unblocked { peer_id, name },
+                }
+            }
+            Output::SecretChanged {
+                secret: _,
+                conn_strings,
+                pinned,
+                saved,
+            } => Event::SecretChanged {
+                conn_strings: conn_strings.clone(),
+                pinned_conn_strings: pinned.clone(),
+                saved: *saved,
             },
             Output::Discovered { peer, addrs } => Event::Discovered {
                 peer_id: id(peer),
@@ -349,6 +397,7 @@ fn peer_entry(r: &PeerRow) -> PeerEntry {
         session: r.session.map(|s| s.to_string()),
         state: r.session.map(|s| s.to_string()),
         addrs: strings(&r.addrs),
+        trust: r.trust.to_string(),
     }
 }
 
@@ -443,9 +492,10 @@ mod tests {
                 session: None,
                 link: None,
                 queued: 0,
+                trust: crate::trust::TrustState::Pinned,
             }])),
             format!(
-                r#"{{"event":"peers","peers":[{{"addrs":["/ip4/10.77.0.2/tcp/4001"],"connected":false,"discovered":true,"index":1,"name":null,"peer_id":"{id}","session":null,"state":null}}],"ts":1795640000104}}"#
+                r#"{{"event":"peers","peers":[{{"addrs":["/ip4/10.77.0.2/tcp/4001"],"connected":false,"discovered":true,"index":1,"name":null,"peer_id":"{id}","session":null,"state":null,"trust":"pinned"}}],"ts":1795640000104}}"#
             )
         );
         // Issue 12: reconnecting and the outbox.

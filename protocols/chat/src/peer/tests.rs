@@ -52,6 +52,15 @@ impl Net {
 
     /// Two nodes with these ids; with `same_secret`, both hold one connection secret.
     fn with(ids: [PeerId; 2], same_secret: bool) -> Self {
+        Self::configured(ids, same_secret, |_, c| c)
+    }
+
+    /// Like [`Net::with`], each node's configuration passed through `f(side, config)`.
+    fn configured(
+        ids: [PeerId; 2],
+        same_secret: bool,
+        f: impl Fn(usize, Config) -> Config,
+    ) -> Self {
         let shared = Secret::generate();
         let secrets = if same_secret {
             [shared.clone(), shared]
@@ -60,9 +69,12 @@ impl Net {
         };
         let now = Instant::now();
         let node = |i: usize, name: &str| {
-            let config = Config::new(secrets[i].clone())
-                .with_name(name)
-                .with_rsa_key(test_key(i));
+            let config = f(
+                i,
+                Config::new(secrets[i].clone())
+                    .with_name(name)
+                    .with_rsa_key(test_key(i)),
+            );
             let key = config.rsa_key.clone();
             Peers::new(ids[i], config, key, now)
         };
@@ -725,4 +737,251 @@ fn a_handshake_lost_with_one_of_two_connections_starts_again_on_the_other_once()
         e,
         Event::OpenFailed { open: o, error: OpenError::ConnectionClosed, .. } if *o == open
     )));
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 12: lasting identities, refusing a peer, a new secret while running.
+// ---------------------------------------------------------------------------------------
+
+/// `(safety number, lasts, remote_lasting)` of each `SessionEstablished` of `side`.
+fn numbers(net: &Net, side: usize) -> Vec<(String, bool, bool)> {
+    net.events[side]
+        .iter()
+        .filter_map(|e| match e {
+            Event::SessionEstablished {
+                safety_number,
+                safety_number_lasts,
+                remote_lasting,
+                ..
+            } => Some((
+                safety_number.to_string(),
+                *safety_number_lasts,
+                *remote_lasting,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn open_failures(net: &Net, side: usize) -> Vec<OpenError> {
+    net.events[side]
+        .iter()
+        .filter_map(|e| match e {
+            Event::OpenFailed { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Closes the session `A` holds with `B` and runs until both sides forgot it.
+fn close_from_a(net: &mut Net) {
+    net.nodes[A]
+        .close_session(net.ids[B], net.now)
+        .expect("a session");
+    net.run();
+    assert!(net.session_id(A).is_none() && net.session_id(B).is_none());
+}
+
+#[test]
+fn two_lasting_identities_show_the_identity_number_in_every_session() {
+    let mut net = Net::configured([PeerId::random(), PeerId::random()], false, |_, c| {
+        c.with_lasting_identity(true)
+    });
+    net.establish();
+    close_from_a(&mut net);
+    // The second session is opened by the other side: roles swap, the number does not.
+    net.nodes[B].open(
+        net.ids[A],
+        crate::types::OpenId(9),
+        net.secrets[A].clone(),
+        net.now,
+    );
+    net.run();
+    let identity = crate::crypto::SafetyNumber::from_identities(&net.ids[A], &net.ids[B]);
+    for side in [A, B] {
+        let n = numbers(&net, side);
+        assert_eq!(n.len(), 2, "two sessions on side {side}");
+        for (number, lasts, remote_lasting) in n {
+            assert_eq!(number, identity.to_string(), "side {side}");
+            assert!(lasts && remote_lasting, "side {side}");
+        }
+        let info = net.nodes[side]
+            .session(&net.ids[1 - side], net.now)
+            .expect("the second session");
+        assert!(info.safety_number_lasts && info.remote_lasting);
+        assert_eq!(info.safety_number, identity);
+    }
+}
+
+#[test]
+fn one_ephemeral_side_keeps_the_per_session_number() {
+    // A lasts, B does not: each side says what the other claimed, and the number is the
+    // session's own (a new one for the next session).
+    let mut net = Net::configured([PeerId::random(), PeerId::random()], false, |side, c| {
+        c.with_lasting_identity(side == A)
+    });
+    net.establish();
+    close_from_a(&mut net);
+    net.open(A);
+    net.run();
+    let identity = crate::crypto::SafetyNumber::from_identities(&net.ids[A], &net.ids[B]);
+    let (a, b) = (numbers(&net, A), numbers(&net, B));
+    assert_eq!((a.len(), b.len()), (2, 2));
+    for i in 0..2 {
+        assert_eq!(a[i].0, b[i].0, "both ends of session {i} agree");
+        assert_ne!(a[i].0, identity.to_string());
+        assert_eq!((a[i].1, a[i].2), (false, false), "A: B is ephemeral");
+        assert_eq!((b[i].1, b[i].2), (false, true), "B: A lasts");
+    }
+    assert_ne!(a[0].0, a[1].0, "per session");
+}
+
+#[test]
+fn a_refused_peer_is_answered_refused_until_it_is_allowed_again() {
+    let mut net = Net::new();
+    net.connect();
+    net.nodes[B].refuse_peer(net.ids[A], net.now).expect("room");
+    assert!(net.nodes[B].is_refused(&net.ids[A]));
+    net.open(A);
+    net.run();
+    assert_eq!(open_failures(&net, A), vec![OpenError::Refused]);
+    assert!(net.established(B).is_empty());
+    let counts = net.nodes[B].state_counts();
+    assert_eq!((counts.sessions, counts.handshakes), (0, 0));
+    // No failed authentication was counted against the refused peer: REFUSED comes first.
+    assert!(
+        !net.events[B]
+            .iter()
+            .any(|e| matches!(e, Event::InboundAuthFailed { .. }))
+    );
+    assert!(net.nodes[B].allow_peer(&net.ids[A]));
+    assert!(!net.nodes[B].allow_peer(&net.ids[A]), "allowed once");
+    net.open(A);
+    net.run();
+    assert_eq!(net.established(A).len(), 1);
+    assert_eq!(net.session_id(A), net.session_id(B));
+}
+
+#[test]
+fn refusing_drops_the_peers_handshake_in_progress() {
+    let mut net = Net::new();
+    net.connect();
+    net.open(A);
+    net.pump();
+    assert!(net.deliver_one(), "HELLO");
+    assert!(net.deliver_one(), "CHALLENGE; the AUTH is on the wire");
+    assert_eq!(net.nodes[B].state_counts().handshakes, 1);
+    net.nodes[B].refuse_peer(net.ids[A], net.now).expect("room");
+    assert_eq!(net.nodes[B].state_counts().handshakes, 0);
+    net.run();
+    assert_eq!(open_failures(&net, A), vec![OpenError::Refused]);
+    assert!(net.session_id(A).is_none() && net.session_id(B).is_none());
+}
+
+#[test]
+fn refusing_leaves_an_established_session_and_fails_our_own_opens() {
+    let mut net = Net::new();
+    net.establish();
+    net.nodes[B].refuse_peer(net.ids[A], net.now).expect("room");
+    // The session goes on (the node closes it first if it wants it gone).
+    let id = net.nodes[A]
+        .send_message(net.ids[B], "still here".into(), 0, net.now)
+        .expect("queued");
+    net.run();
+    assert!(
+        net.events[A]
+            .iter()
+            .any(|e| matches!(e, Event::MessageDelivered { message, .. } if *message == id))
+    );
+    // Our own open towards the refused peer fails locally, and its new handshake (a
+    // HELLO that would replace the session) is answered REFUSED.
+    net.nodes[B].open(
+        net.ids[A],
+        crate::types::OpenId(5),
+        net.secrets[A].clone(),
+        net.now,
+    );
+    net.pump();
+    assert_eq!(open_failures(&net, B), vec![OpenError::RefusedHere]);
+    close_from_a(&mut net);
+    net.open(A);
+    net.run();
+    assert_eq!(open_failures(&net, A), vec![OpenError::Refused]);
+}
+
+#[test]
+fn the_refused_set_is_bounded() {
+    let mut net = Net::configured([PeerId::random(), PeerId::random()], false, |_, c| {
+        c.with_max_refused_peers(2)
+    });
+    let (p, q, r) = (PeerId::random(), PeerId::random(), PeerId::random());
+    let node = &mut net.nodes[A];
+    assert_eq!(node.refuse_peer(p, net.now), Ok(()));
+    assert_eq!(node.refuse_peer(q, net.now), Ok(()));
+    assert_eq!(node.refuse_peer(p, net.now), Ok(()), "already refused");
+    assert_eq!(
+        node.refuse_peer(r, net.now),
+        Err(crate::error::RefuseError::Full { max: 2 })
+    );
+    assert!(!node.is_refused(&r));
+    node.allow_peer(&p);
+    assert_eq!(node.refuse_peer(r, net.now), Ok(()));
+    assert_eq!(
+        node.state_counts().peers,
+        0,
+        "refusing creates no peer state"
+    );
+}
+
+#[test]
+fn a_new_secret_keeps_the_session_and_refuses_the_old_one() {
+    let mut net = Net::new();
+    net.establish();
+    let old = net.secrets[B].clone();
+    let new = Secret::generate();
+    net.nodes[B].set_secret(new.clone(), net.now);
+    assert_eq!(net.nodes[B].config().secret().expose(), new.expose());
+    let id = net.nodes[A]
+        .send_message(net.ids[B], "after the change".into(), 0, net.now)
+        .expect("queued");
+    net.run();
+    assert!(
+        net.events[A]
+            .iter()
+            .any(|e| matches!(e, Event::MessageDelivered { message, .. } if *message == id)),
+        "the session keeps chatting"
+    );
+    close_from_a(&mut net);
+    net.nodes[A].open(net.ids[B], crate::types::OpenId(1), old, net.now);
+    net.run();
+    assert_eq!(open_failures(&net, A), vec![OpenError::WrongSecret]);
+    net.nodes[A].open(net.ids[B], crate::types::OpenId(2), new, net.now);
+    net.run();
+    assert_eq!(net.established(A).len(), 2);
+    assert_eq!(net.session_id(A), net.session_id(B));
+}
+
+#[test]
+fn a_handshake_pending_under_the_old_secret_is_discarded() {
+    let mut net = Net::new();
+    net.connect();
+    net.open(A);
+    net.pump();
+    assert!(net.deliver_one(), "HELLO");
+    assert!(net.deliver_one(), "CHALLENGE; the AUTH is on the wire");
+    net.nodes[B].set_secret(Secret::generate(), net.now);
+    assert_eq!(net.nodes[B].state_counts().handshakes, 0);
+    net.run();
+    assert_eq!(
+        open_failures(&net, A),
+        vec![OpenError::Rejected(
+            crate::error::RejectCode::UnknownHandshake
+        )]
+    );
+    // Nothing counted as a failed authentication: the AUTH never met the new secret.
+    assert!(
+        !net.events[B]
+            .iter()
+            .any(|e| matches!(e, Event::InboundAuthFailed { .. }))
+    );
 }
