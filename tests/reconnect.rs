@@ -272,6 +272,120 @@ fn disconnect_while_the_peer_is_away_refuses_its_reconnect_and_it_stops() {
     assert_eq!(count(&bob, "you will not get this"), 0);
 }
 
+// ---- profiles --------------------------------------------------------------------
+
+/// A fresh data directory for this test's profiles (removed on drop).
+struct DataDir(std::path::PathBuf);
+
+impl DataDir {
+    fn new(case: &str) -> DataDir {
+        let dir = std::env::temp_dir().join(format!("noctua-node-{}-{case}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        DataDir(dir)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp dir")
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback TCP port free right now (the profile keeps a node's port; the tests pin it
+/// with --listen so that they stay on loopback).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `name` with profile `profile` in `dir`, listening on 127.0.0.1:`port`.
+fn with_profile(name: &str, profile: &str, dir: &DataDir, port: u16) -> NodeProc {
+    let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let mut args = vec![
+        "--id",
+        name,
+        "--no-mdns",
+        "--listen",
+        &listen,
+        "--profile",
+        profile,
+        "--data-dir",
+        dir.path(),
+    ];
+    args.extend_from_slice(FAST);
+    NodeProc::start_args(name, &args)
+}
+
+fn peer_id_line(node: &mut NodeProc) -> String {
+    node.expect_contains("Peer ID: ")
+}
+
+#[test]
+fn a_node_restarted_with_its_profile_is_reconnected_and_outage_messages_arrive_once() {
+    let dir = DataDir::new("restart");
+    let port = free_port();
+    let mut bob = with_profile("Bob", "bob", &dir, port);
+    let bob_id = peer_id_line(&mut bob);
+    let bob_cs = bob.conn_string();
+    let mut alice = start("Alice", "alice-secret-for-reconnect-8", &[]);
+    alice.send(&format!("connect {bob_cs}"));
+    alice.expect_contains("[+] Bob connected");
+
+    bob.send("exit");
+    bob.wait_exit(Duration::from_secs(20));
+    alice.expect_contains("Bob disconnected: the peer left");
+    alice.expect_contains("reconnecting to Bob (attempt 1");
+    alice.send("msg Bob while you restarted");
+    alice.expect_contains("queued for Bob");
+
+    let mut bob = with_profile("Bob", "bob", &dir, port);
+    assert_eq!(peer_id_line(&mut bob), bob_id, "the same identity");
+    assert_eq!(bob.conn_string(), bob_cs, "the same connection string");
+    alice.expect_within(Duration::from_secs(90), "Bob back", |l| {
+        l.contains("[+] Bob connected")
+    });
+    alice.expect_contains("\"while you restarted\" delivered to Bob");
+    bob.expect_contains("Alice (private): while you restarted");
+    alice.send("msg Bob and after");
+    bob.expect_contains("Alice (private): and after");
+    assert_eq!(count(&bob, "while you restarted"), 1, "{:?}", bob.seen);
+}
+
+#[test]
+fn a_node_restarted_with_its_profile_reconnects_to_its_known_peers() {
+    let dir = DataDir::new("resume");
+    let (alice_port, bob_port) = (free_port(), free_port());
+    let mut bob = with_profile("Bob", "bob", &dir, bob_port);
+    let bob_cs = bob.conn_string();
+    let mut alice = with_profile("Alice", "alice", &dir, alice_port);
+    alice.send(&format!("connect {bob_cs}"));
+    alice.expect_contains("[+] Bob connected");
+    bob.expect_contains("[+] Alice connected to you");
+
+    alice.send("exit");
+    alice.wait_exit(Duration::from_secs(20));
+    // Bob never had Alice's secret: he waits for her, and queues.
+    bob.expect_contains("waiting for Alice to reconnect");
+    bob.send("msg Alice welcome back");
+    bob.expect_contains("queued for Alice");
+
+    // Alice comes back: her profile knows Bob, how to reach him and his secret.
+    let mut alice = with_profile("Alice", "alice", &dir, alice_port);
+    alice.expect_contains("reconnecting to Bob (attempt 1");
+    alice.expect_within(Duration::from_secs(60), "Bob back", |l| {
+        l.contains("[+] Bob connected")
+    });
+    alice.expect_contains("Bob (private): welcome back");
+    bob.expect_contains("\"welcome back\" delivered to Alice");
+    assert_eq!(count(&alice, "welcome back"), 1, "{:?}", alice.seen);
+}
+
 // ---- network namespaces -------------------------------------------------------------
 
 fn netns_or_skip(test: &str) -> bool {
