@@ -183,7 +183,10 @@ fn node_config(args: &Args) -> Result<NodeConfig, RunError> {
         };
         crate::node::default_listen(port)?
     } else {
-        args.listen.clone()
+        match profile.as_ref().and_then(Profile::port) {
+            Some(port) => args.listen.iter().map(|a| with_port(a, port)).collect(),
+            None => args.listen.clone(),
+        }
     };
     let chat = noctua_chat::Config::new(secret.clone())
         .with_name(name.clone())
@@ -193,7 +196,7 @@ fn node_config(args: &Args) -> Result<NodeConfig, RunError> {
         .with_rsa_regenerate_every(Some(args.rsa_regenerate_every))
         .with_keepalive_interval(args.keepalive)
         .with_request_timeout(args.request_timeout)
-        // PROFILE carries LASTING with a profile, so that the safety number lasts.
+        // PROFILE carries LASTING, so that with a lasting peer the safety number lasts.
         .with_lasting_identity(profile.is_some());
     Ok(NodeConfig {
         name,
@@ -206,6 +209,19 @@ fn node_config(args: &Args) -> Result<NodeConfig, RunError> {
         identity: profile.as_ref().map(|p| p.identity().clone()),
         profile,
     })
+}
+
+/// `addr` with a TCP or UDP port 0 ("any") replaced by `port`: with a profile, `--listen`
+/// addresses without a port get the one of the last run, so the connection string stays.
+fn with_port(addr: &libp2p::Multiaddr, port: u16) -> libp2p::Multiaddr {
+    use libp2p::multiaddr::Protocol;
+    addr.iter()
+        .map(|p| match p {
+            Protocol::Tcp(0) => Protocol::Tcp(port),
+            Protocol::Udp(0) => Protocol::Udp(port),
+            other => other,
+        })
+        .collect()
 }
 
 /// The one-line warning for secrets given on the command line (`flags` as returned by
@@ -378,6 +394,17 @@ mod tests {
             "{both}"
         );
         assert_eq!(both.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_profile_port_fills_only_listen_ports_left_at_zero() {
+        let any: libp2p::Multiaddr = "/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("addr");
+        let fixed: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/5000".parse().expect("addr");
+        assert_eq!(
+            with_port(&any, 4242).to_string(),
+            "/ip4/127.0.0.1/udp/4242/quic-v1"
+        );
+        assert_eq!(with_port(&fixed, 4242), fixed);
     }
 
     #[test]

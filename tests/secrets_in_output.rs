@@ -76,9 +76,15 @@ fn leaks_in(what: &str, text: &str, secrets: &[Known]) -> Vec<String> {
 fn without_own_banner_secret(lines: &[String], own_secret: &str) -> String {
     let suffix = format!(":{own_secret}");
     let secret_line = format!("Secret: {own_secret}");
+    // The banner's pinned strings (issue 12): `host:port:secret:PEERID`.
+    let pinned = |l: &str| {
+        l.rsplit_once(':').is_some_and(|(head, id)| {
+            head.ends_with(&suffix) && id.parse::<libp2p::PeerId>().is_ok()
+        })
+    };
     lines
         .iter()
-        .filter(|l| !l.trim().ends_with(&suffix) && l.trim() != secret_line)
+        .filter(|l| !l.trim().ends_with(&suffix) && l.trim() != secret_line && !pinned(l.trim()))
         .cloned()
         .collect::<Vec<_>>()
         .join("\n")

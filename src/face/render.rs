@@ -150,15 +150,16 @@ impl Renderer {
                 secret_changed,
             } => {
                 let mut v = banner(p, name, &peer.to_base58(), secret, conn_strings, listen);
-                // The identity part (issue 12) goes before the closing rule.
-                let rule = v.pop();
+                // The identity part (issue 12) goes before the help line and the rule.
+                let tail = v.split_off(v.len().saturating_sub(2));
                 v.extend(banner_identity(
                     p,
                     pinned,
                     profile.as_deref(),
                     *secret_changed,
                 ));
-                v.extend(rule);
+                v.push(String::new());
+                v.extend(tail);
                 v
             }
             Output::Listening(addr) => vec![p.cyan(&format!("[i] also listening on {addr}"))],
@@ -308,19 +309,18 @@ impl Renderer {
                     p.cyan("    Compare it with theirs (in person or by phone). If they differ, someone is in the middle."),
                 ];
                 if *lasts {
-                    v.push(p.cyan(&format!(
-                        "    It lasts: the same in every session while you both keep your profiles. \
-                         Trust: {trust}{}",
-                        if *trust == TrustState::Verified {
-                            ""
-                        } else {
-                            " (after comparing, type `trust` and the name)"
-                        }
-                    )));
+                    v.push(p.cyan("    It lasts: the same in every session and after restarts."));
+                    if *trust == TrustState::Verified {
+                        v.push(p.cyan("    Trust: verified (you compared it)."));
+                    } else {
+                        v.push(p.cyan(&format!(
+                            "    Trust: {trust}. Once compared, type 'trust {name}': no need again."
+                        )));
+                    }
                 } else {
-                    v.push(p.cyan(&format!(
-                        "    It is for this session only (one of you runs without --profile). Trust: {trust}"
-                    )));
+                    v.push(p.cyan(
+                        "    It is for this session only: one of you runs without --profile.",
+                    ));
                 }
                 v
             }
@@ -627,7 +627,7 @@ fn banner_identity(
 ) -> Vec<String> {
     let mut v = Vec::new();
     if !pinned.is_empty() {
-        v.push("Pinned (the same, and whoever answers must be this node; prefer it):".to_string());
+        v.push("Pinned (the same, and only this node can answer it; prefer it):".to_string());
         for c in pinned {
             v.push(p.green(c));
         }

@@ -15,17 +15,13 @@ use crate::trust::Verdict;
 
 /// Whether the session's safety number is the identity number (both sides LASTING), the
 /// same in every session.
-// LEAD (i12-proto merge): `info.safety_number_lasts`.
 pub(crate) fn number_lasts(info: &SessionInfo) -> bool {
-    let _ = info;
-    false
+    info.safety_number_lasts
 }
 
 /// Whether the peer keeps its identity across restarts (its PROFILE carried LASTING).
-// LEAD (i12-proto merge): `info.remote_lasting`.
 fn remote_lasting(info: &SessionInfo) -> bool {
-    let _ = info;
-    false
+    info.remote_lasting
 }
 
 /// Seconds since the Unix epoch (for `last_seen`).
@@ -58,6 +54,21 @@ impl Node {
             && let Err(e) = profile.save_port(port)
         {
             tracing::warn!("cannot store the port in the profile: {e}");
+        }
+    }
+
+    /// Refuses the peers the profile says are blocked (at start).
+    pub(super) fn refuse_blocked(&mut self) {
+        let blocked: Vec<PeerId> = self
+            .trust
+            .iter()
+            .filter(|p| p.blocked)
+            .map(|p| p.peer)
+            .collect();
+        for peer in blocked {
+            if let Err(e) = self.chat().refuse_peer(peer) {
+                tracing::warn!(%peer, "a blocked peer is not refused: {e}");
+            }
         }
     }
 
@@ -233,6 +244,7 @@ impl Node {
     pub(super) async fn forget_peer(&mut self, who: &str) -> Result<(), CommandError> {
         let peer = self.resolve_known(who)?;
         let name = self.known_name(&peer);
+        let blocked = self.trust.is_blocked(&peer);
         if !self.trust.forget(&peer) {
             return Err(CommandError::Trust {
                 name,
@@ -240,7 +252,11 @@ impl Node {
             });
         }
         // LEAD (i12-node merge): `self.reconnect.stop(&peer);` (a forgotten peer is not
-        // reconnected) and `self.chat().allow_peer(&peer)` (a forgotten block ends too).
+        // reconnected).
+        // A forgotten block ends too (a `disconnect` refusal stays until `connect`).
+        if blocked {
+            self.chat().allow_peer(&peer);
+        }
         self.tofu_refused.remove(&peer);
         self.save_peers()?;
         self.emit(Output::TrustChanged {
@@ -261,16 +277,22 @@ impl Node {
             || sanitize::name(&name).replace(' ', "_"),
             |k| k.name.clone(),
         );
-        self.trust
-            .block(peer, &book_name)
+        // Refused by the protocol first (bounded): its next HELLOs get REJECT(REFUSED).
+        self.chat()
+            .refuse_peer(peer)
             .map_err(|e| CommandError::Trust {
                 name: name.clone(),
                 why: e.to_string(),
             })?;
+        if let Err(e) = self.trust.block(peer, &book_name) {
+            self.chat().allow_peer(&peer);
+            return Err(CommandError::Trust {
+                name,
+                why: e.to_string(),
+            });
+        }
         // LEAD (i12-node merge): `self.reconnect.stop(&peer);` and
         // `self.give_up_peer(peer, Undelivered::Disconnected).await;`.
-        // LEAD (i12-proto merge): `self.chat().refuse_peer(peer)` (bounded: its error is a
-        // CommandError) so its next HELLOs get REJECT(REFUSED).
         if self.has_session(&peer)
             && let Err(e) = self.chat().close_session(&peer)
         {
@@ -296,7 +318,7 @@ impl Node {
                 why: "it is not blocked".into(),
             });
         }
-        // LEAD (i12-proto merge): `self.chat().allow_peer(&peer);`.
+        self.chat().allow_peer(&peer);
         self.save_peers()?;
         self.emit(Output::TrustChanged {
             peer,
@@ -310,8 +332,6 @@ impl Node {
     /// `new-secret`: a new connection secret from now on; authenticated sessions stay.
     pub(super) async fn new_secret(&mut self) -> Result<(), CommandError> {
         let secret = Secret::generate();
-        // LEAD (i12-proto merge): `self.chat().set_secret(secret.clone());` - without it
-        // the protocol still admits the old secret.
         let saved = match self.profile.as_mut() {
             Some(p) => {
                 p.save_secret(&secret)
@@ -320,6 +340,8 @@ impl Node {
             }
             None => false,
         };
+        // From now on inbound handshakes need the new secret; sessions stay.
+        self.chat().set_secret(secret.clone());
         self.secret = secret;
         self.emit(Output::SecretChanged {
             secret: self.secret.expose().to_string(),

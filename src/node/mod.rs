@@ -202,6 +202,7 @@ impl Node {
             tofu_refused: HashSet::new(),
         };
         node.save_port();
+        node.refuse_blocked();
         for ev in listening.early {
             node.on_swarm_event(ev).await;
         }
