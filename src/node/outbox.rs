@@ -44,6 +44,8 @@ pub enum Undelivered {
     Exit,
     /// The user disconnected the peer.
     Disconnected,
+    /// The user blocked the peer.
+    Blocked,
     /// Reconnecting stopped (the peer refused us, or closed the session itself).
     GaveUp,
     /// It could not be queued.
@@ -57,6 +59,7 @@ impl Undelivered {
             Undelivered::Expired(_) => "expired",
             Undelivered::Exit => "exit",
             Undelivered::Disconnected => "disconnected",
+            Undelivered::Blocked => "blocked",
             Undelivered::GaveUp => "gave_up",
             Undelivered::Full(_) => "outbox_full",
         }
@@ -73,6 +76,7 @@ impl fmt::Display for Undelivered {
             ),
             Undelivered::Exit => f.write_str("queued when you left"),
             Undelivered::Disconnected => f.write_str("you disconnected the peer"),
+            Undelivered::Blocked => f.write_str("you blocked the peer"),
             Undelivered::GaveUp => f.write_str("reconnecting stopped"),
             Undelivered::Full(e) => write!(f, "{e}"),
         }

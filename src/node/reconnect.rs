@@ -207,8 +207,7 @@ impl<O: Copy + Eq + Hash> Reconnect<O> {
         addrs: Vec<Multiaddr>,
         now: Instant,
     ) -> Plan {
-        if addrs.is_empty() || (!self.peers.contains_key(&peer) && self.peers.len() >= MAX_PEERS)
-        {
+        if addrs.is_empty() || (!self.peers.contains_key(&peer) && self.peers.len() >= MAX_PEERS) {
             return Plan::Stop;
         }
         let mut addrs = addrs;
