@@ -272,6 +272,21 @@ fn disconnect_while_the_peer_is_away_refuses_its_reconnect_and_it_stops() {
     assert_eq!(count(&bob, "you will not get this"), 0);
 }
 
+#[test]
+fn an_ephemeral_peer_that_leaves_is_not_reconnected() {
+    // Without a profile it comes back, if ever, with another identity: nothing to wait for.
+    let mut bob = start("Bob", "bob-secret-for-reconnect-9", &[]);
+    let mut alice = start("Alice", "alice-secret-for-reconnect-9", &[]);
+    pair(&mut alice, &mut bob);
+    bob.send("exit");
+    bob.wait_exit(Duration::from_secs(20));
+    alice.expect_contains("Bob disconnected: the peer left");
+    alice.send("msg Bob still there?");
+    alice.expect_contains("Bob has left");
+    assert_eq!(count(&alice, "reconnecting"), 0, "{:?}", alice.seen);
+    assert_eq!(count(&alice, "queued"), 0, "{:?}", alice.seen);
+}
+
 // ---- profiles --------------------------------------------------------------------
 
 /// A fresh data directory for this test's profiles (removed on drop).

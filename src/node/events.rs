@@ -101,6 +101,7 @@ impl Node {
                 remote_name,
                 safety_number,
                 opens,
+                remote_lasting,
                 ..
             } => {
                 // Trust on first use (node/identity.rs): a refused session is closed.
@@ -116,7 +117,7 @@ impl Node {
                 let name = self.names.assign(peer, &remote_name);
                 let inbound = opens.is_empty();
                 self.auto.established(peer, &opens);
-                self.reconnect.established(peer);
+                self.reconnect.established(peer, remote_lasting);
                 for open in opens {
                     if let Some(c) = self.connects.remove(&open) {
                         // We know its secret: we can re-open this session if it drops.

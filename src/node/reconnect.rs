@@ -4,9 +4,11 @@
 //! Per peer we remember, for this run, the secret and the addresses it was dialed with
 //! (only the side that dialed knows the peer's secret, so only that side can re-open);
 //! the other side waits for the peer to come back. Why a session ended decides:
-//! a lost link, an unresponsive peer, a peer that forgot the session, or a peer that said
-//! it is shutting down (a restart) are worth reconnecting to; a peer that closed the
-//! session itself, that refuses us, a wrong secret, or our own `disconnect` are not.
+//! a lost link, an unresponsive peer, a peer that forgot the session, or a peer with a
+//! lasting identity (a profile) that said it is shutting down (a restart) are worth
+//! reconnecting to; a peer that closed the session itself, that refuses us, a wrong
+//! secret, our own `disconnect`, or the goodbye of an ephemeral peer (it comes back, if
+//! ever, with another identity) are not.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -42,16 +44,17 @@ pub(crate) fn backoff(attempt: u32, rand: u32) -> Duration {
     Duration::from_millis(ms * (750 + spread) / 1000)
 }
 
-/// Whether a session that ended for `reason` is worth re-opening.
-pub(crate) fn worth_reconnecting(reason: &CloseReason) -> bool {
-    matches!(
-        reason,
+/// Whether a session that ended for `reason` is worth re-opening; `lasting`: the peer
+/// keeps its identity across restarts, so its goodbye may be a restart.
+pub(crate) fn worth_reconnecting(reason: &CloseReason, lasting: bool) -> bool {
+    match reason {
         CloseReason::ConnectionLost
-            | CloseReason::PeerUnresponsive
-            | CloseReason::RemoteForgot
-            | CloseReason::RotationFailed(_)
-            | CloseReason::RemoteClosed(RejectCode::Shutdown)
-    )
+        | CloseReason::PeerUnresponsive
+        | CloseReason::RemoteForgot
+        | CloseReason::RotationFailed(_) => true,
+        CloseReason::RemoteClosed(RejectCode::Shutdown) => lasting,
+        _ => false,
+    }
 }
 
 /// Whether a failed reconnect attempt is worth another: the peer could not be reached or
@@ -92,6 +95,8 @@ struct Known<O> {
     secret: Option<Secret>,
     /// Addresses it was dialed at, most recent first.
     addrs: Vec<Multiaddr>,
+    /// It keeps its identity across restarts (its last session said so).
+    lasting: bool,
     state: State<O>,
 }
 
@@ -187,6 +192,7 @@ impl<O: Copy + Eq + Hash> Reconnect<O> {
         let known = self.peers.entry(peer).or_insert(Known {
             secret: None,
             addrs: Vec::new(),
+            lasting: false,
             state: State::Idle,
         });
         known.secret = Some(secret);
@@ -217,6 +223,8 @@ impl<O: Copy + Eq + Hash> Reconnect<O> {
             Known {
                 secret: Some(secret),
                 addrs,
+                // Known from the profile's peers: only lasting peers are kept there.
+                lasting: true,
                 state: State::Retrying {
                     attempt: 1,
                     at: now,
@@ -230,14 +238,16 @@ impl<O: Copy + Eq + Hash> Reconnect<O> {
         }
     }
 
-    /// A session with `peer` came up (whoever opened it).
-    pub(crate) fn established(&mut self, peer: PeerId) {
+    /// A session with `peer` came up (whoever opened it); `lasting`: the peer said it
+    /// keeps its identity across restarts.
+    pub(crate) fn established(&mut self, peer: PeerId, lasting: bool) {
         if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_PEERS {
             return;
         }
         let known = self.peers.entry(peer).or_insert(Known {
             secret: None,
             addrs: Vec::new(),
+            lasting: false,
             state: State::Idle,
         });
         if let State::Retrying {
@@ -246,6 +256,7 @@ impl<O: Copy + Eq + Hash> Reconnect<O> {
         {
             self.opens.remove(&open);
         }
+        known.lasting = lasting;
         known.state = State::Idle;
     }
 
@@ -260,7 +271,7 @@ impl<O: Copy + Eq + Hash> Reconnect<O> {
         let Some(known) = self.peers.get_mut(&peer) else {
             return Plan::Stop;
         };
-        if !worth_reconnecting(reason) || known.state == State::Stopped {
+        if !worth_reconnecting(reason, known.lasting) || known.state == State::Stopped {
             known.state = State::Stopped;
             return Plan::Stop;
         }
@@ -469,17 +480,20 @@ mod tests {
             CloseReason::ConnectionLost,
             CloseReason::PeerUnresponsive,
             CloseReason::RemoteForgot,
-            CloseReason::RemoteClosed(RejectCode::Shutdown),
         ] {
-            assert!(worth_reconnecting(&r), "{r:?}");
+            assert!(worth_reconnecting(&r, false), "{r:?}");
         }
+        // A goodbye is a restart only from a peer that keeps its identity.
+        let goodbye = CloseReason::RemoteClosed(RejectCode::Shutdown);
+        assert!(worth_reconnecting(&goodbye, true));
+        assert!(!worth_reconnecting(&goodbye, false));
         for r in [
             CloseReason::RemoteClosed(RejectCode::UserClosed),
             CloseReason::LocalClosed,
             CloseReason::Shutdown,
             CloseReason::Replaced,
         ] {
-            assert!(!worth_reconnecting(&r), "{r:?}");
+            assert!(!worth_reconnecting(&r, true), "{r:?}");
         }
     }
 
@@ -531,7 +545,7 @@ mod tests {
             None,
             "reported once"
         );
-        r.established(bob);
+        r.established(bob, false);
         assert!(!r.expected(&bob));
         assert!(r.due(t1 + BACKOFF_MAX).is_empty());
     }
@@ -541,7 +555,7 @@ mod tests {
         let mut r: Reconnect<u64> = Reconnect::default();
         let (alice, bob, carol) = (PeerId::random(), PeerId::random(), PeerId::random());
         let t0 = Instant::now();
-        r.established(alice);
+        r.established(alice, false);
         assert_eq!(
             r.closed(alice, &CloseReason::ConnectionLost, t0, MID),
             Plan::Await
@@ -615,7 +629,7 @@ mod tests {
             "a stopped attempt's outcome is not a reconnect's"
         );
         // A later lost session is not reconnected either...
-        r.established(bob);
+        r.established(bob, false);
         // ...until the user dials it again (established resets to Idle, so the stop is
         // kept only while no session is up: a new session means the user wanted it).
         assert_eq!(
@@ -676,7 +690,7 @@ mod tests {
         assert_eq!(r.peers[&bob].addrs.len(), MAX_ADDRS);
         // The table is bounded.
         for _ in 0..MAX_PEERS + 10 {
-            r.established(PeerId::random());
+            r.established(PeerId::random(), false);
         }
         assert_eq!(r.peers.len(), MAX_PEERS);
     }
