@@ -530,3 +530,84 @@ fn a_cut_link_is_reconnected_when_restored_and_outage_messages_arrive_once() {
     assert_eq!(count(&bob, "during the cut"), 1);
     assert_eq!(count(&alice, "other way"), 1);
 }
+
+// ---- the lab with profiles ----------------------------------------------------------
+
+/// The next event of node `i` satisfying `pred`, within `limit`.
+async fn lab_event(
+    lab: &mut noctua::lab::Lab,
+    i: usize,
+    limit: Duration,
+    what: &str,
+    pred: impl Fn(&noctua::face::headless::Event) -> bool,
+) -> noctua::face::headless::Event {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, lab.next_event()).await {
+            Ok(Some(e)) if e.node == i && pred(&e.event) => return e.event,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => panic!("node{i}: no {what} within {limit:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lab_with_profiles_restarts_a_node_with_its_identity_and_it_is_reconnected() {
+    use noctua::face::headless::Event;
+    let test = "the_lab_with_profiles_restarts_a_node_with_its_identity_and_it_is_reconnected";
+    if !netns_or_skip(test) {
+        return;
+    }
+    let dir = DataDir::new("lab");
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_noctua"));
+    let mut lab = noctua::lab::Lab::create(2, &dir.0, &bin).expect("create the lab");
+    lab.set_auto_connect(false);
+    lab.set_profiles(true);
+    let extra: Vec<String> = FAST.iter().map(|s| s.to_string()).collect();
+    let limit = Duration::from_secs(30);
+    for i in 0..2 {
+        lab.start(i, &format!("lab-secret-{i}"), &extra)
+            .expect("start");
+        lab_event(&mut lab, i, limit, "ready", |e| {
+            matches!(e, Event::Ready { .. })
+        })
+        .await;
+    }
+    let first = lab.peer_id(1).expect("node1's id").to_string();
+    assert!(dir.0.join("profiles-data/profiles/node1").is_dir());
+    lab.send(0, &format!("connect {}:4001:lab-secret-1", lab.ip(1)))
+        .await
+        .expect("send");
+    lab_event(&mut lab, 0, limit, "a session", |e| {
+        matches!(e, Event::SessionEstablished { .. })
+    })
+    .await;
+
+    lab.stop(1, Duration::from_secs(10)).await;
+    lab_event(&mut lab, 0, limit, "reconnecting", |e| {
+        matches!(e, Event::Reconnecting { .. })
+    })
+    .await;
+    lab.send(0, "msg node1 across the restart")
+        .await
+        .expect("send");
+    lab_event(&mut lab, 0, limit, "queued", |e| {
+        matches!(e, Event::Queued { .. })
+    })
+    .await;
+    lab.start(1, "lab-secret-1", &extra).expect("restart");
+    lab_event(&mut lab, 1, limit, "ready", |e| {
+        matches!(e, Event::Ready { .. })
+    })
+    .await;
+    assert_eq!(lab.peer_id(1), Some(first.as_str()), "the same identity");
+    lab_event(
+        &mut lab,
+        1,
+        Duration::from_secs(90),
+        "the message",
+        |e| matches!(e, Event::Message { text, .. } if text == "across the restart"),
+    )
+    .await;
+    lab.shutdown().await;
+}

@@ -165,7 +165,11 @@ impl Node {
                     reason: reason.clone(),
                 })
                 .await;
-                // Forgets the name unless the peer is expected back.
+                // Its name is free for others now; a peer expected back still answers to
+                // it while no one else has it (`Node::resolve`).
+                if !self.has_session(&peer) {
+                    self.names.forget(&peer);
+                }
                 self.after_close(peer, &reason).await;
             }
             other => self.on_message_event(other).await,

@@ -354,9 +354,24 @@ impl Node {
         set
     }
 
-    /// Finds a peer as the user typed it.
+    /// Finds a peer as the user typed it. A peer whose session dropped and that is
+    /// expected back answers to the name it had, unless a peer with a session has it now.
     fn resolve(&self, who: &str) -> Result<PeerId, ResolveError> {
-        self.names.resolve(who, &self.known_peers())
+        match self.names.resolve(who, &self.known_peers()) {
+            Err(ResolveError::Left(name)) => {
+                let back: Vec<PeerId> = self
+                    .reconnect
+                    .expected_peers()
+                    .into_iter()
+                    .filter(|p| self.names.former(p) == Some(&name))
+                    .collect();
+                match back.as_slice() {
+                    [peer] => Ok(*peer),
+                    _ => Err(ResolveError::Left(name)),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Opens a session to a discovered peer with our own secret.
@@ -417,7 +432,9 @@ impl Node {
             let Ok(secret) = Secret::new(secret) else {
                 continue;
             };
+            // The name it had, held for it while no one else takes it.
             self.names.assign(peer, &name);
+            self.names.forget(&peer);
             let plan = self.reconnect.resume(peer, secret, addrs, now);
             self.after_plan(peer, plan, None).await;
         }
