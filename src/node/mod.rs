@@ -30,7 +30,7 @@
 //! tokio::spawn(node.run(req_rx));
 //! let _ = req_tx.send(Request::new(Command::Sessions)).await;
 //! while let Some(output) = out_rx.recv().await {
-//!     if let Output::Sessions(rows) = output {
+//!     if let Output::Sessions { rows, .. } = output {
 //!         println!("{} session(s)", rows.len());
 //!         break;
 //!     }
