@@ -287,6 +287,33 @@ fn an_ephemeral_peer_that_leaves_is_not_reconnected() {
     assert_eq!(count(&alice, "queued"), 0, "{:?}", alice.seen);
 }
 
+#[test]
+fn block_while_reconnecting_stops_it_and_reports_what_was_queued() {
+    let mut bob = start("Bob", "bob-secret-for-reconnect-10", &[]);
+    let mut alice = start("Alice", "alice-secret-for-reconnect-10", &[]);
+    pair(&mut alice, &mut bob);
+    signal(&bob, "-STOP");
+    alice.expect_contains("reconnecting to Bob (attempt 1");
+    alice.send("msg Bob not for a blocked peer");
+    alice.expect_contains("queued for Bob");
+    alice.send("block Bob");
+    alice.expect_contains("\"not for a blocked peer\" not delivered to Bob: you blocked the peer");
+    signal(&bob, "-CONT");
+    let attempts = count(&alice, "reconnecting to Bob");
+    // No attempt after the block (the next would have come within 2.5 s).
+    std::thread::sleep(Duration::from_secs(3));
+    alice.send("sessions");
+    alice.expect_contains("no sessions yet");
+    assert_eq!(
+        count(&alice, "reconnecting to Bob"),
+        attempts,
+        "{:?}",
+        alice.seen
+    );
+    assert_eq!(count(&alice, "[+] Bob connected"), 1, "{:?}", alice.seen);
+    assert_eq!(count(&bob, "not for a blocked peer"), 0);
+}
+
 // ---- profiles --------------------------------------------------------------------
 
 /// A fresh data directory for this test's profiles (removed on drop).
