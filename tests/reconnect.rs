@@ -314,6 +314,33 @@ fn block_while_reconnecting_stops_it_and_reports_what_was_queued() {
     assert_eq!(count(&bob, "not for a blocked peer"), 0);
 }
 
+#[test]
+fn waiting_ends_when_the_peer_does_not_come_back_within_the_outbox_ttl() {
+    let mut bob = start(
+        "Bob",
+        "bob-secret-for-reconnect-11",
+        &["--outbox-ttl", "2s"],
+    );
+    let mut alice = start("Alice", "alice-secret-for-reconnect-11", &[]);
+    pair(&mut alice, &mut bob);
+    drop(alice); // killed: an ephemeral identity that never comes back
+    bob.expect_contains("waiting for Alice to reconnect");
+    bob.send("msg Alice lost cause");
+    bob.expect_contains("queued for Alice");
+    bob.expect_all(&[
+        "\"lost cause\" not delivered to Alice: the peer did not come back within 2 s",
+        "stopped waiting for Alice: it did not come back within 2 s",
+    ]);
+    bob.send("msg Alice again");
+    bob.expect_contains("Alice has left");
+    assert_eq!(
+        count(&bob, "not delivered"),
+        1,
+        "reported once: {:?}",
+        bob.seen
+    );
+}
+
 // ---- profiles --------------------------------------------------------------------
 
 /// A fresh data directory for this test's profiles (removed on drop).

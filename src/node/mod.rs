@@ -440,12 +440,23 @@ impl Node {
         }
     }
 
-    /// Reports queued messages that waited too long, each once.
+    /// Reports queued messages that waited too long, each once; stops waiting for peers
+    /// that did not come back within the same time.
     async fn expire_outbox(&mut self) {
         let ttl = self.outbox.ttl();
-        for (peer, m) in self.outbox.expire(tokio::time::Instant::now()) {
+        let now = tokio::time::Instant::now();
+        for (peer, m) in self.outbox.expire(now) {
             self.not_delivered(m.local, peer, Undelivered::Expired(ttl))
                 .await;
+        }
+        for peer in self.reconnect.stop_waiting(now, ttl) {
+            let name = self.names.display(&peer);
+            self.give_up_peer(peer, Undelivered::GaveUp).await;
+            self.emit(Output::Notice(format!(
+                "stopped waiting for {name}: it did not come back within {}",
+                short_duration(ttl)
+            )))
+            .await;
         }
     }
 

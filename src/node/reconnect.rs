@@ -84,8 +84,9 @@ enum State<O> {
         at: Instant,
         open: Option<O>,
     },
-    /// We cannot re-open (we do not know its secret): the peer has to come back.
-    Awaiting,
+    /// We cannot re-open (we do not know its secret): the peer has to come back. Since
+    /// `since`.
+    Awaiting { since: Instant },
     /// Not again: the peer closed the session, refused us, or the user disconnected it.
     Stopped,
 }
@@ -276,7 +277,7 @@ impl<O: Copy + Eq + Hash> Reconnect<O> {
             return Plan::Stop;
         }
         if known.secret.is_none() {
-            known.state = State::Awaiting;
+            known.state = State::Awaiting { since: now };
             return Plan::Await;
         }
         schedule(known, 1, now, rand)
@@ -363,12 +364,28 @@ impl<O: Copy + Eq + Hash> Reconnect<O> {
         let Some(known) = self.peers.get_mut(peer) else {
             return false;
         };
-        let active = matches!(known.state, State::Retrying { .. } | State::Awaiting);
+        let active = matches!(known.state, State::Retrying { .. } | State::Awaiting { .. });
         if let State::Retrying { open: Some(o), .. } = known.state {
             self.opens.remove(&o);
         }
         known.state = State::Stopped;
         active
+    }
+
+    /// Peers awaited for `limit` or longer by `now`: no longer awaited (an ephemeral peer
+    /// that died never comes back: its identity died with it).
+    pub(crate) fn stop_waiting(&mut self, now: Instant, limit: Duration) -> Vec<PeerId> {
+        let mut gone: Vec<PeerId> = Vec::new();
+        for (peer, known) in &mut self.peers {
+            if let State::Awaiting { since } = known.state
+                && now.saturating_duration_since(since) >= limit
+            {
+                known.state = State::Stopped;
+                gone.push(*peer);
+            }
+        }
+        gone.sort();
+        gone
     }
 
     /// Whether messages for `peer` should be queued: its session is down and it is
@@ -388,7 +405,7 @@ impl<O: Copy + Eq + Hash> Reconnect<O> {
                     at.saturating_duration_since(now)
                 },
             }),
-            State::Awaiting => Some(LinkStatus::Waiting),
+            State::Awaiting { .. } => Some(LinkStatus::Waiting),
             State::Idle | State::Stopped => None,
         }
     }
@@ -398,7 +415,7 @@ impl<O: Copy + Eq + Hash> Reconnect<O> {
         let mut v: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(_, k)| matches!(k.state, State::Retrying { .. } | State::Awaiting))
+            .filter(|(_, k)| matches!(k.state, State::Retrying { .. } | State::Awaiting { .. }))
             .map(|(p, _)| *p)
             .collect();
         v.sort();
@@ -562,6 +579,12 @@ mod tests {
         );
         assert_eq!(r.status(&alice, t0), Some(LinkStatus::Waiting));
         assert!(r.due(t0 + BACKOFF_MAX).is_empty(), "nothing to dial");
+        // Not for ever: after the limit, once.
+        let limit = Duration::from_secs(600);
+        assert!(r.stop_waiting(t0 + limit / 2, limit).is_empty());
+        assert_eq!(r.stop_waiting(t0 + limit, limit), vec![alice]);
+        assert!(r.stop_waiting(t0 + limit * 2, limit).is_empty());
+        assert!(!r.expected(&alice));
         // A user's close is final.
         r.dialed(bob, secret(), Some(addr()));
         assert_eq!(
