@@ -30,7 +30,9 @@ use libp2p::swarm::{
 use crate::codec::{Codec, PROTOCOL};
 use crate::config::Config;
 use crate::crypto::{RsaKeyPair, Secret};
-use crate::error::{OpenError, RefuseError, SendError, SessionError, describe_dial_error, failure};
+use crate::error::{
+    OpenError, PeerMismatch, RefuseError, SendError, SessionError, describe_dial_error, failure,
+};
 use crate::handler::{Handler, HandlerIn};
 use crate::keys::{KeyRing, KeyRingEvent};
 use crate::peer::{Action, ChannelToken, ReqToken};
@@ -136,6 +138,11 @@ impl Behaviour {
     /// on either side and nothing accepted by either listener. A new port per dial gives two
     /// ordinary connections, and the protocol's crossing rules keep one session. Port reuse
     /// only serves NAT hole punching, which Noctua does not do.
+    ///
+    /// An address that ends in `/p2p/PEER` (a pinned connection string, SPEC.md §4) is
+    /// dialed asking the transport to check that identity, and an existing connection is
+    /// reused only if it is with `PEER` itself, never one that merely goes to the same
+    /// address. If another identity answers, the open fails with [`OpenError::WrongPeer`].
     pub fn connect(&mut self, address: Multiaddr, secret: Secret) -> OpenId {
         let open = self.next_open();
         let peer_in_addr = address.iter().find_map(|p| match p {
@@ -560,10 +567,12 @@ impl Behaviour {
     fn on_dial_failure(&mut self, ev: DialFailure<'_>) {
         if let Some((open, _)) = self.pending_dials.remove(&ev.connection_id) {
             let error = match (ev.peer_id, ev.error) {
-                (Some(expected), DialError::WrongPeerId { obtained, .. }) => OpenError::WrongPeer {
-                    expected,
-                    found: *obtained,
-                },
+                (Some(expected), DialError::WrongPeerId { obtained, .. }) => {
+                    OpenError::WrongPeer(Box::new(PeerMismatch {
+                        expected,
+                        found: *obtained,
+                    }))
+                }
                 _ => OpenError::Dial(describe_dial_error(ev.error)),
             };
             self.events
