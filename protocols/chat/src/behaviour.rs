@@ -30,9 +30,7 @@ use libp2p::swarm::{
 use crate::codec::{Codec, PROTOCOL};
 use crate::config::Config;
 use crate::crypto::{RsaKeyPair, Secret};
-use crate::error::{
-    OpenError, PeerMismatch, RefuseError, SendError, SessionError, describe_dial_error, failure,
-};
+use crate::error::{OpenError, RefuseError, SendError, SessionError, describe_dial_error, failure};
 use crate::handler::{Handler, HandlerIn};
 use crate::keys::{KeyRing, KeyRingEvent};
 use crate::peer::{Action, ChannelToken, ReqToken};
@@ -567,12 +565,10 @@ impl Behaviour {
     fn on_dial_failure(&mut self, ev: DialFailure<'_>) {
         if let Some((open, _)) = self.pending_dials.remove(&ev.connection_id) {
             let error = match (ev.peer_id, ev.error) {
-                (Some(expected), DialError::WrongPeerId { obtained, .. }) => {
-                    OpenError::WrongPeer(Box::new(PeerMismatch {
-                        expected,
-                        found: *obtained,
-                    }))
-                }
+                (Some(expected), DialError::WrongPeerId { obtained, .. }) => OpenError::WrongPeer {
+                    expected,
+                    found: *obtained,
+                },
                 _ => OpenError::Dial(describe_dial_error(ev.error)),
             };
             self.events

@@ -165,8 +165,13 @@ pub enum OpenError {
     Dial(String),
     /// The address was given with the peer's identity (`/p2p/PEERID`, a pinned connection
     /// string) and another identity answered there: nothing was opened (SPEC.md §4).
-    #[error("this is not the peer you were given: expected {}, found {}", .0.expected, .0.found)]
-    WrongPeer(Box<PeerMismatch>),
+    #[error("this is not the peer you were given: expected {expected}, found {found}")]
+    WrongPeer {
+        /// The identity the address was pinned to (`/p2p/PEER`).
+        expected: libp2p::PeerId,
+        /// The identity that answered.
+        found: libp2p::PeerId,
+    },
     /// The peer answered but does not speak `/noctua/chat/2.0.0`.
     #[error("the peer does not speak the Noctua chat protocol")]
     UnsupportedProtocol,
@@ -214,16 +219,6 @@ pub enum OpenError {
     /// started. [`crate::Behaviour::allow_peer`] lets it in again.
     #[error("sessions with this peer are refused here (it was disconnected or blocked)")]
     RefusedHere,
-}
-
-/// The identity a pinned address was given with, and the one that answered there
-/// ([`OpenError::WrongPeer`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerMismatch {
-    /// The identity the address was pinned to (`/p2p/PEER`).
-    pub expected: libp2p::PeerId,
-    /// The identity that answered.
-    pub found: libp2p::PeerId,
 }
 
 /// Why [`crate::Behaviour::refuse_peer`] could not refuse a peer.

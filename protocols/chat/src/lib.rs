@@ -85,8 +85,7 @@ pub use codec::{Codec, PROTOCOL};
 pub use config::{Config, MAX_FRAME_CEILING};
 pub use crypto::{ACCEPTED_RSA_BITS, KeyError, RsaKeyPair, SafetyNumber, Secret, SecretError};
 pub use error::{
-    CloseReason, DeliveryError, OpenError, PeerMismatch, RefuseError, RejectCode, SendError,
-    SessionError,
+    CloseReason, DeliveryError, OpenError, RefuseError, RejectCode, SendError, SessionError,
 };
 pub use handler::{Handler, HandlerIn};
 pub use session::{Rejections, SessionState};

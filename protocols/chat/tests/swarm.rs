@@ -11,8 +11,8 @@ use common::{
 };
 use libp2p_swarm_test::SwarmExt;
 use noctua_chat::{
-    CloseReason, Config, DeliveryError, Event, MessageId, OpenError, PeerMismatch, RejectCode,
-    Role, SafetyNumber, Secret, SendError, SessionError, SessionState,
+    CloseReason, Config, DeliveryError, Event, MessageId, OpenError, RejectCode, Role,
+    SafetyNumber, Secret, SendError, SessionError, SessionState,
 };
 use noctua_spec_peer::{Answered, Content, Harness, node_config as spec_node_config, node_key};
 
@@ -1261,10 +1261,10 @@ async fn a_pinned_dial_never_reuses_a_connection_with_another_identity() {
     let error = net.open_failure(open).await;
     assert_eq!(
         error,
-        OpenError::WrongPeer(Box::new(PeerMismatch {
+        OpenError::WrongPeer {
             expected: other,
             found: p0
-        }))
+        }
     );
     assert!(
         error
