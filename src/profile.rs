@@ -884,8 +884,27 @@ mod tests {
     }
 
     #[test]
-    fn the_data_dir_follows_xdg_then_home() {
+    fn an_explicit_data_dir_is_used_as_is() {
         let explicit = data_dir(Some(Path::new("/x/y"))).expect("explicit");
         assert_eq!(explicit, PathBuf::from("/x/y"));
+    }
+
+    #[test]
+    fn a_symlinked_profile_file_is_refused_and_left_alone() {
+        let d = tmpdir("link");
+        drop(Profile::open(&d, "p", SecretChoice::Keep).expect("create"));
+        let key = d.join("profiles/p").join(IDENTITY_FILE);
+        let elsewhere = d.join("elsewhere.key");
+        std::fs::rename(&key, &elsewhere).expect("move");
+        std::os::unix::fs::symlink(&elsewhere, &key).expect("symlink");
+        let err = Profile::open(&d, "p", SecretChoice::Keep).expect_err("refused");
+        assert!(matches!(err, ProfileError::Symlink { .. }), "{err}");
+        assert!(
+            std::fs::symlink_metadata(&key)
+                .expect("still there")
+                .file_type()
+                .is_symlink()
+        );
+        std::fs::remove_dir_all(&d).expect("cleanup");
     }
 }

@@ -209,9 +209,14 @@ impl KnownPeers {
         let mut peers = BTreeMap::new();
         for mut p in list {
             p.name = clip(p.name);
-            p.addrs = p.addrs.iter().map(without_p2p).collect();
-            p.addrs.dedup();
-            p.addrs.truncate(MAX_ADDRS);
+            let mut addrs: Vec<Multiaddr> = Vec::new();
+            for a in p.addrs.iter().map(without_p2p) {
+                if !addrs.contains(&a) {
+                    addrs.push(a);
+                }
+            }
+            addrs.truncate(MAX_ADDRS);
+            p.addrs = addrs;
             let id = p.peer;
             if peers.insert(id, p).is_some() {
                 return Err(TrustError::Duplicate(id));
@@ -607,11 +612,11 @@ mod tests {
         assert_eq!(KnownPeers::from_peers(many), Err(TrustError::Full));
         let mut long = rec;
         long.name = "é".repeat(MAX_NAME);
-        long.addrs = (1..10).map(addr).collect();
+        long.addrs = [1, 2, 1, 3, 2, 4, 5].into_iter().map(addr).collect();
         let book = KnownPeers::from_peers(vec![long]).expect("fits");
         let p = book.get(&bob).expect("known");
         assert!(p.name.len() <= MAX_NAME && p.name.len() > MAX_NAME - 2);
-        assert_eq!(p.addrs.len(), MAX_ADDRS);
+        assert_eq!(p.addrs, vec![addr(1), addr(2), addr(3), addr(4)]);
     }
 
     #[test]

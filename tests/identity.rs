@@ -240,7 +240,7 @@ fn block_closes_refuses_and_lasts_and_unblock_lets_in() {
     let mut alice = start("Alice", Some((&dir, "alice")), &[]);
     let (_, alice_conn, _) = ready(&mut alice);
     let mut bob = start("Bob", Some((&dir, "bob")), &[]);
-    ready(&mut bob);
+    let (bob_id, _, _) = ready(&mut bob);
     bob.send(&format!("connect {alice_conn}"));
     bob.expect_contains("\"event\":\"session_established\"");
     alice.expect_contains("\"event\":\"session_established\"");
@@ -252,9 +252,22 @@ fn block_closes_refuses_and_lasts_and_unblock_lets_in() {
     assert!(failed.contains("refused"), "{failed}");
     stop(alice, 0);
 
-    // Still blocked after a restart.
+    // Still blocked after a restart, and listed so (though away).
     let mut alice = start("Alice", Some((&dir, "alice")), &[]);
     ready(&mut alice);
+    alice.send("peers");
+    let peers = alice.expect_contains("\"event\":\"peers\"");
+    let Event::Peers { peers } = event(&peers) else {
+        panic!("{peers}")
+    };
+    let row = peers
+        .iter()
+        .find(|p| p.peer_id == bob_id)
+        .expect("Bob is listed");
+    assert_eq!(
+        (row.trust.as_str(), row.name.as_deref(), row.connected),
+        ("blocked", Some("Bob"), false)
+    );
     bob.send(&format!("connect {alice_conn}"));
     let failed = bob.expect_contains("\"event\":\"connect_failed\"");
     assert!(failed.contains("refused"), "{failed}");

@@ -381,10 +381,18 @@ impl Node {
                         addrs.push(d.clone());
                     }
                 }
+                let known = self.trust.get(p);
+                if addrs.is_empty() {
+                    addrs.extend(known.into_iter().flat_map(|k| k.addrs.iter().cloned()));
+                }
                 PeerRow {
                     index: 0,
                     peer: *p,
-                    name: self.names.get(p).cloned(),
+                    name: self
+                        .names
+                        .get(p)
+                        .or(known.map(|k| &k.name).filter(|n| !n.is_empty()))
+                        .cloned(),
                     addrs,
                     connected: self.swarm.is_connected(p),
                     discovered: self.discovered.contains_key(p),

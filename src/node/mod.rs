@@ -346,6 +346,8 @@ impl Node {
     /// Every peer we know of: with a session, connected, or discovered.
     fn known_peers(&self) -> Vec<PeerId> {
         let mut set: Vec<PeerId> = self.sessions().map(|s| s.peer).collect();
+        // Peers kept in the profile (lasting or blocked), even when away.
+        set.extend(self.trust.persisted().map(|k| k.peer));
         set.extend(self.swarm.connected_peers().copied());
         set.extend(self.discovered.keys().copied());
         set.extend(self.reconnect.expected_peers());
