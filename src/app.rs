@@ -205,6 +205,7 @@ fn node_config(args: &Args) -> Result<NodeConfig, RunError> {
         mdns: !args.no_mdns,
         auto_connect: args.auto_connect,
         chat,
+        outbox_ttl: args.outbox_ttl,
         identity: profile.as_ref().map(|p| p.identity().clone()),
         profile,
     })

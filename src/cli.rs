@@ -124,6 +124,11 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
+    /// How long a message for a peer that is reconnecting waits in memory before it is
+    /// reported as not delivered
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub outbox_ttl: Duration,
+
     /// No prompt, no colors: commands on stdin, one JSON event per line on stdout
     #[arg(long, alias = "json")]
     pub headless: bool,
@@ -220,6 +225,11 @@ pub struct LabArgs {
     /// Only remove namespaces left behind by labs that were killed, then exit
     #[arg(long)]
     pub cleanup: bool,
+
+    /// Give every node a profile of its own under the lab directory, so that a node
+    /// restarted in the lab (`restart <n>`) keeps its identity and its known peers
+    #[arg(long)]
+    pub profiles: bool,
 }
 
 /// A command-line value that does not parse; clap prints it after the flag's name.

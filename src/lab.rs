@@ -119,6 +119,8 @@ pub struct Lab {
     events_tx: mpsc::Sender<LabEvent>,
     events_rx: mpsc::Receiver<LabEvent>,
     auto_connect: bool,
+    /// Give every node a profile of its own under `dir` (`--profiles`).
+    profiles: bool,
     torn_down: bool,
 }
 
@@ -220,6 +222,7 @@ impl Lab {
             events_tx,
             events_rx,
             auto_connect: true,
+            profiles: false,
             torn_down: false,
         };
         run_sync(&["ip", "netns", "add", &hub])?;
@@ -264,6 +267,18 @@ impl Lab {
     /// by default).
     pub fn set_auto_connect(&mut self, on: bool) {
         self.auto_connect = on;
+    }
+
+    /// Whether nodes started from now on run with a profile of their own (`--profile
+    /// node<i>` in `<dir>/profiles-data`), so that a node restarted keeps its identity,
+    /// its secret and its known peers (off by default: ephemeral nodes).
+    pub fn set_profiles(&mut self, on: bool) {
+        self.profiles = on;
+    }
+
+    /// The data directory node profiles are kept in (with [`Lab::set_profiles`]).
+    pub fn profiles_dir(&self) -> PathBuf {
+        self.dir.join("profiles-data")
     }
 
     /// Where the logs go.
@@ -341,6 +356,11 @@ impl Lab {
         .kill_on_drop(true);
         if self.auto_connect {
             cmd.arg("--auto-connect");
+        }
+        if self.profiles {
+            cmd.arg("--data-dir")
+                .arg(self.dir.join("profiles-data"))
+                .args(["--profile", &format!("node{i}")]);
         }
         if !extra.iter().any(|a| a.starts_with("--log-level")) {
             cmd.args(["--log-level", "info"]);

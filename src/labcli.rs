@@ -24,7 +24,10 @@ pub(crate) async fn run(args: LabArgs) -> ExitCode {
     } else {
         "Ctrl-C or end of input stops the lab"
     };
-    println!("commands: '<n> <command>' or 'all <command>'; {stop}");
+    println!(
+        "commands: '<n> <command>' or 'all <command>'; 'restart <n>', 'kill <n>', 'start <n>'; {stop}"
+    );
+    let secrets = secrets(&args);
 
     let mut printer = Printer {
         names: HashMap::new(),
@@ -46,7 +49,10 @@ pub(crate) async fn run(args: LabArgs) -> ExitCode {
                 printer.print(&lab, &ev);
             }
             line = stdin.next_line(), if stdin_open => match line {
-                Ok(Some(line)) => forward(&mut lab, &line).await,
+                Ok(Some(line)) => match lab_command(&line) {
+                    Some((what, i)) => control(&mut lab, what, i, &secrets, &args.node_args).await,
+                    None => forward(&mut lab, &line).await,
+                },
                 // End of input ends a lab that has no --duration; with one, the lab runs on
                 // (so that `noctua lab --duration 10m < /dev/null &` works).
                 _ if deadline.is_none() => break,
@@ -94,13 +100,8 @@ async fn prepare(args: &LabArgs) -> Result<Option<Lab>, ExitCode> {
     let bin = std::env::current_exe()
         .map_err(|e| fail(&format!("cannot find the noctua binary: {e}")))?;
     let mut lab = Lab::create(args.nodes, &args.dir, &bin).map_err(|e| fail(&e))?;
-    let outsider_secret = format!("{}-outsider", args.secret);
-    for i in 0..args.nodes {
-        let secret = if i >= args.nodes - args.outsiders {
-            &outsider_secret
-        } else {
-            &args.secret
-        };
+    lab.set_profiles(args.profiles);
+    for (i, secret) in secrets(args).iter().enumerate() {
         if let Err(e) = lab.start(i, secret, &args.node_args) {
             let code = fail(&e);
             lab.shutdown().await;
@@ -115,6 +116,46 @@ async fn prepare(args: &LabArgs) -> Result<Option<Lab>, ExitCode> {
         args.dir.display()
     );
     Ok(Some(lab))
+}
+
+/// Each node's secret: the shared one, or the outsiders' for the last `--outsiders`.
+fn secrets(args: &LabArgs) -> Vec<String> {
+    let outsider_secret = format!("{}-outsider", args.secret);
+    (0..args.nodes)
+        .map(|i| {
+            if i >= args.nodes - args.outsiders {
+                outsider_secret.clone()
+            } else {
+                args.secret.clone()
+            }
+        })
+        .collect()
+}
+
+/// A lab command: `restart <n>` (exit with goodbyes, start again: with `--profiles` the
+/// node keeps its identity), `kill <n>` (SIGKILL, no goodbye), `start <n>`.
+fn lab_command(line: &str) -> Option<(&str, usize)> {
+    let mut words = line.split_whitespace();
+    let what = words.next()?;
+    let i = words.next()?.parse().ok()?;
+    (matches!(what, "restart" | "kill" | "start") && words.next().is_none()).then_some((what, i))
+}
+
+async fn control(lab: &mut Lab, what: &str, i: usize, secrets: &[String], extra: &[String]) {
+    if i >= lab.len() {
+        println!("no node {i} (0 to {})", lab.len() - 1);
+        return;
+    }
+    match what {
+        "kill" => lab.kill(i).await,
+        "restart" => lab.stop(i, std::time::Duration::from_secs(10)).await,
+        _ => {}
+    }
+    if what != "kill"
+        && let Err(e) = lab.start(i, &secrets[i], extra)
+    {
+        println!("{e}");
+    }
 }
 
 /// Sends `<n> <command>` to node n, or `all <command>` to every node.
@@ -199,7 +240,35 @@ impl Printer {
                 "{who}: not delivered to {}: {reason}",
                 self.peer(peer_id, name)
             ),
+            Event::Reconnecting {
+                peer_id,
+                name,
+                attempt,
+                next_in_ms,
+            } => println!(
+                "{who}: reconnecting to {} (attempt {attempt}, next in {} ms)",
+                self.peer(peer_id, name),
+                next_in_ms
+            ),
+            Event::Waiting { peer_id, name } => {
+                println!(
+                    "{who}: waiting for {} to reconnect",
+                    self.peer(peer_id, name)
+                )
+            }
+            Event::NotDelivered {
+                peer_id,
+                name,
+                message,
+                ..
+            } => println!(
+                "{who}: not delivered to {}: {message}",
+                self.peer(peer_id, name)
+            ),
             Event::ConnectFailed { .. }
+            | Event::ReconnectStopped { .. }
+            | Event::Disconnected { .. }
+            | Event::Queued { .. }
             | Event::Error { .. }
             | Event::CommandError { .. }
             | Event::Sessions { .. }
@@ -212,5 +281,22 @@ impl Printer {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lab_command;
+
+    #[test]
+    fn lab_commands_are_told_from_node_commands() {
+        assert_eq!(lab_command("restart 2"), Some(("restart", 2)));
+        assert_eq!(lab_command(" kill 0 "), Some(("kill", 0)));
+        assert_eq!(lab_command("start 1"), Some(("start", 1)));
+        // Node commands: forwarded.
+        assert_eq!(lab_command("2 msg node1 hi"), None);
+        assert_eq!(lab_command("restart two"), None);
+        assert_eq!(lab_command("restart 1 now"), None);
+        assert_eq!(lab_command("all sessions"), None);
     }
 }

@@ -79,7 +79,7 @@ fn session_states(n: &mut NodeProc, run: usize) -> Vec<String> {
     let line = n.expect(&format!("run {run}: the session list"), |l| {
         l.contains("\"event\":\"sessions\"")
     });
-    let Event::Sessions { sessions } = event(&line) else {
+    let Event::Sessions { sessions, .. } = event(&line) else {
         panic!("run {run}: not a session list: {line}")
     };
     sessions.into_iter().map(|s| s.state).collect()

@@ -282,7 +282,7 @@ fn headless_mode_writes_one_json_event_per_line() {
     bob.expect_contains("\"event\":\"delivered\"");
     bob.send("sessions");
     let s = bob.expect_contains("\"event\":\"sessions\"");
-    let Event::Sessions { sessions } = event(&s) else {
+    let Event::Sessions { sessions, .. } = event(&s) else {
         panic!("not sessions: {s}")
     };
     assert_eq!(sessions[0].name, "Alice");

@@ -255,7 +255,7 @@ async fn nodes_discover_each_other_mesh_admit_only_the_shared_secret_and_broadca
             .rev()
             .filter(|e| e.node == i)
             .find_map(|e| match &e.event {
-                Event::Sessions { sessions } => Some(sessions),
+                Event::Sessions { sessions, .. } => Some(sessions),
                 _ => None,
             })
             .unwrap();
@@ -674,7 +674,7 @@ async fn a_peer_killed_mid_burst_and_mid_rotation_leaves_every_message_accounted
         .iter()
         .filter(|e| e.node == 1)
         .find_map(|e| match &e.event {
-            Event::Sessions { sessions } => sessions
+            Event::Sessions { sessions, .. } => sessions
                 .iter()
                 .find(|s| s.peer_id == victim)
                 .map(|s| s.state.clone()),

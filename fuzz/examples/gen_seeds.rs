@@ -258,6 +258,59 @@ fn session_seeds(dir: &Path) {
             .concat(),
         ),
         (
+            // Issue 12: R refuses I (its open is answered REFUSED), then allows it again.
+            "handshake-refused-then-allowed",
+            0b0000_0000,
+            [
+                vec![Refuse { side: 1 }, Open { side: 0 }],
+                d(2),
+                vec![Allow { side: 1 }],
+                handshake.clone(),
+                vec![chat(0, "let in"), Refuse { side: 1 }, chat(1, "still up")],
+                d(4),
+                vec![Probe],
+            ]
+            .concat(),
+        ),
+        (
+            // R refuses I between CHALLENGE and AUTH: the AUTH is answered REFUSED.
+            "handshake-refused-midway",
+            0b0000_0000,
+            [
+                vec![Open { side: 0 }],
+                d(2),
+                vec![Refuse { side: 1 }],
+                d(4),
+                vec![Allow { side: 1 }],
+                handshake.clone(),
+                vec![Probe],
+            ]
+            .concat(),
+        ),
+        (
+            // R takes a new secret while running: the session goes on; I's next open with
+            // the old string fails; once I has the new string it gets in. Then a change
+            // between CHALLENGE and AUTH.
+            "handshake-new-secret",
+            0b0000_0000,
+            [
+                handshake.clone(),
+                vec![NewSecret { side: 1, pick: 1 }, chat(0, "after the change")],
+                d(2),
+                vec![Probe, Close { side: 0 }],
+                d(6),
+                vec![Open { side: 0 }],
+                d(4),
+                vec![NewSecret { side: 1, pick: 3 }, Open { side: 0 }],
+                d(2),
+                vec![NewSecret { side: 1, pick: 2 }],
+                d(2),
+                handshake.clone(),
+                vec![Probe],
+            ]
+            .concat(),
+        ),
+        (
             "synthetic-simultaneous-rotation",
             0b0000_0001,
             [

@@ -25,7 +25,11 @@
 //! * an open completes only after the peer proved *that open's* secret (see
 //!   [`ABORT_ON_UNPROVEN_OPEN`]);
 //! * no open waits forever: once the network settles and the virtual clock passes every
-//!   deadline, every open has ended, established or failed.
+//!   deadline, every open has ended, established or failed;
+//! * a side that refuses its peer (`refuse_peer`, SPEC.md §9) establishes no session with it
+//!   until it allows it again; a secret changed while running (`set_secret`, SPEC.md §4)
+//!   keeps the proofs exact: an open completes only by a session whose responder proved the
+//!   open's secret as it held it at that moment.
 //!
 //! RSA private-key operations cost ~3 ms each, so an input gets a budget of
 //! [`MAX_RSA_DECRYPTS`] deliveries that may decrypt; past it such a message is lost to a
@@ -129,9 +133,17 @@ pub enum Op {
     Probe,
     /// Swap two messages.
     Swap { a: u8, b: u8 },
+    /// `side`'s user refuses the other peer (`refuse_peer`).
+    Refuse { side: u8 },
+    /// `side`'s user allows the other peer again (`allow_peer`).
+    Allow { side: u8 },
+    /// `side` replaces its secret while running (`set_secret`): bit 0 of `pick` chooses its
+    /// first or second secret; with bit 1 the other side's opens use the new one from now on
+    /// (its user got the new connection string), otherwise they keep the one they had.
+    NewSecret { side: u8, pick: u8 },
 }
 
-const N_OPS: u8 = 24;
+const N_OPS: u8 = 27;
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     if b.len() < 255 {
@@ -203,6 +215,9 @@ impl Op {
             }
             Op::Probe => out.push(22),
             Op::Swap { a, b } => out.extend([23, *a, *b]),
+            Op::Refuse { side } => out.extend([24, *side]),
+            Op::Allow { side } => out.extend([25, *side]),
+            Op::NewSecret { side, pick } => out.extend([26, *side, *pick]),
         }
     }
 }
@@ -319,9 +334,15 @@ impl Reader<'_> {
                 bytes: self.bytes(),
             },
             22 => Op::Probe,
-            _ => Op::Swap {
+            23 => Op::Swap {
                 a: self.u8(),
                 b: self.u8(),
+            },
+            24 => Op::Refuse { side: self.u8() },
+            25 => Op::Allow { side: self.u8() },
+            _ => Op::NewSecret {
+                side: self.u8(),
+                pick: self.u8(),
             },
         }
     }
@@ -371,6 +392,8 @@ fn peer_id(n: u8) -> PeerId {
 
 /// Each side's own connection secret.
 const LOCAL_SECRETS: [&str; 2] = ["alpha-secret", "bravo-secret"];
+/// The secret each side may change to while running ([`Op::NewSecret`]).
+const ALT_SECRETS: [&str; 2] = ["alpha-secret-2", "bravo-secret-2"];
 const WRONG_SECRET: &str = "a-guess";
 
 fn secret(s: &str) -> Secret {
@@ -579,6 +602,13 @@ struct Sim {
     ids: [PeerId; 2],
     /// The secret each side's opens use.
     open_secret: [Secret; 2],
+    /// Each side's own secret now ([`Op::NewSecret`] changes it).
+    local_secret: [&'static str; 2],
+    /// Whether each side refuses the other now ([`Op::Refuse`], [`Op::Allow`]).
+    refusing: [bool; 2],
+    /// The responder's secret when it answered the `AUTH` that made each session (by
+    /// session id): the secret the session proves.
+    proved_by_sid: HashMap<[u8; 16], &'static str>,
     connected: bool,
     next_conn: usize,
     conns: [usize; 2],
@@ -667,6 +697,9 @@ impl Sim {
             nodes: [node(I), node(R)],
             ids,
             open_secret,
+            local_secret: LOCAL_SECRETS,
+            refusing: [false, false],
+            proved_by_sid: HashMap::new(),
             connected: false,
             next_conn: 1,
             conns: [0, 0],
@@ -813,6 +846,10 @@ impl Sim {
                 });
             }
             NodeAction::Respond { channel, response } => {
+                if let Response::AuthOk(ok) = &response {
+                    self.proved_by_sid
+                        .insert(ok.record.session_id, self.local_secret[side]);
+                }
                 if let Some(held) = self.held.remove(&(side, channel)) {
                     self.check_answer(side, &held, &response);
                     if held.token.is_none() {
@@ -930,8 +967,12 @@ impl Sim {
                     .entry(*session_id)
                     .or_insert(number.clone());
                 assert_eq!(*known, number, "the two ends show different safety numbers");
+                assert!(
+                    !self.refusing[side],
+                    "side {side} established a session with a peer it refuses"
+                );
                 for open in opens {
-                    self.check_open_proved(side, *open, *role);
+                    self.check_open_proved(side, *open, *role, session_id.as_bytes());
                 }
             }
             Event::OpenFailed { open, .. } => {
@@ -974,13 +1015,15 @@ impl Sim {
 
     /// The open must be pending; the peer must have proved the open's secret: in a session
     /// we opened, the peer proved its own secret; in one it opened, ours.
-    fn check_open_proved(&mut self, side: usize, open: OpenId, role: Role) {
+    fn check_open_proved(&mut self, side: usize, open: OpenId, role: Role, sid: &[u8; 16]) {
         let Some(used) = self.open_opens[side].remove(&open) else {
             panic!("side {side}: open {open} established but was not pending");
         };
-        let proved = match role {
-            Role::Initiator => LOCAL_SECRETS[1 - side],
-            Role::Responder => LOCAL_SECRETS[side],
+        // The responder's secret when it verified the AUTH (it may have changed since).
+        let proved = match (self.proved_by_sid.get(sid), role) {
+            (Some(p), _) => *p,
+            (None, Role::Initiator) => self.local_secret[1 - side],
+            (None, Role::Responder) => self.local_secret[side],
         };
         if used == proved {
             return;
@@ -1263,7 +1306,7 @@ impl Sim {
             [0; 32]
         } else {
             cpace_share(
-                &secret(LOCAL_SECRETS[to]),
+                &secret(self.local_secret[to]),
                 &hs_id,
                 &self.ids[from],
                 &self.ids[to],
@@ -1605,6 +1648,36 @@ impl Sim {
                 if let (Some(a), Some(b)) = (self.pick(a), self.pick(b)) {
                     self.net.swap(a, b);
                 }
+            }
+            Op::Refuse { side: s } => {
+                let x = side(s);
+                let now = self.now();
+                if self.nodes[x].refuse_peer(self.ids[1 - x], now).is_ok() {
+                    self.refusing[x] = true;
+                }
+                assert!(self.nodes[x].is_refused(&self.ids[1 - x]));
+                self.pump();
+            }
+            Op::Allow { side: s } => {
+                let x = side(s);
+                let was = self.nodes[x].allow_peer(&self.ids[1 - x]);
+                assert_eq!(was, self.refusing[x], "allow_peer says whether it was refused");
+                self.refusing[x] = false;
+                self.pump();
+            }
+            Op::NewSecret { side: s, pick } => {
+                let x = side(s);
+                let new = if pick & 1 == 0 {
+                    LOCAL_SECRETS[x]
+                } else {
+                    ALT_SECRETS[x]
+                };
+                self.nodes[x].set_secret(secret(new), self.now());
+                self.local_secret[x] = new;
+                if pick & 2 != 0 {
+                    self.open_secret[1 - x] = secret(new);
+                }
+                self.pump();
             }
         }
     }

@@ -320,14 +320,17 @@ pub(crate) const HELP: &[(&str, &str)] = &[
         "/say <text>, //<text>",
         "send a line that looks like a command",
     ),
-    ("sessions", "list sessions: state, keys, age, messages"),
+    ("sessions", "list sessions, and peers reconnecting"),
     ("peers", "list peers with their numbers"),
     (
         "verify <peer>",
         "the safety number to compare with the peer",
     ),
     ("rotate [peer]", "new session keys now (all if no peer)"),
-    ("disconnect <peer>", "close the session with a peer"),
+    (
+        "disconnect <peer>",
+        "end the session; refused until you connect",
+    ),
     (
         "trust <peer>",
         "record that you compared its lasting number",

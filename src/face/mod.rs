@@ -33,6 +33,7 @@ impl Tally {
         match o {
             Output::ConnectFailed { .. } => self.commands_failed += 1,
             Output::DeliveryFailed { .. }
+            | Output::NotDelivered { .. }
             | Output::Error(CommandError::NobodyToSend | CommandError::TooLong { .. }) => {
                 self.deliveries_failed += 1
             }

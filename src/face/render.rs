@@ -9,7 +9,9 @@ use noctua_chat::CloseReason;
 use owo_colors::OwoColorize;
 
 use crate::face::commands::{HELP, INPUT_RULE};
-use crate::node::{Output, PeerRow, SessionRow, TrustChange, short_peer};
+use crate::node::{
+    LinkRow, LinkStatus, Output, PeerRow, SessionRow, TrustChange, short_duration, short_peer,
+};
 use crate::sanitize;
 use crate::trust::TrustState;
 
@@ -206,7 +208,19 @@ impl Renderer {
                 reason,
                 ..
             } => self.outcome(*local, name, Some(&reason.to_string())),
-            Output::Sessions(rows) => self.sessions(rows),
+            Output::NotDelivered {
+                local,
+                name,
+                reason,
+                ..
+            } => self.outcome(*local, name, Some(&reason.to_string())),
+            Output::Queued {
+                local,
+                name,
+                waiting,
+                ..
+            } => self.queued(*local, name, *waiting),
+            Output::Sessions { rows, down } => self.sessions(rows, down),
             Output::Peers(rows) => self.peers(rows),
             Output::Stopped => vec![p.cyan("[i] bye")],
             other => self.peer_event(other),
@@ -378,6 +392,34 @@ impl Renderer {
                 "[i] {} is no longer seen on the LAN",
                 short_peer(peer)
             ))],
+            Output::Reconnecting {
+                name,
+                attempt,
+                next_in,
+                ..
+            } => vec![format!(
+                "{now} {}",
+                p.yellow(&format!(
+                    "[~] reconnecting to {name} (attempt {attempt}, next in {})",
+                    short_duration(*next_in)
+                ))
+            )],
+            Output::Waiting { name, .. } => vec![format!(
+                "{now} {}",
+                p.yellow(&format!(
+                    "[~] waiting for {name} to reconnect (messages to {name} are queued)"
+                ))
+            )],
+            Output::ReconnectStopped { name, error, .. } => vec![format!(
+                "{now} {}",
+                p.red(&format!("[!] stopped reconnecting to {name}: {error}"))
+            )],
+            Output::Disconnected { name, .. } => vec![format!(
+                "{now} {}",
+                p.yellow(&format!(
+                    "[-] disconnected {name}: it cannot reconnect until you connect to it again"
+                ))
+            )],
             _ => vec![],
         }
     }
@@ -429,9 +471,34 @@ impl Renderer {
         out
     }
 
-    fn sessions(&self, rows: &[SessionRow]) -> Vec<String> {
+    /// `    … "hi" queued for Bob (2 waiting): sent when the session returns`
+    fn queued(&self, local: u64, name: &str, waiting: usize) -> Vec<String> {
+        let Some(m) = self.sent.get(&local) else {
+            return vec![];
+        };
+        vec![self.p.yellow(&format!(
+            "    … {} queued for {name} ({waiting} waiting): sent when the session returns",
+            short_quote(&m.text)
+        ))]
+    }
+
+    fn sessions(&self, rows: &[SessionRow], down: &[LinkRow]) -> Vec<String> {
         let p = self.p;
+        let down_lines = down.iter().map(|d| {
+            let queued = match d.queued {
+                0 => String::new(),
+                n => format!(", {n} message(s) queued"),
+            };
+            p.yellow(&format!(
+                "{:<16} {}{queued}",
+                truncate(&d.name, 16),
+                d.status
+            ))
+        });
         if rows.is_empty() {
+            if !down.is_empty() {
+                return down_lines.collect();
+            }
             return vec![p.yellow("[*] no sessions yet: connect to a peer (see 'help')")];
         }
         // At most 80 columns: a terminal's default width.
@@ -458,6 +525,7 @@ impl Renderer {
             }
             v.push(line);
         }
+        v.extend(down_lines);
         v
     }
 
@@ -477,6 +545,10 @@ impl Renderer {
         for r in rows {
             let state = match (r.session, r.connected, r.discovered) {
                 (Some(s), _, _) => s.to_string(),
+                (None, _, _) if r.link.is_some() => match r.link {
+                    Some(LinkStatus::Waiting) => "waiting".into(),
+                    _ => "reconnect".into(),
+                },
                 (None, true, _) => "connected".into(),
                 (None, false, true) => "discovered".into(),
                 _ => "known".into(),
@@ -492,6 +564,13 @@ impl Renderer {
                 format!("…{end}"),
                 r.addrs.first().map(|a| a.to_string()).unwrap_or_default()
             ));
+            if let Some(link) = &r.link {
+                let queued = match r.queued {
+                    0 => String::new(),
+                    n => format!(", {n} message(s) queued"),
+                };
+                v.push(p.yellow(&format!("     {link}{queued}")));
+            }
         }
         v
     }
@@ -694,15 +773,45 @@ mod tests {
             connected: true,
             discovered: true,
             session: Some(noctua_chat::SessionState::Handshaking),
+            link: None,
+            queued: 0,
             trust: TrustState::Verified,
         }];
         for l in r.peers(&rows) {
             assert!(l.chars().count() <= 80, "{l:?}");
         }
+        let reconnecting = LinkStatus::Reconnecting {
+            attempt: 12,
+            next_in: Duration::from_secs(59),
+        };
+        let rows = vec![PeerRow {
+            session: None,
+            link: Some(reconnecting),
+            queued: 100,
+            ..rows[0].clone()
+        }];
+        let lines = r.peers(&rows);
+        assert!(
+            lines[2].contains("reconnecting (attempt 12, next in 59 s), 100 message(s) queued"),
+            "{lines:?}"
+        );
+        for l in lines {
+            assert!(l.chars().count() <= 80, "{l:?}");
+        }
         // The sessions header (rows have the same widths; a `SessionInfo` cannot be built
         // outside the protocol crate).
-        let header = r.sessions(&[]);
+        let header = r.sessions(&[], &[]);
         assert_eq!(header.len(), 1, "an empty list is one line");
+        let down = [LinkRow {
+            name: "A_rather_long_name_indeed".into(),
+            peer: PeerId::random(),
+            status: reconnecting,
+            queued: 3,
+        }];
+        let lines = r.sessions(&[], &down);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("reconnecting (attempt 12"), "{lines:?}");
+        assert!(lines[0].chars().count() <= 80, "{lines:?}");
     }
 
     #[test]

@@ -101,6 +101,7 @@ impl Node {
                 remote_name,
                 safety_number,
                 opens,
+                remote_lasting,
                 ..
             } => {
                 // Trust on first use (node/identity.rs): a refused session is closed.
@@ -116,8 +117,12 @@ impl Node {
                 let name = self.names.assign(peer, &remote_name);
                 let inbound = opens.is_empty();
                 self.auto.established(peer, &opens);
+                self.reconnect.established(peer, remote_lasting);
                 for open in opens {
                     if let Some(c) = self.connects.remove(&open) {
+                        // We know its secret: we can re-open this session if it drops.
+                        let addr = c.dialing.or_else(|| self.remote_addrs.get(&peer).cloned());
+                        self.reconnect.dialed(peer, c.secret, addr);
                         signal(c.done);
                     }
                 }
@@ -129,8 +134,11 @@ impl Node {
                     inbound,
                 })
                 .await;
+                self.flush_outbox(peer).await;
             }
-            ChatEvent::OpenFailed { open, error, .. } => self.on_open_failed(open, error).await,
+            ChatEvent::OpenFailed { open, peer, error } => {
+                self.on_open_failed(open, peer, error).await
+            }
             ChatEvent::InboundAuthFailed {
                 peer,
                 address,
@@ -150,10 +158,19 @@ impl Node {
             }
             ChatEvent::SessionClosed { peer, reason, .. } => {
                 let name = self.names.display(&peer);
-                self.names.forget(&peer);
                 self.auto.closed(peer, &reason);
-                self.emit(Output::SessionClosed { peer, name, reason })
-                    .await
+                self.emit(Output::SessionClosed {
+                    peer,
+                    name,
+                    reason: reason.clone(),
+                })
+                .await;
+                // Its name is free for others now; a peer expected back still answers to
+                // it while no one else has it (`Node::resolve`).
+                if !self.has_session(&peer) {
+                    self.names.forget(&peer);
+                }
+                self.after_close(peer, &reason).await;
             }
             other => self.on_message_event(other).await,
         }
@@ -201,7 +218,15 @@ impl Node {
         }
     }
 
-    async fn on_open_failed(&mut self, open: OpenId, error: OpenError) {
+    async fn on_open_failed(&mut self, open: OpenId, peer: Option<PeerId>, error: OpenError) {
+        let now = tokio::time::Instant::now();
+        if let Some((peer, plan)) = self
+            .reconnect
+            .open_failed(open, &error, now, rand::random())
+        {
+            tracing::info!(%peer, "reconnect attempt failed: {error}");
+            return self.after_plan(peer, plan, Some(error)).await;
+        }
         if let Some(peer) = self.auto.open_failed(open, &error) {
             // Info, not debug: a lab run at info level must show why a pair formed late.
             tracing::info!(%peer, "automatic connection failed: {error}");
@@ -210,6 +235,17 @@ impl Node {
         let Some(mut c) = self.connects.remove(&open) else {
             return;
         };
+        if let (OpenError::RefusedHere, Some(peer)) = (&error, peer)
+            && self.swarm.behaviour().chat.is_refused(&peer)
+        {
+            // The user disconnected this peer earlier and now connects to it again (at an
+            // address that did not say who answers there): that lets it in again.
+            self.allow_peer(&peer);
+            let again = self.chat().open_session(peer, c.secret.clone());
+            c.peer = Some(peer);
+            self.connects.insert(again, c);
+            return;
+        }
         let OpenError::Dial(detail) = error else {
             self.emit(Output::ConnectFailed {
                 target: c.label,

@@ -10,7 +10,8 @@ use tokio::sync::oneshot;
 
 use crate::connstr::ConnString;
 use crate::node::{
-    Command, CommandError, Connecting, DeliveryFailure, Node, Output, PeerRow, SessionRow, signal,
+    Command, CommandError, Connecting, DeliveryFailure, LinkRow, Node, Output, PeerRow, SessionRow,
+    Undelivered, signal,
 };
 
 impl Node {
@@ -24,7 +25,8 @@ impl Node {
             }
             Command::Sessions => {
                 let rows = self.session_rows();
-                self.emit(Output::Sessions(rows)).await;
+                let down = self.link_rows();
+                self.emit(Output::Sessions { rows, down }).await;
                 Ok(())
             }
             Command::Peers => {
@@ -36,7 +38,7 @@ impl Node {
             Command::Msg { to, text } => self.msg(&to, text).await,
             Command::Verify(who) => self.verify(&who).await,
             Command::Rotate(who) => self.rotate(who.as_deref()).await,
-            Command::Disconnect(who) => self.disconnect(&who),
+            Command::Disconnect(who) => self.disconnect(&who).await,
             Command::Trust(who) => self.trust_peer(&who).await,
             Command::Forget(who) => self.forget_peer(&who).await,
             Command::Block(who) => self.block_peer(&who).await,
@@ -58,10 +60,17 @@ impl Node {
             .filter(|s| matches!(s.state, SessionState::Active | SessionState::Rotating))
             .map(|s| s.peer)
             .collect();
-        if to.is_empty() {
+        // Peers expected back get it when their session returns.
+        let later: Vec<PeerId> = self
+            .reconnect
+            .expected_peers()
+            .into_iter()
+            .filter(|p| !self.has_session(p))
+            .collect();
+        if to.is_empty() && later.is_empty() {
             return Err(CommandError::NobodyToSend);
         }
-        self.send(text, to, false).await;
+        self.send(text, to, later, false).await;
         Ok(())
     }
 
@@ -90,8 +99,14 @@ impl Node {
 
     async fn msg(&mut self, to: &str, text: String) -> Result<(), CommandError> {
         self.check_length(&text)?;
+        let peer = self.resolve(to)?;
+        if !self.has_session(&peer) && self.reconnect.expected(&peer) {
+            // Down, but expected back: queued.
+            self.send(text, Vec::new(), vec![peer], true).await;
+            return Ok(());
+        }
         let peer = self.with_session(to)?;
-        self.send(text, vec![peer], true).await;
+        self.send(text, vec![peer], Vec::new(), true).await;
         Ok(())
     }
 
@@ -137,17 +152,34 @@ impl Node {
         Ok(())
     }
 
-    fn disconnect(&mut self, who: &str) -> Result<(), CommandError> {
+    /// Ends the session with a peer (or stops reconnecting to it), gives up what was
+    /// queued for it, and refuses its new handshakes until the user connects to it again.
+    async fn disconnect(&mut self, who: &str) -> Result<(), CommandError> {
         let peer = self.resolve(who)?;
         let name = self.names.display(&peer);
-        self.chat()
-            .close_session(&peer)
-            .map_err(|source| CommandError::Disconnect { name, source })
+        let expected = self.reconnect.stop(&peer);
+        if let Err(source) = self.chat().close_session(&peer)
+            && !expected
+        {
+            return Err(CommandError::Disconnect { name, source });
+        }
+        self.refuse_peer(peer).await;
+        self.give_up_peer(peer, Undelivered::Disconnected).await;
+        self.emit(Output::Disconnected {
+            peer,
+            name: name.clone(),
+        })
+        .await;
+        if !self.has_session(&peer) {
+            self.names.forget(&peer);
+        }
+        Ok(())
     }
 
-    /// Sends `text` to each of `to`: one `Sent`, then one outcome per recipient (a refusal
-    /// at once, the rest when the receipt or the failure comes).
-    async fn send(&mut self, text: String, to: Vec<PeerId>, private: bool) {
+    /// Sends `text` to each of `to` and queues it for each of `later`: one `Sent`, then
+    /// one outcome per recipient (a refusal at once, `Queued` for those queued, the rest
+    /// when the receipt or the failure comes).
+    async fn send(&mut self, text: String, to: Vec<PeerId>, later: Vec<PeerId>, private: bool) {
         let local = self.next_local;
         self.next_local += 1;
         let mut recipients = Vec::new();
@@ -167,14 +199,15 @@ impl Node {
                 Err(e) => refused.push((peer, name, e)),
             }
         }
-        if recipients.is_empty() && refused.is_empty() {
+        if recipients.is_empty() && refused.is_empty() && later.is_empty() {
             return;
         }
         let mut all = recipients;
         all.extend(refused.iter().map(|(p, n, _)| (*p, n.clone())));
+        all.extend(later.iter().map(|p| (*p, self.names.display(p))));
         self.emit(Output::Sent {
             local,
-            text,
+            text: text.clone(),
             to: all,
             private,
             at: SystemTime::now(),
@@ -184,6 +217,9 @@ impl Node {
             self.delivery_failed(local, peer, DeliveryFailure::NotSent(e))
                 .await;
         }
+        for peer in later {
+            self.queue(peer, local, text.clone(), private).await;
+        }
     }
 
     async fn connect_string(&mut self, cs: ConnString, done: Option<oneshot::Sender<()>>) {
@@ -192,6 +228,18 @@ impl Node {
         match Secret::new(cs.secret.clone()) {
             Ok(secret) => {
                 let addrs: VecDeque<Multiaddr> = cs.dial_addrs().into();
+                // Connecting again to a peer we disconnected lets it in again.
+                let again: Vec<PeerId> = addrs
+                    .iter()
+                    .flat_map(|a| {
+                        let mut v = self.reconnect.dialed_at(a);
+                        v.extend(peer_in(a));
+                        v
+                    })
+                    .collect();
+                for peer in again {
+                    self.allow_peer(&peer);
+                }
                 self.start_connect(label, secret, None, addrs, done).await;
             }
             Err(e) => self.refuse(e.into(), done).await,
@@ -210,6 +258,7 @@ impl Node {
             .and_then(|s| Ok((s, self.resolve(who)?)));
         match found {
             Ok((secret, peer)) => {
+                self.allow_peer(&peer);
                 let label = self.names.display(&peer);
                 self.start_connect(label, secret, Some(peer), VecDeque::new(), done)
                     .await;
@@ -281,8 +330,46 @@ impl Node {
         rows
     }
 
+    /// Peers without a session that are expected back.
+    fn link_rows(&self) -> Vec<LinkRow> {
+        let now = tokio::time::Instant::now();
+        let mut rows: Vec<LinkRow> = self
+            .reconnect
+            .expected_peers()
+            .into_iter()
+            .filter(|p| !self.has_session(p))
+            .filter_map(|peer| {
+                Some(LinkRow {
+                    name: self.names.display(&peer),
+                    peer,
+                    status: self.reconnect.status(&peer, now)?,
+                    queued: self.outbox.len(&peer),
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        rows
+    }
+
+    /// Refuses `peer`'s new handshakes (the user disconnected it); says so if it cannot.
+    async fn refuse_peer(&mut self, peer: PeerId) {
+        if let Err(e) = self.chat().refuse_peer(peer) {
+            let name = self.names.display(&peer);
+            self.emit(Output::Notice(format!("{name} can connect again: {e}")))
+                .await;
+        }
+    }
+
+    /// Lets `peer` in again (the user connects to it).
+    pub(super) fn allow_peer(&mut self, peer: &PeerId) {
+        if self.chat().allow_peer(peer) {
+            tracing::debug!(%peer, "allowed again");
+        }
+    }
+
     fn peer_rows(&mut self) -> Vec<PeerRow> {
         let peers = self.known_peers();
+        let now = tokio::time::Instant::now();
         let chat = &self.swarm.behaviour().chat;
         let mut rows: Vec<PeerRow> = peers
             .iter()
@@ -310,6 +397,8 @@ impl Node {
                     connected: self.swarm.is_connected(p),
                     discovered: self.discovered.contains_key(p),
                     session: chat.session(p).map(|s| s.state),
+                    link: self.reconnect.status(p, now),
+                    queued: self.outbox.len(p),
                     trust: self.trust.state(p),
                 }
             })
@@ -320,6 +409,14 @@ impl Node {
         rows.sort_by_key(|r| r.index);
         rows
     }
+}
+
+/// The peer an address names (`/p2p/PEER`), if it names one.
+fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
 }
 
 /// The IP address and port of a `/ip4|ip6/.../tcp/PORT` multiaddr.

@@ -9,7 +9,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use noctua_chat::{OpenId, Secret, SessionInfo};
 
-use crate::node::{CommandError, Node, Output, TrustChange, conn_strings};
+use crate::node::{CommandError, Node, Output, TrustChange, Undelivered, conn_strings};
 use crate::sanitize;
 use crate::trust::Verdict;
 
@@ -251,8 +251,9 @@ impl Node {
                 why: "nothing is known about it".into(),
             });
         }
-        // LEAD (i12-node merge): `self.reconnect.stop(&peer);` (a forgotten peer is not
-        // reconnected).
+        // A forgotten peer is not reconnected, and what waited for it is given up.
+        self.reconnect.stop(&peer);
+        self.give_up_peer(peer, Undelivered::GaveUp).await;
         // A forgotten block ends too (a `disconnect` refusal stays until `connect`).
         if blocked {
             self.chat().allow_peer(&peer);
@@ -291,8 +292,8 @@ impl Node {
                 why: e.to_string(),
             });
         }
-        // LEAD (i12-node merge): `self.reconnect.stop(&peer);` and
-        // `self.give_up_peer(peer, Undelivered::Disconnected).await;`.
+        self.reconnect.stop(&peer);
+        self.give_up_peer(peer, Undelivered::Blocked).await;
         if self.has_session(&peer)
             && let Err(e) = self.chat().close_session(&peer)
         {

@@ -20,6 +20,7 @@
 //!     mdns: false,
 //!     auto_connect: false,
 //!     chat: noctua_chat::Config::new(secret),
+//!     outbox_ttl: noctua::node::DEFAULT_OUTBOX_TTL,
 //!     identity: None,
 //!     profile: None,
 //! };
@@ -29,7 +30,7 @@
 //! tokio::spawn(node.run(req_rx));
 //! let _ = req_tx.send(Request::new(Command::Sessions)).await;
 //! while let Some(output) = out_rx.recv().await {
-//!     if let Output::Sessions(rows) = output {
+//!     if let Output::Sessions { rows, .. } = output {
 //!         println!("{} session(s)", rows.len());
 //!         break;
 //!     }
@@ -46,7 +47,9 @@ mod events;
 mod handle;
 mod identity;
 mod names;
+mod outbox;
 mod output;
+mod reconnect;
 mod swarm;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -64,11 +67,15 @@ pub use error::{
     BoxError, CommandError, ConnectError, DeliveryFailure, DialFailure, ResolveError, StartError,
 };
 pub use names::{name_problem, short_peer};
-pub use output::{Output, PeerRow, SessionRow, TrustChange};
+pub use outbox::{DEFAULT_TTL as DEFAULT_OUTBOX_TTL, OutboxFull, Undelivered};
+pub use output::{LinkRow, Output, PeerRow, SessionRow, TrustChange};
+pub use reconnect::{LinkStatus, short_duration};
 pub use swarm::DIAL_TIMEOUT;
 
 use auto::AutoConnect;
 use names::Names;
+use outbox::Outbox;
+use reconnect::Reconnect;
 use swarm::NodeBehaviour;
 
 /// Everything the node needs to start.
@@ -85,6 +92,8 @@ pub struct NodeConfig {
     pub auto_connect: bool,
     /// The chat protocol's configuration.
     pub chat: noctua_chat::Config,
+    /// How long a message for a peer that is reconnecting waits (`--outbox-ttl`).
+    pub outbox_ttl: Duration,
     /// Our libp2p identity; `None`: a fresh Ed25519 key (ephemeral).
     pub identity: Option<libp2p::identity::Keypair>,
     /// The profile that keeps the identity, secret and known peers (`--profile`).
@@ -140,6 +149,10 @@ pub struct Node {
     /// Listeners whose addresses were already shown (banner or a later line).
     reported: HashSet<ListenerId>,
     listen_addrs: Vec<Multiaddr>,
+    /// Known peers to re-open sessions with (or wait for) when a session drops.
+    reconnect: Reconnect,
+    /// Messages waiting for a peer that is expected back.
+    outbox: Outbox,
     /// Known peers, pinned on first use (from the profile, plus this run's).
     trust: crate::trust::KnownPeers,
     /// Where they are saved, with a profile.
@@ -176,6 +189,8 @@ impl Node {
             listeners: listening.listeners,
             reported: listening.reported,
             listen_addrs: listening.addrs,
+            reconnect: Reconnect::default(),
+            outbox: Outbox::new(cfg.outbox_ttl),
             trust: cfg
                 .profile
                 .as_ref()
@@ -243,10 +258,18 @@ impl Node {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let auto = self.auto.enabled();
+        // Here rather than in `start`: the face reads outputs by now.
+        self.resume_known_peers().await;
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev).await,
-                _ = tick.tick(), if auto => self.auto_retry(),
+                _ = tick.tick() => {
+                    if auto {
+                        self.auto_retry();
+                    }
+                    self.reconnect_due().await;
+                    self.expire_outbox().await;
+                }
                 req = requests.recv() => match req {
                     Some(Request { command: Command::Exit, done }) => {
                         signal(done);
@@ -262,6 +285,7 @@ impl Node {
                 },
             }
         }
+        self.give_up_outbox(Undelivered::Exit).await;
         if finish {
             self.wait_for_receipts(FINISH_WAIT, true).await;
         } else {
@@ -326,14 +350,30 @@ impl Node {
         set.extend(self.trust.persisted().map(|k| k.peer));
         set.extend(self.swarm.connected_peers().copied());
         set.extend(self.discovered.keys().copied());
+        set.extend(self.reconnect.expected_peers());
         set.sort();
         set.dedup();
         set
     }
 
-    /// Finds a peer as the user typed it.
+    /// Finds a peer as the user typed it. A peer whose session dropped and that is
+    /// expected back answers to the name it had, unless a peer with a session has it now.
     fn resolve(&self, who: &str) -> Result<PeerId, ResolveError> {
-        self.names.resolve(who, &self.known_peers())
+        match self.names.resolve(who, &self.known_peers()) {
+            Err(ResolveError::Left(name)) => {
+                let back: Vec<PeerId> = self
+                    .reconnect
+                    .expected_peers()
+                    .into_iter()
+                    .filter(|p| self.names.former(p) == Some(&name))
+                    .collect();
+                match back.as_slice() {
+                    [peer] => Ok(*peer),
+                    _ => Err(ResolveError::Left(name)),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Opens a session to a discovered peer with our own secret.
@@ -357,6 +397,192 @@ impl Node {
             self.auto_open(peer);
         }
     }
+}
+
+/// Reconnecting and the outbox: the node's side of [`reconnect`] and [`outbox`].
+impl Node {
+    /// Starts the reconnect attempts whose time has come.
+    async fn reconnect_due(&mut self) {
+        for a in self.reconnect.due(tokio::time::Instant::now()) {
+            let open = match a.addr {
+                Some(addr) if !self.swarm.is_connected(&a.peer) => {
+                    // Pinned to the peer: whoever answers there now must be it.
+                    let addr = with_peer(addr, a.peer);
+                    self.chat().connect(addr, a.secret)
+                }
+                _ => self.chat().open_session(a.peer, a.secret),
+            };
+            tracing::debug!(peer = %a.peer, attempt = a.attempt, "reconnecting");
+            self.reconnect.opening(a.peer, open);
+        }
+    }
+
+    /// With a profile: reconnects at start to the known peers we dialed before (their
+    /// secret and addresses are in the profile), unless blocked.
+    async fn resume_known_peers(&mut self) {
+        let now = tokio::time::Instant::now();
+        let known: Vec<(PeerId, String, String, Vec<Multiaddr>)> = self
+            .trust
+            .iter()
+            .filter(|k| !k.blocked && !k.addrs.is_empty())
+            .filter_map(|k| {
+                let secret = k.secret.clone()?;
+                Some((k.peer, k.name.clone(), secret, k.addrs.clone()))
+            })
+            .collect();
+        for (peer, name, secret, addrs) in known {
+            let Ok(secret) = Secret::new(secret) else {
+                continue;
+            };
+            // The name it had, held for it while no one else takes it.
+            self.names.assign(peer, &name);
+            self.names.forget(&peer);
+            let plan = self.reconnect.resume(peer, secret, addrs, now);
+            self.after_plan(peer, plan, None).await;
+        }
+    }
+
+    /// Reports queued messages that waited too long, each once; stops waiting for peers
+    /// that did not come back within the same time.
+    async fn expire_outbox(&mut self) {
+        let ttl = self.outbox.ttl();
+        let now = tokio::time::Instant::now();
+        for (peer, m) in self.outbox.expire(now) {
+            self.not_delivered(m.local, peer, Undelivered::Expired(ttl))
+                .await;
+        }
+        for peer in self.reconnect.stop_waiting(now, ttl) {
+            let name = self.names.display(&peer);
+            self.give_up_peer(peer, Undelivered::GaveUp).await;
+            self.emit(Output::Notice(format!(
+                "stopped waiting for {name}: it did not come back within {}",
+                short_duration(ttl)
+            )))
+            .await;
+        }
+    }
+
+    /// Reports everything still queued as not delivered (the node is leaving).
+    async fn give_up_outbox(&mut self, why: Undelivered) {
+        for (peer, m) in self.outbox.drain() {
+            self.not_delivered(m.local, peer, why).await;
+        }
+    }
+
+    /// Reports what was queued for `peer` as not delivered.
+    async fn give_up_peer(&mut self, peer: PeerId, why: Undelivered) {
+        for m in self.outbox.take(&peer) {
+            self.not_delivered(m.local, peer, why).await;
+        }
+    }
+
+    async fn not_delivered(&mut self, local: u64, peer: PeerId, reason: Undelivered) {
+        let name = self.names.display(&peer);
+        self.emit(Output::NotDelivered {
+            local,
+            peer,
+            name,
+            reason,
+        })
+        .await;
+    }
+
+    /// `peer`'s session is back: sends what waited for it, in order, each with its receipt.
+    async fn flush_outbox(&mut self, peer: PeerId) {
+        for m in self.outbox.take(&peer) {
+            let sent = if m.private {
+                self.chat().send_private_message(&peer, m.text)
+            } else {
+                self.chat().send_message(&peer, m.text)
+            };
+            match sent {
+                Ok(id) => {
+                    self.outstanding.insert(id, m.local);
+                }
+                Err(e) => {
+                    self.delivery_failed(m.local, peer, DeliveryFailure::NotSent(e))
+                        .await
+                }
+            }
+        }
+    }
+
+    /// Queues message `local` for `peer` (expected back); says so, or why it cannot.
+    async fn queue(&mut self, peer: PeerId, local: u64, text: String, private: bool) {
+        let now = tokio::time::Instant::now();
+        match self.outbox.push(peer, local, text, private, now) {
+            Ok(()) => {
+                let name = self.names.display(&peer);
+                let waiting = self.outbox.len(&peer);
+                self.emit(Output::Queued {
+                    local,
+                    peer,
+                    name,
+                    waiting,
+                })
+                .await;
+            }
+            Err(full) => {
+                tracing::debug!(%peer, "outbox full: {full}");
+                self.not_delivered(local, peer, Undelivered::Full(full))
+                    .await;
+            }
+        }
+    }
+
+    /// A session with `peer` ended for `reason`: reconnect, wait, or let it go.
+    async fn after_close(&mut self, peer: PeerId, reason: &noctua_chat::CloseReason) {
+        if matches!(reason, noctua_chat::CloseReason::Replaced) || self.has_session(&peer) {
+            // A newer session with the peer took its place: nothing was lost.
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let plan = self.reconnect.closed(peer, reason, now, rand::random());
+        self.after_plan(peer, plan, None).await;
+    }
+
+    /// Tells the user what comes next for `peer`.
+    async fn after_plan(
+        &mut self,
+        peer: PeerId,
+        plan: reconnect::Plan,
+        error: Option<noctua_chat::OpenError>,
+    ) {
+        let name = self.names.display(&peer);
+        match plan {
+            reconnect::Plan::Retry { attempt, next_in } => {
+                self.emit(Output::Reconnecting {
+                    peer,
+                    name,
+                    attempt,
+                    next_in,
+                })
+                .await
+            }
+            reconnect::Plan::Await => self.emit(Output::Waiting { peer, name }).await,
+            reconnect::Plan::Stop => {
+                if let Some(error) = error {
+                    self.emit(Output::ReconnectStopped { peer, name, error })
+                        .await;
+                }
+                self.give_up_peer(peer, Undelivered::GaveUp).await;
+                if !self.has_session(&peer) {
+                    self.names.forget(&peer);
+                }
+            }
+        }
+    }
+}
+
+/// `addr` ending in `/p2p/peer` (replacing any other `/p2p` part).
+fn with_peer(addr: Multiaddr, peer: PeerId) -> Multiaddr {
+    use libp2p::multiaddr::Protocol;
+    let mut a: Multiaddr = addr
+        .iter()
+        .filter(|p| !matches!(p, Protocol::P2p(_)))
+        .collect();
+    a.push(Protocol::P2p(peer));
+    a
 }
 
 fn signal(done: Option<oneshot::Sender<()>>) {

@@ -49,13 +49,19 @@ pub(crate) struct Names {
 const MAX_FORMER: usize = 1024;
 
 impl Names {
-    /// The display name of a peer: its (cleaned, unique) name if a session told us one,
-    /// else `Peer_` and the end of its id.
+    /// The display name of a peer: its (cleaned, unique) name if a session told us one
+    /// (or the name it had, once its session ended), else `Peer_` and the end of its id.
     pub(crate) fn display(&self, peer: &PeerId) -> String {
         self.labels
             .get(peer)
+            .or_else(|| self.former.get(peer))
             .cloned()
             .unwrap_or_else(|| short_peer(peer))
+    }
+
+    /// The name a peer had before its session ended.
+    pub(crate) fn former(&self, peer: &PeerId) -> Option<&String> {
+        self.former.get(peer)
     }
 
     /// The name a session told us, if any.

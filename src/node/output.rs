@@ -3,12 +3,14 @@
 //! display names, which the node cleans and makes unique because it resolves them.
 
 use std::net::IpAddr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use libp2p::{Multiaddr, PeerId};
-use noctua_chat::{CloseReason, SessionInfo, SessionState};
+use noctua_chat::{CloseReason, OpenError, SessionInfo, SessionState};
 
 use crate::node::error::{CommandError, ConnectError, DeliveryFailure};
+use crate::node::outbox::Undelivered;
+use crate::node::reconnect::LinkStatus;
 use crate::trust::TrustState;
 
 /// One row of `sessions`.
@@ -41,6 +43,23 @@ pub struct PeerRow {
     pub session: Option<SessionState>,
     /// Trust state: new, pinned, verified or blocked.
     pub trust: TrustState,
+    /// Without a session: reconnecting, or waiting for the peer to come back.
+    pub link: Option<LinkStatus>,
+    /// Messages queued for it (sent when its session returns).
+    pub queued: usize,
+}
+
+/// A peer whose session is down but expected back (for `sessions`).
+#[derive(Debug, Clone)]
+pub struct LinkRow {
+    /// Display name.
+    pub name: String,
+    /// The peer.
+    pub peer: PeerId,
+    /// Reconnecting or waiting.
+    pub status: LinkStatus,
+    /// Messages queued for it.
+    pub queued: usize,
 }
 
 /// What the user changed in the known peers.
@@ -190,7 +209,12 @@ pub enum Output {
         reason: DeliveryFailure,
     },
     /// Answer to `sessions`.
-    Sessions(Vec<SessionRow>),
+    Sessions {
+        /// The protocol's sessions.
+        rows: Vec<SessionRow>,
+        /// Peers whose session is down but expected back.
+        down: Vec<LinkRow>,
+    },
     /// Answer to `peers`.
     Peers(Vec<PeerRow>),
     /// Answer to `verify`.
@@ -261,6 +285,65 @@ pub enum Output {
     Expired {
         /// The peer.
         peer: PeerId,
+    },
+    /// A session with a known peer dropped and will be re-opened by itself (also after
+    /// each failed attempt).
+    Reconnecting {
+        /// The peer.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+        /// The next attempt (1-based).
+        attempt: u32,
+        /// When it starts.
+        next_in: Duration,
+    },
+    /// A session dropped; only the peer can re-open it (it knows our secret, we do not
+    /// know its): we wait for it, and queue messages meanwhile.
+    Waiting {
+        /// The peer.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+    },
+    /// Reconnecting to a peer stopped for good: it refused us, or our secret.
+    ReconnectStopped {
+        /// The peer.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+        /// The last attempt's failure.
+        error: OpenError,
+    },
+    /// The user disconnected a peer: no reconnecting, and its new handshakes are refused
+    /// until the user connects to it again.
+    Disconnected {
+        /// The peer.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+    },
+    /// A message (`Sent` with this `local`) waits for `peer`'s session to return.
+    Queued {
+        /// Local id.
+        local: u64,
+        /// The peer.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+        /// How many messages now wait for it.
+        waiting: usize,
+    },
+    /// A queued message was given up: reported once, instead of a receipt.
+    NotDelivered {
+        /// Local id.
+        local: u64,
+        /// The peer.
+        peer: PeerId,
+        /// Display name.
+        name: String,
+        /// Why.
+        reason: Undelivered,
     },
     /// The node stopped; nothing follows.
     Stopped,

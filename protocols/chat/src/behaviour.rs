@@ -136,6 +136,11 @@ impl Behaviour {
     /// on either side and nothing accepted by either listener. A new port per dial gives two
     /// ordinary connections, and the protocol's crossing rules keep one session. Port reuse
     /// only serves NAT hole punching, which Noctua does not do.
+    ///
+    /// An address that ends in `/p2p/PEER` (a pinned connection string, SPEC.md §4) is
+    /// dialed asking the transport to check that identity, and an existing connection is
+    /// reused only if it is with `PEER` itself, never one that merely goes to the same
+    /// address. If another identity answers, the open fails with [`OpenError::WrongPeer`].
     pub fn connect(&mut self, address: Multiaddr, secret: Secret) -> OpenId {
         let open = self.next_open();
         let peer_in_addr = address.iter().find_map(|p| match p {

@@ -167,7 +167,7 @@ pub enum OpenError {
     /// string) and another identity answered there: nothing was opened (SPEC.md §4).
     #[error("this is not the peer you were given: expected {expected}, found {found}")]
     WrongPeer {
-        /// The identity the address was pinned to.
+        /// The identity the address was pinned to (`/p2p/PEER`).
         expected: libp2p::PeerId,
         /// The identity that answered.
         found: libp2p::PeerId,

@@ -20,7 +20,7 @@ use libp2p::swarm::ConnectionId;
 
 use crate::config::Config;
 use crate::crypto::{self, CONTRIBUTION_LEN, EpochSecrets, PeerPublicKey, SHARE_LEN};
-use crate::error::{SendError, SessionError};
+use crate::error::{RefuseError, SendError, SessionError};
 use crate::handshake;
 use crate::peer::{Action, ChannelToken, Failure, FailureKind, ReqToken};
 use crate::peers::Peers;
@@ -493,6 +493,26 @@ impl Node {
     /// `Behaviour::shutdown`.
     pub fn shutdown(&mut self, now: Instant) {
         self.core.shutdown(now)
+    }
+
+    /// `Behaviour::refuse_peer`.
+    pub fn refuse_peer(&mut self, peer: PeerId, now: Instant) -> Result<(), RefuseError> {
+        self.core.refuse_peer(peer, now)
+    }
+
+    /// `Behaviour::allow_peer`.
+    pub fn allow_peer(&mut self, peer: &PeerId) -> bool {
+        self.core.allow_peer(peer)
+    }
+
+    /// `Behaviour::is_refused`.
+    pub fn is_refused(&self, peer: &PeerId) -> bool {
+        self.core.is_refused(peer)
+    }
+
+    /// `Behaviour::set_secret`.
+    pub fn set_secret(&mut self, secret: Secret, now: Instant) {
+        self.core.set_secret(secret, now)
     }
 
     /// A request from `peer` on connection number `connection`, to answer under `channel`.

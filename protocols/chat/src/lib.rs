@@ -7,7 +7,11 @@
 //! key material wrapped with each other's RSA-OAEP key; every chat message then travels as an AES-256-GCM
 //! record with a counter nonce, a replay window and an authenticated delivery receipt.
 //! Sessions rotate to fresh keys every 30 minutes and after a number of messages, and each
-//! has a safety number users can compare. `SPEC.md` in this crate is the wire contract.
+//! has a safety number users can compare: per session, or, when both nodes keep their libp2p
+//! identity ([`Config::with_lasting_identity`]), one number per pair of identities that
+//! users compare once. A user can refuse a peer ([`Behaviour::refuse_peer`]: its handshakes
+//! are answered `REFUSED`) and replace the node's secret while running
+//! ([`Behaviour::set_secret`]). `SPEC.md` in this crate is the wire contract.
 //!
 //! This crate knows nothing of terminals or user interfaces: a node drives a
 //! [`Behaviour`] and reacts to its [`Event`]s.

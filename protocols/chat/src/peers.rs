@@ -722,6 +722,78 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_refused_peers_hellos_are_refused_first_and_cost_nothing() {
+        let mut n = Node::new(|c| {
+            c.with_hello_rate_per_peer(3, Duration::from_secs(60))
+                .with_hello_rate_per_address(3, Duration::from_secs(60))
+        });
+        let (p, c) = n.connect("10.0.0.2");
+        n.core.refuse_peer(p, n.now).expect("room");
+        for _ in 0..100 {
+            assert_eq!(n.hello(p, c), Some((RejectCode::Refused, 0)));
+        }
+        assert_eq!(n.core.state_counts().handshakes, 0);
+        // REFUSED comes before the HELLO rates: none of them was used up, so once allowed
+        // the peer (and its address) get their whole burst.
+        assert!(n.core.allow_peer(&p));
+        for _ in 0..3 {
+            assert_eq!(n.hello(p, c), None);
+        }
+        assert_eq!(n.hello(p, c), Some((RejectCode::Busy, 60)));
+    }
+
+    #[test]
+    fn a_hello_held_for_our_key_is_answered_refused_when_its_peer_is_refused() {
+        let now = Instant::now();
+        let config = Config::new(Secret::generate());
+        let mut n = Node {
+            core: Peers::new(PeerId::random(), config, None, now),
+            now,
+            next: 1,
+        };
+        let (p, c) = n.connect("10.0.0.2");
+        let hello = Hello {
+            version: VERSION,
+            hs_id: rand::random(),
+            nonce: rand::random(),
+            public_key: test_key(1).public_der().to_vec(),
+            share: crate::crypto::dh_share(&curve25519_dalek::Scalar::from(7u64)),
+        };
+        n.core
+            .on_request(p, c, Request::Hello(hello), ChannelToken(42), now);
+        assert!(
+            n.core.take_actions().is_empty(),
+            "held until our key exists"
+        );
+        assert!(n.core.holds(ChannelToken(42)));
+        n.core.refuse_peer(p, now).expect("room");
+        let answers: Vec<_> = n
+            .core
+            .take_actions()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Respond { channel, response } => Some((channel, response)),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            matches!(
+                answers.as_slice(),
+                [(
+                    ChannelToken(42),
+                    Response::Reject {
+                        code: RejectCode::Refused,
+                        detail: 0
+                    }
+                )]
+            ),
+            "{answers:?}"
+        );
+        assert!(!n.core.holds(ChannelToken(42)));
+        assert_eq!(n.core.state_counts().deferred_hellos, 0);
+    }
+
     fn no_rate_limits(c: Config) -> Config {
         c.with_hello_rate_per_peer(1000, Duration::ZERO)
             .with_hello_rate_per_address(1000, Duration::ZERO)

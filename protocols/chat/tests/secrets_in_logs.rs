@@ -175,6 +175,23 @@ async fn no_secret_reaches_the_logs() {
         hx.expect_reject(sent.auth(), RejectCode::AuthFailed).await;
         hx.node_event(|e| matches!(e, Event::InboundAuthFailed { .. }).then_some(()))
             .await;
+        // A secret changed while running (SPEC.md §4) and a handshake under the new one, then
+        // the peer refused (§9): the new secret and that handshake's secrets are looked for
+        // too.
+        let new_secret = Secret::generate();
+        hx.behaviour().set_secret(new_secret.clone());
+        let mut s2 = hx.handshake(new_secret.expose()).await;
+        hx.node_event(|e| matches!(e, Event::SessionEstablished { .. }).then_some(()))
+            .await;
+        hx.behaviour().close_session(&spec_id).unwrap();
+        let (_, answered) = hx.answer_next(&mut s2).await;
+        assert!(
+            matches!(answered.content, Some(Content::Close { .. })),
+            "{answered:?}"
+        );
+        hx.behaviour().refuse_peer(spec_id).unwrap();
+        let init = hx.initiator(new_secret.expose());
+        hx.expect_reject(init.hello(), RejectCode::Refused).await;
 
         let mut key_events = Vec::new();
         // The key events, from two more nodes: one generating its key, one that cannot.
@@ -206,7 +223,17 @@ async fn no_secret_reaches_the_logs() {
             known("K_pw", &s.k_pw),
             known("Z of the handshake", &s.z),
             known("K_conf", &s.k_conf),
+            known(
+                "the new connection secret (text)",
+                new_secret.expose().as_bytes(),
+            ),
+            known("K_pw of the new secret", &s2.k_pw),
+            known("Z of the handshake under the new secret", &s2.z),
+            known("K_conf of the handshake under the new secret", &s2.k_conf),
         ];
+        for (i, c) in s2.contributions.iter().enumerate() {
+            secrets.push(known(format!("contribution {i} under the new secret"), c));
+        }
         assert_eq!(
             s.contributions.len(),
             8,

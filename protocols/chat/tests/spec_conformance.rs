@@ -2059,3 +2059,223 @@ async fn protocol_1_is_not_negotiated() {
     })
     .await;
 }
+
+// -------------------------------------------------------------------------------------------
+// Issue 12: PROFILE flags and the identity safety number (§3.5, §5.6), REFUSED (§9), a new
+// secret while running (§4).
+// -------------------------------------------------------------------------------------------
+
+/// The node's view of its session with the spec peer: (safety number, lasts, remote
+/// lasting), from its `SessionEstablished`.
+async fn node_number(hx: &mut Harness) -> (String, bool, bool) {
+    let spec_id = hx.spec_id;
+    hx.node_event(|e| match e {
+        Event::SessionEstablished {
+            peer,
+            safety_number,
+            safety_number_lasts,
+            remote_lasting,
+            ..
+        } if *peer == spec_id => Some((
+            safety_number.to_string(),
+            *safety_number_lasts,
+            *remote_lasting,
+        )),
+        _ => None,
+    })
+    .await
+}
+
+/// A spec-peer handshake up to the opened `AUTH_OK` (§5.1-§5.3), `lasting` in our PROFILE.
+async fn up_to_auth_ok(hx: &mut Harness, secret: &str, lasting: bool) -> SpecSession {
+    let mut init = hx.initiator(secret);
+    init.lasting = lasting;
+    let ch = hx.expect_challenge(init.hello()).await;
+    let sent = init.on_challenge(&ch).expect("CHALLENGE acceptable");
+    let ok = hx.expect_auth_ok(sent.auth()).await;
+    sent.on_auth_ok(&ok).expect("AUTH_OK verifies")
+}
+
+/// §3.5, §5.6: the node's PROFILE carries its lasting flag; when both PROFILEs carry it,
+/// both sides show the identity safety number, which the spec peer computes on its own from
+/// the two `PeerId`s; otherwise the per-session number of `th`.
+#[tokio::test]
+async fn lasting_profiles_give_the_identity_safety_number() {
+    within(async {
+        let secret = Secret::generate();
+        let mut hx = Harness::new(node_config(secret.clone()).with_lasting_identity(true)).await;
+        let (spec_id, node_id) = (hx.spec_id, hx.node_id);
+        let identity = identity_safety_number(&spec_id, &node_id);
+
+        // Both last: the identity number on both sides.
+        let mut s = up_to_auth_ok(&mut hx, secret.expose(), true).await;
+        assert_eq!(
+            s.remote_flags,
+            Some(PROFILE_FLAG_LASTING),
+            "the node's PROFILE says it lasts"
+        );
+        let confirm = s.confirmation();
+        hx.send_acked(&s, confirm).await;
+        assert!(s.safety_number_lasts());
+        assert_eq!(s.safety_number(), identity);
+        assert_ne!(identity, safety_number(&s.th));
+        assert_eq!(node_number(&mut hx).await, (identity.clone(), true, true));
+
+        // The spec peer ephemeral: the per-session number, and the node knows it.
+        let mut s = up_to_auth_ok(&mut hx, secret.expose(), false).await;
+        let confirm = s.confirmation();
+        hx.send_acked(&s, confirm).await;
+        assert!(!s.safety_number_lasts());
+        assert_eq!(
+            node_number(&mut hx).await,
+            (safety_number(&s.th), false, false)
+        );
+    })
+    .await;
+}
+
+/// §3.5: an ephemeral node's PROFILE has flags 0; a PROFILE with a reserved flag bit is
+/// `MALFORMED`, and the session is not confirmed by it.
+#[tokio::test]
+async fn a_profile_with_a_reserved_flag_bit_is_malformed() {
+    within(async {
+        let secret = Secret::generate();
+        let mut hx = Harness::new(node_config(secret.clone())).await;
+        let mut s = up_to_auth_ok(&mut hx, secret.expose(), true).await;
+        assert_eq!(s.remote_flags, Some(0), "an ephemeral node's PROFILE");
+        // Each at a new seq: a record that opens marks its seq seen before its plaintext is
+        // parsed (§6.2 steps 5-6).
+        for flags in [0x02, 0x03, 0x80, 0xff] {
+            let rec = s.seal(&Content::Profile {
+                name: "Spec".into(),
+                flags,
+            });
+            hx.expect_reject(Request::Record(rec), RejectCode::Malformed)
+                .await;
+        }
+        assert!(
+            !hx.node_events
+                .iter()
+                .any(|e| matches!(e, Event::SessionEstablished { .. })),
+            "{:?}",
+            hx.node_events
+        );
+        // The honest confirmation, at a seq the window has not seen, still confirms it.
+        let confirm = s.confirmation();
+        hx.send_acked(&s, confirm).await;
+        assert_eq!(node_number(&mut hx).await.0, safety_number(&s.th));
+    })
+    .await;
+}
+
+/// §9: a node whose user refuses the spec peer answers its `HELLO`, and an `AUTH` of a
+/// handshake it answered before the refusal, `REJECT REFUSED` (code 20, detail 0), checked
+/// by the spec peer's own decoder; allowed again, the handshake goes through.
+#[tokio::test]
+async fn refused_hello_and_auth_round_trip() {
+    within(async {
+        let secret = Secret::generate();
+        let mut hx = Harness::new(node_config(secret.clone())).await;
+        let spec_id = hx.spec_id;
+        hx.behaviour().refuse_peer(spec_id).expect("room");
+        let init = hx.initiator(secret.expose());
+        let detail = hx.expect_reject(init.hello(), RejectCode::Refused).await;
+        assert_eq!(detail, 0);
+        let body = frame(&encode_request(&init.hello()));
+        assert_eq!(
+            hx.raw_request(body).await,
+            Ok(Response::Reject {
+                code: RejectCode::Refused,
+                detail: 0
+            })
+        );
+        assert_eq!(
+            encode_response(&Response::Reject {
+                code: RejectCode::Refused,
+                detail: 0
+            }),
+            [0x85, 0x00, 0x14, 0, 0, 0, 0]
+        );
+
+        // Allowed: a HELLO is answered; refused between HELLO and AUTH: the AUTH is REFUSED.
+        assert!(hx.behaviour().allow_peer(&spec_id));
+        let init = hx.initiator(secret.expose());
+        let ch = hx.expect_challenge(init.hello()).await;
+        let sent = init.on_challenge(&ch).expect("CHALLENGE acceptable");
+        hx.behaviour().refuse_peer(spec_id).expect("room");
+        hx.expect_reject(sent.auth(), RejectCode::Refused).await;
+        assert_eq!(hx.behaviour().state_counts().handshakes, 0);
+        assert!(
+            !hx.node_events
+                .iter()
+                .any(|e| matches!(e, Event::InboundAuthFailed { .. })),
+            "a refusal is no failed authentication"
+        );
+
+        hx.behaviour().allow_peer(&spec_id);
+        let s = hx.handshake(secret.expose()).await;
+        established(&mut hx, &s).await;
+    })
+    .await;
+}
+
+/// §9 from the other side: a responder that answers the node's `HELLO` with `REFUSED` fails
+/// the node's open with `OpenError::Refused`.
+#[tokio::test]
+async fn node_as_initiator_answered_refused() {
+    within(async {
+        let mut hx = Harness::new(node_config(Secret::generate())).await;
+        let spec_id = hx.spec_id;
+        let open = hx.behaviour().open_session(spec_id, Secret::generate());
+        let (req, ch) = hx.next_inbound().await;
+        assert!(matches!(req, Request::Hello(_)), "{req:?}");
+        hx.respond(
+            ch,
+            Response::Reject {
+                code: RejectCode::Refused,
+                detail: 0,
+            },
+        );
+        assert_eq!(open_failed(&mut hx, open).await, OpenError::Refused);
+        assert_eq!(hx.behaviour().state_counts().handshakes, 0);
+    })
+    .await;
+}
+
+/// §4: a secret changed between the node's `CHALLENGE` and our `AUTH` discards the pending
+/// handshake (`UNKNOWN_HANDSHAKE`, not counted as a failure); an established session keeps
+/// working; a new handshake needs the new secret.
+#[tokio::test]
+async fn a_secret_changed_while_running() {
+    within(async {
+        let old = Secret::generate();
+        let mut hx = Harness::new(node_config(old.clone())).await;
+        let mut s = hx.handshake(old.expose()).await;
+        established(&mut hx, &s).await;
+
+        let init = hx.initiator(old.expose());
+        let ch = hx.expect_challenge(init.hello()).await;
+        let sent = init.on_challenge(&ch).expect("CHALLENGE acceptable");
+        let new = Secret::generate();
+        hx.behaviour().set_secret(new.clone());
+        hx.expect_reject(sent.auth(), RejectCode::UnknownHandshake)
+            .await;
+        assert!(
+            !hx.node_events
+                .iter()
+                .any(|e| matches!(e, Event::InboundAuthFailed { .. })),
+        );
+        // The session made under the old secret still carries chat.
+        let rec = s.chat(1, &["after the change"]);
+        hx.send_acked(&s, rec).await;
+        assert_eq!(received(&mut hx).await.text, "after the change");
+        // The old secret no longer opens a session; the new one does (and replaces it).
+        let init = hx.initiator(old.expose());
+        let ch = hx.expect_challenge(init.hello()).await;
+        let sent = init.on_challenge(&ch).expect("CHALLENGE acceptable");
+        hx.expect_reject(sent.auth(), RejectCode::AuthFailed).await;
+        let s = hx.handshake(new.expose()).await;
+        established(&mut hx, &s).await;
+    })
+    .await;
+}

@@ -6,11 +6,13 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::{Net, config, init_tracing, tcp_noise_node, tcp_noise_swarm};
+use common::{
+    Net, config, init_tracing, tcp_noise_node, tcp_noise_node_with_identity, tcp_noise_swarm,
+};
 use libp2p_swarm_test::SwarmExt;
 use noctua_chat::{
-    CloseReason, Config, DeliveryError, Event, MessageId, OpenError, RejectCode, Role, Secret,
-    SendError, SessionError, SessionState,
+    CloseReason, Config, DeliveryError, Event, MessageId, OpenError, RejectCode, Role,
+    SafetyNumber, Secret, SendError, SessionError, SessionState,
 };
 use noctua_spec_peer::{Answered, Content, Harness, node_config as spec_node_config, node_key};
 
@@ -1133,4 +1135,149 @@ async fn retried_connects_to_an_address_reuse_its_connection_and_reach_the_ban()
         "the third failure bans, and says so"
     );
     assert!(net.swarms[1].is_connected(&p0));
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 12: lasting identities, refusing a peer, a new secret while running, pinned dials.
+// ---------------------------------------------------------------------------------------
+
+/// The safety number both sides of the session between node `a` and node `b` show, and
+/// whether each says it lasts (they must agree on both).
+fn shown_number(net: &mut Net, a: usize, b: usize) -> (SafetyNumber, bool) {
+    let (pa, pb) = (net.peer(a), net.peer(b));
+    let sa = net.b(a).session(&pb).expect("a session at a");
+    let sb = net.b(b).session(&pa).expect("a session at b");
+    assert_eq!(sa.safety_number, sb.safety_number, "both ends agree");
+    assert_eq!(sa.safety_number_lasts, sb.safety_number_lasts);
+    (sa.safety_number, sa.safety_number_lasts)
+}
+
+/// One run of two TCP+Noise nodes with these identities: `dialer` opens a session to the
+/// other; returns what the session shows. The swarms are dropped at the end (a restart).
+async fn session_between(
+    keys: &[libp2p::identity::Keypair; 2],
+    lasting: [bool; 2],
+    dialer: usize,
+) -> (SafetyNumber, bool) {
+    let mut swarms = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..2 {
+        let c = config(i, &format!("secret-{i}")).with_lasting_identity(lasting[i]);
+        let (s, a) = tcp_noise_node_with_identity(keys[i].clone(), c).await;
+        swarms.push(s);
+        addrs.push(a);
+    }
+    let mut net = Net::from_swarms(swarms, addrs);
+    let listener = 1 - dialer;
+    net.open(dialer, listener, &format!("secret-{listener}"))
+        .await;
+    shown_number(&mut net, 0, 1)
+}
+
+#[tokio::test]
+async fn two_lasting_identities_show_one_number_across_restarts() {
+    init_tracing();
+    let keys = [
+        libp2p::identity::Keypair::generate_ed25519(),
+        libp2p::identity::Keypair::generate_ed25519(),
+    ];
+    let ids = [keys[0].public().to_peer_id(), keys[1].public().to_peer_id()];
+    let identity = SafetyNumber::from_identities(&ids[0], &ids[1]);
+    // Two runs ("sessions" of two restarted nodes with the same identities), the second
+    // dialed the other way round: one number, the identity number.
+    let first = session_between(&keys, [true, true], 1).await;
+    let second = session_between(&keys, [true, true], 0).await;
+    assert_eq!(first, (identity.clone(), true));
+    assert_eq!(second, (identity.clone(), true));
+    // One side ephemeral: a per-session number, new each session, never the identity one.
+    let third = session_between(&keys, [true, false], 1).await;
+    let fourth = session_between(&keys, [true, false], 1).await;
+    assert!(!third.1 && !fourth.1, "per-session numbers do not last");
+    assert_ne!(third.0, identity);
+    assert_ne!(fourth.0, identity);
+    assert_ne!(third.0, fourth.0, "a new number every session");
+}
+
+#[tokio::test]
+async fn a_refused_peer_cannot_open_until_it_is_allowed() {
+    init_tracing();
+    let mut net = Net::new(quiet(2)).await;
+    let (p0, p1) = (net.peer(0), net.peer(1));
+    net.b(0).refuse_peer(p1).expect("room for one");
+    assert!(net.b(0).is_refused(&p1));
+    let addr = net.addrs[0].clone();
+    let open = net.b(1).connect(addr, Secret::new("secret-0").unwrap());
+    assert_eq!(net.open_failure(open).await, OpenError::Refused);
+    assert_eq!(
+        OpenError::Refused.to_string(),
+        "the peer refused the session: its user disconnected or blocked us"
+    );
+    assert!(net.b(0).session(&p1).is_none() && net.b(1).session(&p0).is_none());
+    assert_eq!(net.b(0).state_counts().handshakes, 0);
+    // Node 0's own open towards the refused peer fails locally.
+    let mine = net.b(0).open_session(p1, Secret::new("secret-1").unwrap());
+    assert_eq!(net.open_failure(mine).await, OpenError::RefusedHere);
+    assert!(net.b(0).allow_peer(&p1));
+    net.open(1, 0, "secret-0").await;
+    exchange(&mut net, 1, 0, &["let in again".into()]).await;
+}
+
+#[tokio::test]
+async fn a_new_secret_refuses_the_old_one_and_keeps_the_session_chatting() {
+    init_tracing();
+    let mut net = Net::new(quiet(3)).await;
+    net.open(1, 0, "secret-0").await;
+    net.b(0).set_secret(Secret::new("secret-0-new").unwrap());
+    assert_eq!(net.b(0).config().secret().expose(), "secret-0-new");
+    // The session made with the old secret goes on, both ways.
+    exchange(&mut net, 1, 0, &["after the change".into()]).await;
+    exchange(&mut net, 0, 1, &["and back".into()]).await;
+    // A new handshake with the old secret is refused as a wrong secret...
+    let addr = net.addrs[0].clone();
+    let open = net
+        .b(2)
+        .connect(addr.clone(), Secret::new("secret-0").unwrap());
+    assert_eq!(net.open_failure(open).await, OpenError::WrongSecret);
+    // ... and one with the new secret gets in.
+    net.open(2, 0, "secret-0-new").await;
+    let p0 = net.peer(0);
+    assert!(net.b(1).session(&p0).is_some(), "still up");
+}
+
+#[tokio::test]
+async fn a_pinned_dial_never_reuses_a_connection_with_another_identity() {
+    init_tracing();
+    let mut net = Net::new(quiet(2)).await;
+    let p0 = net.peer(0);
+    let sid = net.open(1, 0, "secret-0").await;
+    // Node 1 is connected to node 0's address. A connection string pinned to another
+    // identity at that address must not ride on that connection: it dials, and the
+    // identity that answers is not the one given.
+    let other = libp2p::PeerId::random();
+    let pinned = net.addrs[0]
+        .clone()
+        .with(libp2p::multiaddr::Protocol::P2p(other));
+    let open = net.b(1).connect(pinned, Secret::new("secret-0").unwrap());
+    let error = net.open_failure(open).await;
+    assert_eq!(
+        error,
+        OpenError::WrongPeer {
+            expected: other,
+            found: p0
+        }
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("this is not the peer you were given: expected "),
+        "{error}"
+    );
+    // The session with node 0 is untouched, and a dial pinned to node 0 itself reuses the
+    // connection (a session is already active: that is what it is told).
+    assert_eq!(net.b(1).session(&p0).map(|s| s.id), Some(sid));
+    let right = net.addrs[0]
+        .clone()
+        .with(libp2p::multiaddr::Protocol::P2p(p0));
+    let again = net.b(1).connect(right, Secret::new("secret-0").unwrap());
+    assert_eq!(net.open_failure(again).await, OpenError::AlreadyActive);
 }

@@ -199,6 +199,9 @@ pub enum Event {
     Sessions {
         /// One entry per session.
         sessions: Vec<SessionEntry>,
+        /// Peers whose session is down but expected back (absent when none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        down: Vec<LinkEntry>,
     },
     /// Answer to `peers`.
     Peers {
@@ -302,6 +305,68 @@ pub enum Event {
         /// The commands.
         commands: Vec<HelpEntry>,
     },
+    /// A session with a known peer dropped; it will be re-opened by itself. Written when
+    /// the session drops and after each failed attempt.
+    Reconnecting {
+        /// The peer.
+        peer_id: String,
+        /// Display name.
+        name: String,
+        /// The next attempt (1-based).
+        attempt: u32,
+        /// Milliseconds until it starts.
+        next_in_ms: u64,
+    },
+    /// A session dropped and only the peer can re-open it (it dialed us): messages for it
+    /// are queued until it does.
+    Waiting {
+        /// The peer.
+        peer_id: String,
+        /// Display name.
+        name: String,
+    },
+    /// Reconnecting stopped for good (the peer refused us, or our secret).
+    ReconnectStopped {
+        /// The peer.
+        peer_id: String,
+        /// Display name.
+        name: String,
+        /// The last attempt's failure, one sentence.
+        error: String,
+    },
+    /// `disconnect` ended the session (or the reconnecting); the peer's new handshakes are
+    /// refused until we connect to it again.
+    Disconnected {
+        /// The peer.
+        peer_id: String,
+        /// Display name.
+        name: String,
+    },
+    /// Message `id` waits for the peer's session to return (it is delivered then, with a
+    /// `delivered` event, or reported once by `not_delivered`).
+    Queued {
+        /// Local id (of the `sent` event).
+        id: u64,
+        /// The peer.
+        peer_id: String,
+        /// Display name.
+        name: String,
+        /// How many messages wait for this peer now.
+        waiting: usize,
+    },
+    /// Queued message `id` was given up: reported once, instead of `delivered`.
+    NotDelivered {
+        /// Local id.
+        id: u64,
+        /// The peer.
+        peer_id: String,
+        /// Display name.
+        name: String,
+        /// `expired`, `exit`, `disconnected`, `gave_up` or `outbox_full`.
+        reason: String,
+        /// Why, one sentence.
+        message: String,
+    },
     /// Last line.
     Stopped,
 }
@@ -320,6 +385,12 @@ impl Event {
             | Event::Message { peer_id, .. }
             | Event::Delivered { peer_id, .. }
             | Event::DeliveryFailed { peer_id, .. }
+            | Event::Reconnecting { peer_id, .. }
+            | Event::Waiting { peer_id, .. }
+            | Event::ReconnectStopped { peer_id, .. }
+            | Event::Disconnected { peer_id, .. }
+            | Event::Queued { peer_id, .. }
+            | Event::NotDelivered { peer_id, .. }
             | Event::Verify { peer_id, .. }
             | Event::IdentityWarning { peer_id, .. }
             | Event::BlockedRefused { peer_id, .. }
@@ -397,6 +468,41 @@ pub struct PeerEntry {
     /// Trust state: `new`, `pinned`, `verified` or `blocked`.
     #[serde(default)]
     pub trust: String,
+    /// Without a session: `reconnecting` or `waiting` (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// While reconnecting: the next attempt (1-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// While reconnecting: milliseconds until the next attempt (0: under way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_in_ms: Option<u64>,
+    /// Messages queued for it (absent when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub queued: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// A peer whose session is down but expected back (in `sessions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkEntry {
+    /// The peer.
+    pub peer_id: String,
+    /// Display name.
+    pub name: String,
+    /// `reconnecting` or `waiting`.
+    pub link: String,
+    /// While reconnecting: the next attempt (1-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// While reconnecting: milliseconds until the next attempt (0: under way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_in_ms: Option<u64>,
+    /// Messages queued for it.
+    pub queued: usize,
 }
 
 /// One command of `help`.

@@ -9,13 +9,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
-pub use event::{Event, EventLine, HelpEntry, PeerEntry, Recipient, SCHEMA_VERSION, SessionEntry};
+pub use event::{
+    Event, EventLine, HelpEntry, LinkEntry, PeerEntry, Recipient, SCHEMA_VERSION, SessionEntry,
+};
 
 use crate::face::Tally;
 use crate::face::commands::HELP;
 use crate::face::render::human;
 use crate::face::script::{self, Unhandled};
-use crate::node::{Output, PeerRow, Request, SessionRow, TrustChange};
+use crate::node::{LinkRow, LinkStatus, Output, PeerRow, Request, SessionRow, TrustChange};
 use crate::sanitize;
 
 /// Runs the headless face until the node stops.
@@ -212,8 +214,9 @@ impl From<&Output> for Event {
                 name: name.clone(),
                 reason: reason.to_string(),
             },
-            Output::Sessions(rows) => Event::Sessions {
+            Output::Sessions { rows, down } => Event::Sessions {
                 sessions: rows.iter().map(session_entry).collect(),
+                down: down.iter().map(link_entry).collect(),
             },
             Output::Peers(rows) => Event::Peers {
                 peers: rows.iter().map(peer_entry).collect(),
@@ -274,6 +277,53 @@ impl From<&Output> for Event {
                 addrs: strings(addrs),
             },
             Output::Expired { peer } => Event::Expired { peer_id: id(peer) },
+            Output::Reconnecting {
+                peer,
+                name,
+                attempt,
+                next_in,
+            } => Event::Reconnecting {
+                peer_id: id(peer),
+                name: name.clone(),
+                attempt: *attempt,
+                next_in_ms: millis(*next_in),
+            },
+            Output::Waiting { peer, name } => Event::Waiting {
+                peer_id: id(peer),
+                name: name.clone(),
+            },
+            Output::ReconnectStopped { peer, name, error } => Event::ReconnectStopped {
+                peer_id: id(peer),
+                name: name.clone(),
+                error: error.to_string(),
+            },
+            Output::Disconnected { peer, name } => Event::Disconnected {
+                peer_id: id(peer),
+                name: name.clone(),
+            },
+            Output::Queued {
+                local,
+                peer,
+                name,
+                waiting,
+            } => Event::Queued {
+                id: *local,
+                peer_id: id(peer),
+                name: name.clone(),
+                waiting: *waiting,
+            },
+            Output::NotDelivered {
+                local,
+                peer,
+                name,
+                reason,
+            } => Event::NotDelivered {
+                id: *local,
+                peer_id: id(peer),
+                name: name.clone(),
+                reason: reason.code().to_string(),
+                message: reason.to_string(),
+            },
             Output::Stopped => Event::Stopped,
         }
     }
@@ -298,8 +348,47 @@ fn session_entry(r: &SessionRow) -> SessionEntry {
     }
 }
 
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `reconnecting`/`waiting`, the attempt and the time to it.
+fn link_fields(s: &LinkStatus) -> (String, Option<u32>, Option<u64>) {
+    match s {
+        LinkStatus::Reconnecting { attempt, next_in } => (
+            "reconnecting".into(),
+            Some(*attempt),
+            Some(millis(*next_in)),
+        ),
+        LinkStatus::Waiting => ("waiting".into(), None, None),
+    }
+}
+
+fn link_entry(r: &LinkRow) -> LinkEntry {
+    let (link, attempt, next_in_ms) = link_fields(&r.status);
+    LinkEntry {
+        peer_id: r.peer.to_base58(),
+        name: r.name.clone(),
+        link,
+        attempt,
+        next_in_ms,
+        queued: r.queued,
+    }
+}
+
 fn peer_entry(r: &PeerRow) -> PeerEntry {
+    let (link, attempt, next_in_ms) = match &r.link {
+        Some(s) => {
+            let (l, a, n) = link_fields(s);
+            (Some(l), a, n)
+        }
+        None => (None, None, None),
+    };
     PeerEntry {
+        link,
+        attempt,
+        next_in_ms,
+        queued: r.queued,
         index: r.index,
         peer_id: r.peer.to_base58(),
         name: r.name.clone(),
@@ -401,11 +490,69 @@ mod tests {
                 connected: false,
                 discovered: true,
                 session: None,
+                link: None,
+                queued: 0,
                 trust: crate::trust::TrustState::Pinned,
             }])),
             format!(
                 r#"{{"event":"peers","peers":[{{"addrs":["/ip4/10.77.0.2/tcp/4001"],"connected":false,"discovered":true,"index":1,"name":null,"peer_id":"{id}","session":null,"state":null,"trust":"pinned"}}],"ts":1795640000104}}"#
             )
+        );
+        // Issue 12: reconnecting and the outbox.
+        assert_eq!(
+            line(Output::Reconnecting {
+                peer,
+                name: "Bob".into(),
+                attempt: 3,
+                next_in: Duration::from_millis(4200),
+            }),
+            format!(
+                r#"{{"attempt":3,"event":"reconnecting","name":"Bob","next_in_ms":4200,"peer_id":"{id}","ts":1795640000104}}"#
+            )
+        );
+        assert_eq!(
+            line(Output::Queued {
+                local: 7,
+                peer,
+                name: "Bob".into(),
+                waiting: 2,
+            }),
+            format!(
+                r#"{{"event":"queued","id":7,"name":"Bob","peer_id":"{id}","ts":1795640000104,"waiting":2}}"#
+            )
+        );
+        assert_eq!(
+            line(Output::NotDelivered {
+                local: 7,
+                peer,
+                name: "Bob".into(),
+                reason: crate::node::Undelivered::Expired(Duration::from_secs(2)),
+            }),
+            format!(
+                r#"{{"event":"not_delivered","id":7,"message":"the peer did not come back within 2 s","name":"Bob","peer_id":"{id}","reason":"expired","ts":1795640000104}}"#
+            )
+        );
+        assert_eq!(
+            line(Output::Sessions {
+                rows: vec![],
+                down: vec![LinkRow {
+                    name: "Bob".into(),
+                    peer,
+                    status: LinkStatus::Waiting,
+                    queued: 1,
+                }],
+            }),
+            format!(
+                r#"{{"down":[{{"link":"waiting","name":"Bob","peer_id":"{id}","queued":1}}],"event":"sessions","sessions":[],"ts":1795640000104}}"#
+            )
+        );
+        assert_eq!(
+            line(Output::Sessions {
+                rows: vec![],
+                down: vec![],
+            }),
+            r#"{"event":"sessions","sessions":[],"ts":1795640000104}"#,
+            "schema 1's line when nothing is down"
         );
         assert_eq!(
             line(Output::Stopped),

@@ -541,7 +541,9 @@ fn an_abort_for_another_handshake_leaves_the_unconfirmed_session_alone() {
     assert_eq!(net.session_id(A), net.session_id(B));
 }
 
-/// The outcome of `side`'s open `open`, if it ended.
+/// The outcome of `side`'s open `open`, if it ended. (`OpenError` is large since
+/// `WrongPeer` carries two `PeerId`s; it travels in events, never on a hot path.)
+#[allow(clippy::result_large_err)]
 fn open_outcome(
     net: &Net,
     side: usize,

@@ -40,6 +40,18 @@ pub async fn tcp_noise_node(config: Config, idle: Duration) -> (Swarm<Behaviour>
     .await
 }
 
+/// A chat node over TCP + Noise + Yamux on 127.0.0.1 with the libp2p identity `keypair`
+/// (a node restarted with its profile: the same `PeerId` on a new port).
+pub async fn tcp_noise_node_with_identity(
+    keypair: libp2p::identity::Keypair,
+    config: Config,
+) -> (Swarm<Behaviour>, Multiaddr) {
+    tcp_noise_swarm_with(keypair, Duration::from_secs(10), false, |kp| {
+        Behaviour::new(kp.public().to_peer_id(), config)
+    })
+    .await
+}
+
 /// A swarm of any behaviour over TCP + Noise + Yamux on 127.0.0.1; `lazy` negotiates
 /// outbound streams with multistream-select `V1Lazy`, as the node does.
 pub async fn tcp_noise_swarm<B: libp2p::swarm::NetworkBehaviour>(
@@ -47,7 +59,23 @@ pub async fn tcp_noise_swarm<B: libp2p::swarm::NetworkBehaviour>(
     lazy: bool,
     make: impl FnOnce(&libp2p::identity::Keypair) -> B,
 ) -> (Swarm<B>, Multiaddr) {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+    tcp_noise_swarm_with(
+        libp2p::identity::Keypair::generate_ed25519(),
+        idle,
+        lazy,
+        make,
+    )
+    .await
+}
+
+/// [`tcp_noise_swarm`] with a given identity.
+pub async fn tcp_noise_swarm_with<B: libp2p::swarm::NetworkBehaviour>(
+    keypair: libp2p::identity::Keypair,
+    idle: Duration,
+    lazy: bool,
+    make: impl FnOnce(&libp2p::identity::Keypair) -> B,
+) -> (Swarm<B>, Multiaddr) {
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
             libp2p::tcp::Config::default(),
