@@ -240,17 +240,25 @@ fn block_closes_refuses_and_lasts_and_unblock_lets_in() {
     let mut alice = start("Alice", Some((&dir, "alice")), &[]);
     let (_, alice_conn, _) = ready(&mut alice);
     let mut bob = start("Bob", Some((&dir, "bob")), &[]);
-    let (bob_id, _, _) = ready(&mut bob);
+    let (bob_id, bob_conn, bob_pinned) = ready(&mut bob);
     bob.send(&format!("connect {alice_conn}"));
     bob.expect_contains("\"event\":\"session_established\"");
     alice.expect_contains("\"event\":\"session_established\"");
     alice.send("block Bob");
     alice.expect_contains("\"event\":\"blocked\"");
     bob.expect_contains("\"event\":\"session_closed\"");
+    // Connecting to a blocked peer does not lift the block, whether the string names the
+    // identity or only the address: only `unblock` does.
+    for target in [&bob_pinned, &bob_conn] {
+        alice.send(&format!("connect {target}"));
+        let refused = alice.expect_contains("\"event\":\"error\"");
+        assert!(refused.contains("Bob is blocked"), "{refused}");
+    }
     bob.send(&format!("connect {alice_conn}"));
     let failed = bob.expect_contains("\"event\":\"connect_failed\"");
     assert!(failed.contains("refused"), "{failed}");
-    stop(alice, 0);
+    // 3: her two connects to the blocked Bob failed (README, "Exit status").
+    stop(alice, 3);
 
     // Still blocked after a restart, and listed so (though away).
     let mut alice = start("Alice", Some((&dir, "alice")), &[]);
@@ -371,6 +379,42 @@ fn another_identity_at_a_pinned_address_is_refused_with_a_warning_in_words() {
     alice.send(&format!("connect {carol_conn}"));
     alice.expect_contains("[+] Carol connected");
     stop(carol, 0);
+    stop(alice, 0);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+/// A connect that rides on a connection the peer had opened to us (Bob connected first;
+/// Alice disconnected him, then connects to his pinned string) still records the address
+/// Alice dialed in her profile: without it she could not reconnect to him after a
+/// restart. (Found by hand: the profile kept `addrs = []`.)
+#[test]
+fn a_connect_on_the_peers_own_connection_still_records_the_dialed_address() {
+    let dir = data_dir("dialed");
+    let mut alice = start("Alice", Some((&dir, "alice")), &[]);
+    let (_, alice_conn, _) = ready(&mut alice);
+    let mut bob = start("Bob", Some((&dir, "bob")), &[]);
+    let (_, bob_conn, bob_pinned) = ready(&mut bob);
+    bob.send(&format!("connect {alice_conn}"));
+    bob.expect_contains("\"event\":\"session_established\"");
+    alice.expect_contains("\"event\":\"session_established\"");
+    alice.send("disconnect Bob");
+    alice.expect_contains("\"event\":\"disconnected\"");
+    bob.expect_contains("\"event\":\"session_closed\"");
+    alice.send(&format!("connect {bob_pinned}"));
+    alice.expect_contains("\"event\":\"session_established\"");
+    // host:port of Bob's string, as a multiaddr's parts.
+    let mut parts = bob_conn.split(':');
+    let (host, port) = (parts.next().expect("host"), parts.next().expect("port"));
+    let peers = std::fs::read_to_string(dir.join("profiles/alice/peers.toml")).expect("peers");
+    let addrs = peers
+        .lines()
+        .find(|l| l.starts_with("addrs"))
+        .unwrap_or_else(|| panic!("no addrs in {peers}"));
+    assert!(
+        addrs.contains(&format!("/ip4/{host}/tcp/{port}")),
+        "Bob's address is not recorded: {addrs}"
+    );
+    stop(bob, 0);
     stop(alice, 0);
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }

@@ -360,6 +360,9 @@ pub enum CommandError {
         /// Why.
         why: String,
     },
+    /// A `connect` to a peer the user blocked.
+    #[error("{0} is blocked: 'unblock {0}' first to connect to it")]
+    Blocked(String),
     /// The profile could not be saved (its one-line reason).
     #[error("cannot save the profile: {0}")]
     Profile(String),

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, mdns};
-use noctua_chat::{Event as ChatEvent, OpenError, OpenId};
+use noctua_chat::{CloseReason, Event as ChatEvent, OpenError, OpenId};
 
 use crate::node::swarm::NodeBehaviourEvent;
 use crate::node::{CommandError, ConnectError, DeliveryFailure, DialFailure, Node, Output, signal};
@@ -106,7 +106,15 @@ impl Node {
             } => {
                 // Trust on first use (node/identity.rs): a refused session is closed.
                 let secret = self.open_secret(&opens);
-                if !self.check_session(peer, &remote_name, secret).await {
+                // The address our connect dialed, for the trust book: the session may ride
+                // on a connection the peer opened, which tells no address of ours.
+                let dialing = opens
+                    .iter()
+                    .find_map(|o| self.connects.get(o).and_then(|c| c.dialing.clone()));
+                if !self
+                    .check_session(peer, &remote_name, secret, dialing)
+                    .await
+                {
                     for open in opens {
                         if let Some(c) = self.connects.remove(&open) {
                             signal(c.done);
@@ -159,12 +167,18 @@ impl Node {
             ChatEvent::SessionClosed { peer, reason, .. } => {
                 let name = self.names.display(&peer);
                 self.auto.closed(peer, &reason);
-                self.emit(Output::SessionClosed {
-                    peer,
-                    name,
-                    reason: reason.clone(),
-                })
-                .await;
+                // A session the identity check refused was closed by us at once, and the
+                // user was warned already: no second line saying we closed it.
+                let refused_here =
+                    self.tofu_hidden(&peer) && matches!(reason, CloseReason::LocalClosed);
+                if !refused_here {
+                    self.emit(Output::SessionClosed {
+                        peer,
+                        name,
+                        reason: reason.clone(),
+                    })
+                    .await;
+                }
                 // Its name is free for others now; a peer expected back still answers to
                 // it while no one else has it (`Node::resolve`).
                 if !self.has_session(&peer) {
@@ -235,6 +249,14 @@ impl Node {
         let Some(mut c) = self.connects.remove(&open) else {
             return;
         };
+        if let (OpenError::RefusedHere, Some(peer)) = (&error, peer)
+            && self.trust.is_blocked(&peer)
+        {
+            // An unpinned address that turned out to be a peer the user blocked.
+            let e = self.blocked_error(&peer);
+            self.emit(Output::Error(e)).await;
+            return signal(c.done);
+        }
         if let (OpenError::RefusedHere, Some(peer)) = (&error, peer)
             && self.swarm.behaviour().chat.is_refused(&peer)
         {

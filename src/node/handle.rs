@@ -237,6 +237,10 @@ impl Node {
                         v
                     })
                     .collect();
+                if let Some(blocked) = cs.peer.filter(|p| self.trust.is_blocked(p)) {
+                    let e = self.blocked_error(&blocked);
+                    return self.refuse(e, done).await;
+                }
                 for peer in again {
                     self.allow_peer(&peer);
                 }
@@ -258,7 +262,10 @@ impl Node {
             .and_then(|s| Ok((s, self.resolve(who)?)));
         match found {
             Ok((secret, peer)) => {
-                self.allow_peer(&peer);
+                if !self.allow_peer(&peer) {
+                    let e = self.blocked_error(&peer);
+                    return self.refuse(e, done).await;
+                }
                 let label = self.names.display(&peer);
                 self.start_connect(label, secret, Some(peer), VecDeque::new(), done)
                     .await;
@@ -360,11 +367,27 @@ impl Node {
         }
     }
 
-    /// Lets `peer` in again (the user connects to it).
-    pub(super) fn allow_peer(&mut self, peer: &PeerId) {
+    /// Lets `peer` in again (the user connects to it), unless the user blocked it: only
+    /// `unblock` lifts a block. Returns whether the peer may connect now.
+    pub(super) fn allow_peer(&mut self, peer: &PeerId) -> bool {
+        if self.trust.is_blocked(peer) {
+            return false;
+        }
         if self.chat().allow_peer(peer) {
             tracing::debug!(%peer, "allowed again");
         }
+        true
+    }
+
+    /// The error for a `connect` to a blocked peer.
+    pub(super) fn blocked_error(&self, peer: &PeerId) -> CommandError {
+        let name = self
+            .trust
+            .get(peer)
+            .map(|k| k.name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| self.names.display(peer));
+        CommandError::Blocked(name)
     }
 
     fn peer_rows(&mut self) -> Vec<PeerRow> {

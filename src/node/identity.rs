@@ -96,16 +96,19 @@ impl Node {
     }
 
     /// Trust on first use, when a session with `peer` (which calls itself `remote_name`)
-    /// was just established; `secret` is the one we dialed it with, if we did. Returns
+    /// was just established; `secret` is the one we dialed it with, if we did, and
+    /// `dialing` the address our connect dialed (used when the session rides on a
+    /// connection the peer opened). Returns
     /// whether the session may go on; if not, it was closed and the user warned.
     pub(super) async fn check_session(
         &mut self,
         peer: PeerId,
         remote_name: &str,
         secret: Option<Secret>,
+        dialing: Option<Multiaddr>,
     ) -> bool {
         let name = sanitize::name(remote_name).replace(' ', "_");
-        let dialed = self.dialed.get(&peer).cloned();
+        let dialed = self.dialed.get(&peer).cloned().or(dialing);
         let verdict = self.trust.check(&peer, &name, dialed.as_ref());
         if verdict.refuses() {
             self.tofu_refused.insert(peer);
