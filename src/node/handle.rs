@@ -325,8 +325,10 @@ impl Node {
     }
 
     fn session_rows(&self) -> Vec<SessionRow> {
+        // A session the identity check refused is being closed: it is not one of ours.
         let mut rows: Vec<SessionRow> = self
             .sessions()
+            .filter(|info| !self.tofu_hidden(&info.peer))
             .map(|info| SessionRow {
                 name: self.names.display(&info.peer),
                 peer: info.peer,
