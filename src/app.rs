@@ -45,6 +45,18 @@ pub enum RunError {
     /// The node could not start.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The port a profile's last run used (its connection string's port) is taken.
+    #[error(
+        "cannot listen on {addr}: address already in use; it is the port of profile \
+         {profile}'s last run, so its connection string stays the same once that port is \
+         free (or give --port N for another one: the string changes)"
+    )]
+    ProfilePortInUse {
+        /// The address.
+        addr: libp2p::Multiaddr,
+        /// The profile's name.
+        profile: String,
+    },
     /// The face failed (the terminal could not be set up).
     #[error(transparent)]
     Face(#[from] std::io::Error),
@@ -110,7 +122,19 @@ async fn run(args: Args) -> Result<crate::face::Tally, RunError> {
     }
     let (out_tx, out_rx) = mpsc::channel(1024);
     let (req_tx, req_rx) = mpsc::channel(64);
-    let node = Node::start(cfg, out_tx).await?;
+    // With a profile and no --port, the listen port is the stored one (node_config).
+    let stored_port = cfg
+        .profile
+        .as_ref()
+        .filter(|p| args.port == 0 && p.port().is_some())
+        .map(|p| p.name().to_string());
+    let node = match (Node::start(cfg, out_tx).await, stored_port) {
+        (Ok(node), _) => node,
+        (Err(StartError::InUse(addr)), Some(profile)) => {
+            return Err(RunError::ProfilePortInUse { addr, profile });
+        }
+        (Err(e), _) => return Err(e.into()),
+    };
     let ready = node.ready_output();
     let node_task = tokio::spawn(node.run(req_rx));
     for cs in args.connect {

@@ -340,3 +340,39 @@ fn a_new_secret_stops_the_old_strings_and_the_banner_says_so() {
     stop(term);
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// The port of the profile's last run taken by another program: one line that says so
+/// and how to go on (found by hand: the generic hint said "leave the port out", which a
+/// profile user already did), exit 1, and the profile's stored port left as it was.
+#[test]
+fn the_last_runs_port_taken_says_so_and_keeps_the_profile() {
+    let dir = data_dir("port");
+    let d = dir.to_str().expect("utf-8");
+    let mut alice = start("Alice", &dir, "alice", &[]);
+    let first = ready(&mut alice);
+    stop(alice);
+    let port: u16 = first
+        .conn
+        .split(':')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let stored = std::fs::read(dir.join("profiles/alice/profile.toml")).expect("profile");
+    let holder = std::net::TcpListener::bind(("127.0.0.1", port)).expect("hold the port");
+    let (code, err) = run_to_end(&args("Alice", d, "alice", &[]));
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("address already in use") && err.contains("profile alice's last run"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("profiles/alice/profile.toml")).expect("profile"),
+        stored
+    );
+    drop(holder);
+    let mut again = start("Alice", &dir, "alice", &[]);
+    assert_eq!(ready(&mut again).conn, first.conn);
+    stop(again);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
