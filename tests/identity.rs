@@ -191,7 +191,12 @@ fn the_lasting_safety_number_and_trust_survive_a_restart() {
     ready(&mut bob);
     bob.send(&format!("connect {alice_pinned}"));
     bob.expect_contains("\"event\":\"session_established\"");
-    alice.expect_contains("\"event\":\"session_established\"");
+    let up = alice.expect_contains("\"event\":\"session_established\"");
+    // The session's own line says the number lasts, and that it was not compared yet.
+    assert!(
+        up.contains("\"lasts\":true") && !up.contains("\"verified\""),
+        "{up}"
+    );
     let (number, lasts, trust) = verify(&mut alice, "Bob");
     assert!(lasts, "both keep their identity");
     assert_eq!(trust, "pinned");
@@ -210,7 +215,12 @@ fn the_lasting_safety_number_and_trust_survive_a_restart() {
     ready(&mut bob);
     bob.send(&format!("connect {alice_conn}"));
     bob.expect_contains("\"event\":\"session_established\"");
-    alice.expect_contains("\"event\":\"session_established\"");
+    let up = alice.expect_contains("\"event\":\"session_established\"");
+    // Verified once: the new session says so itself, no need to compare again.
+    assert!(
+        up.contains("\"lasts\":true,") && up.contains("\"verified\":true"),
+        "{up}"
+    );
     let (again, lasts, trust) = verify(&mut alice, "Bob");
     assert_eq!(again, number);
     assert!(lasts);
@@ -221,7 +231,11 @@ fn the_lasting_safety_number_and_trust_survive_a_restart() {
     ready(&mut eph);
     eph.send(&format!("connect {alice_conn}"));
     eph.expect_contains("\"event\":\"session_established\"");
-    alice.expect_contains("\"event\":\"session_established\"");
+    let up = alice.expect_contains("\"event\":\"session_established\"");
+    assert!(
+        !up.contains("\"lasts\"") && !up.contains("\"verified\""),
+        "{up}"
+    );
     let (_, lasts, trust) = verify(&mut alice, "Eve");
     assert!(!lasts);
     assert_eq!(trust, "new");

@@ -236,6 +236,8 @@ impl Renderer {
                 name,
                 session,
                 safety_number,
+                lasts,
+                verified,
                 inbound,
                 ..
             } => {
@@ -252,7 +254,13 @@ impl Renderer {
                         p.cyan(&format!("(session {session}, end-to-end encrypted)"))
                     ),
                     p.cyan(&format!(
-                        "    safety number: {safety_number}  (compare with 'verify {name}')"
+                        "    safety number: {safety_number}  ({})",
+                        match (lasts, verified) {
+                            (true, true) => "verified: you compared it before".to_string(),
+                            (true, false) =>
+                                format!("it lasts: compare it once with 'verify {name}'"),
+                            _ => format!("compare with 'verify {name}'"),
+                        }
                     )),
                 ]
             }

@@ -102,6 +102,7 @@ impl Node {
                 safety_number,
                 opens,
                 remote_lasting,
+                safety_number_lasts,
                 ..
             } => {
                 // Trust on first use (node/identity.rs): a refused session is closed.
@@ -139,6 +140,9 @@ impl Node {
                     name,
                     session: session_id.short(),
                     safety_number: safety_number.to_string(),
+                    lasts: safety_number_lasts,
+                    verified: safety_number_lasts
+                        && self.trust.state(&peer) == crate::trust::TrustState::Verified,
                     inbound,
                 })
                 .await;

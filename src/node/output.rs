@@ -132,6 +132,11 @@ pub enum Output {
         session: String,
         /// The safety number.
         safety_number: String,
+        /// Whether the number lasts (both sides keep their identity): the same in every
+        /// session and after restarts.
+        lasts: bool,
+        /// Whether our user compared this peer's lasting number before (`trust`).
+        verified: bool,
         /// Whether the peer opened it.
         inbound: bool,
     },

@@ -116,6 +116,12 @@ pub enum Event {
         session: String,
         /// The safety number to compare.
         safety_number: String,
+        /// Whether the number lasts (both sides keep their identity); absent when not.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        lasts: bool,
+        /// Whether our user compared this lasting number before (`trust`); absent when not.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        verified: bool,
         /// Whether the peer opened it.
         inbound: bool,
     },

@@ -138,12 +138,16 @@ impl From<&Output> for Event {
                 name,
                 session,
                 safety_number,
+                lasts,
+                verified,
                 inbound,
             } => Event::SessionEstablished {
                 peer_id: id(peer),
                 name: name.clone(),
                 session: session.clone(),
                 safety_number: safety_number.clone(),
+                lasts: *lasts,
+                verified: *verified,
                 inbound: *inbound,
             },
             Output::SessionRotated { peer, name, epoch } => Event::SessionRotated {
