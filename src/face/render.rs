@@ -10,7 +10,7 @@ use owo_colors::OwoColorize;
 
 use crate::face::commands::{HELP, INPUT_RULE};
 use crate::node::{
-    LinkRow, LinkStatus, Output, PeerRow, SessionRow, TrustChange, short_duration, short_peer,
+    LinkRow, LinkStatus, Output, PeerRow, SessionRow, TrustChange, short_peer, short_wait,
 };
 use crate::sanitize;
 use crate::trust::TrustState;
@@ -409,7 +409,7 @@ impl Renderer {
                 "{now} {}",
                 p.yellow(&format!(
                     "[~] reconnecting to {name} (attempt {attempt}, next in {})",
-                    short_duration(*next_in)
+                    short_wait(*next_in)
                 ))
             )],
             Output::Waiting { name, .. } => vec![format!(

@@ -69,7 +69,7 @@ pub use error::{
 pub use names::{name_problem, short_peer};
 pub use outbox::{DEFAULT_TTL as DEFAULT_OUTBOX_TTL, OutboxFull, Undelivered};
 pub use output::{LinkRow, Output, PeerRow, SessionRow, TrustChange};
-pub use reconnect::{LinkStatus, short_duration};
+pub use reconnect::{LinkStatus, short_duration, short_wait};
 pub use swarm::DIAL_TIMEOUT;
 
 use auto::AutoConnect;

@@ -140,7 +140,7 @@ impl fmt::Display for LinkStatus {
             LinkStatus::Reconnecting { attempt, next_in } => write!(
                 f,
                 "reconnecting (attempt {attempt}, next in {})",
-                short_duration(*next_in)
+                short_wait(*next_in)
             ),
             LinkStatus::Waiting => f.write_str("waiting for it to reconnect"),
         }
@@ -154,6 +154,37 @@ pub fn short_duration(d: Duration) -> String {
         format!("{} min {} s", s / 60, s % 60)
     } else {
         format!("{s} s")
+    }
+}
+
+/// The time to the next reconnect attempt: `1.2 s` under 10 s (tenths, rounded up, so an
+/// attempt announced for "1.2 s" never comes later than that), else as [`short_duration`].
+/// Whole seconds made "next in 2 s" for 1.1 s, and the next line, a second later, looked
+/// early.
+pub fn short_wait(d: Duration) -> String {
+    let tenths = d.as_millis().div_ceil(100);
+    if tenths < 100 {
+        format!("{}.{} s", tenths / 10, tenths % 10)
+    } else {
+        short_duration(d)
+    }
+}
+
+#[cfg(test)]
+mod short_duration_tests {
+    use super::*;
+
+    #[test]
+    fn waits_read_in_tenths_under_ten_seconds() {
+        assert_eq!(short_wait(Duration::from_millis(969)), "1.0 s");
+        assert_eq!(short_wait(Duration::from_millis(1101)), "1.2 s");
+        assert_eq!(short_wait(Duration::from_millis(9_950)), "10 s");
+        assert_eq!(short_wait(Duration::from_millis(9_900)), "9.9 s");
+        assert_eq!(short_wait(Duration::from_millis(10_000)), "10 s");
+        assert_eq!(short_wait(Duration::from_millis(10_001)), "11 s");
+        assert_eq!(short_wait(Duration::from_secs(65)), "1 min 5 s");
+        assert_eq!(short_wait(Duration::ZERO), "0.0 s");
+        assert_eq!(short_duration(Duration::from_millis(1101)), "2 s");
     }
 }
 
