@@ -77,6 +77,14 @@ pub enum LabError {
     /// A lab has 1 to 250 nodes.
     #[error("a lab has 1 to 250 nodes")]
     Size,
+    /// A host limit the lab needs raised could not be written.
+    #[error("cannot raise {name} for this many nodes: {source}")]
+    Sysctl {
+        /// The sysctl.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The log directory cannot be created.
     #[error("cannot create {path}: {source}")]
     Dir {
@@ -121,7 +129,72 @@ pub struct Lab {
     auto_connect: bool,
     /// Give every node a profile of its own under `dir` (`--profiles`).
     profiles: bool,
+    /// Host limits this lab raised, to put back when it ends.
+    raised: Vec<Raised>,
     torn_down: bool,
+}
+
+/// A host setting (under /proc/sys) a lab raised: its path, the value before, ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raised {
+    /// The sysctl's name, e.g. `net.ipv4.neigh.default.gc_thresh3`.
+    pub name: String,
+    /// Its value before the lab.
+    pub before: u64,
+    /// The value the lab set.
+    pub now: u64,
+}
+
+/// The neighbour (ARP/NDP) table sizes `n` lab nodes need: each node's namespace holds
+/// an entry per peer it talks to, plus a few for multicast and the bridge; the kernel's
+/// table is one for every namespace of the host (`gc_thresh3`, 1024 by default, is the
+/// hard limit over all of them). Returns (soft limit `gc_thresh2`, hard limit `gc_thresh3`).
+///
+/// At 32 nodes the need (32 x 36 = 1152) already passes the default 1024: entries are
+/// refused ("neighbor table overflow"), UDP sends fail with ENOBUFS, and mDNS goes silent
+/// for the nodes that come last, which is how 32-node labs sometimes stalled and 64-node
+/// labs never meshed.
+pub fn neighbour_table_need(n: usize) -> (u64, u64) {
+    let need = (n as u64) * (n as u64 + 4) + 256;
+    (need, 2 * need)
+}
+
+/// Raises the host's neighbour table limits (IPv4 and IPv6) to fit `n` nodes; never
+/// lowers them. Returns what it changed.
+fn raise_neighbour_limits(n: usize) -> Result<Vec<Raised>, LabError> {
+    let (soft, hard) = neighbour_table_need(n);
+    let mut raised = Vec::new();
+    for family in ["ipv4", "ipv6"] {
+        // The hard limit first: the kernel wants thresh2 <= thresh3.
+        for (knob, want) in [("gc_thresh3", hard), ("gc_thresh2", soft)] {
+            let name = format!("net.{family}.neigh.default.{knob}");
+            let path = format!("/proc/sys/net/{family}/neigh/default/{knob}");
+            let Some(before) = read_sysctl(&path) else {
+                continue;
+            };
+            if before >= want {
+                continue;
+            }
+            std::fs::write(&path, want.to_string()).map_err(|source| LabError::Sysctl {
+                name: name.clone(),
+                source,
+            })?;
+            raised.push(Raised {
+                name,
+                before,
+                now: want,
+            });
+        }
+    }
+    Ok(raised)
+}
+
+fn read_sysctl(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn sysctl_path(name: &str) -> String {
+    format!("/proc/sys/{}", name.replace('.', "/"))
 }
 
 /// Can labs run here? `Err` says what is missing, in one line.
@@ -223,8 +296,10 @@ impl Lab {
             events_rx,
             auto_connect: true,
             profiles: false,
+            raised: Vec::new(),
             torn_down: false,
         };
+        lab.raised = raise_neighbour_limits(n)?;
         run_sync(&["ip", "netns", "add", &hub])?;
         run_sync(&["ip", "-n", &hub, "link", "add", "br0", "type", "bridge"])?;
         run_sync(&["ip", "-n", &hub, "link", "set", "br0", "up"])?;
@@ -261,6 +336,12 @@ impl Lab {
             run_sync(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
         }
         Ok(lab)
+    }
+
+    /// The host limits this lab raised (put back when it ends, unless another lab still
+    /// runs or someone changed them meanwhile).
+    pub fn raised_limits(&self) -> &[Raised] {
+        &self.raised
     }
 
     /// Whether nodes started from now on open sessions to every peer they discover (on
@@ -505,7 +586,29 @@ impl Lab {
             let _ = run_sync(&["ip", "netns", "del", &n.ns]);
         }
         let _ = run_sync(&["ip", "netns", "del", &self.hub]);
+        if !self.raised.is_empty() && !other_labs_running() {
+            // Soft limits first (thresh2 <= thresh3 at every step).
+            for r in self.raised.iter().rev() {
+                let path = sysctl_path(&r.name);
+                if read_sysctl(&path) == Some(r.now) {
+                    let _ = std::fs::write(&path, r.before.to_string());
+                }
+            }
+        }
     }
+}
+
+/// Whether any lab's namespaces (this process's or another's) are still there.
+fn other_labs_running() -> bool {
+    std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .any(|n| n.starts_with(PREFIX) && !n.starts_with(&format!("{PREFIX}p")))
+        })
 }
 
 impl Drop for Lab {

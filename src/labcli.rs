@@ -108,6 +108,13 @@ async fn prepare(args: &LabArgs) -> Result<Option<Lab>, ExitCode> {
             return Err(code);
         }
     }
+    for r in lab.raised_limits() {
+        println!(
+            "raised {} from {} to {} so that {} nodes fit in the host's neighbour table \
+             (put back when the lab ends)",
+            r.name, r.before, r.now, args.nodes
+        );
+    }
     println!(
         "lab {}: {} nodes on 10.77.0.0/24 ({} outsider(s)), event logs in {}",
         lab.id(),

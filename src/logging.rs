@@ -42,13 +42,20 @@ pub enum LogError {
 }
 
 /// `directives` plus [`noctua_chat::LOG_DIRECTIVES`] (which keep a peer's stream flood from
-/// writing one libp2p warning per stream), unless they name libp2p-request-response.
+/// writing one libp2p warning per stream), unless they name libp2p-request-response, and
+/// plus `libp2p_mdns=warn` unless they name libp2p-mdns: at info it writes a line for
+/// every address it discovers or lets expire (over a million lines in a 128-node lab;
+/// the node's own `discovered`/`expired` events say the same once per peer).
 fn with_quiet_libp2p(directives: &str) -> String {
-    if directives.contains("libp2p_request_response") {
-        directives.to_owned()
-    } else {
-        format!("{directives},{}", noctua_chat::LOG_DIRECTIVES)
+    let mut out = directives.to_owned();
+    if !directives.contains("libp2p_request_response") {
+        out.push(',');
+        out.push_str(noctua_chat::LOG_DIRECTIVES);
     }
+    if !directives.contains("libp2p_mdns") {
+        out.push_str(",libp2p_mdns=warn");
+    }
+    out
 }
 
 /// Installs the global subscriber. In the `interactive` terminal without `--log-file`,
@@ -114,11 +121,11 @@ mod tests {
     fn libp2p_stream_warnings_are_capped_unless_asked_for() {
         assert_eq!(
             with_quiet_libp2p("warn"),
-            format!("warn,{}", noctua_chat::LOG_DIRECTIVES)
+            format!("warn,{},libp2p_mdns=warn", noctua_chat::LOG_DIRECTIVES)
         );
         assert_eq!(
-            with_quiet_libp2p("info,libp2p_request_response=debug"),
-            "info,libp2p_request_response=debug"
+            with_quiet_libp2p("info,libp2p_request_response=debug,libp2p_mdns=info"),
+            "info,libp2p_request_response=debug,libp2p_mdns=info"
         );
         assert!(
             tracing_subscriber::EnvFilter::try_new(with_quiet_libp2p("debug")).is_ok(),

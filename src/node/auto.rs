@@ -1,8 +1,16 @@
 //! Automatic connection (`--auto-connect`): a session to every discovered peer with our own
 //! secret, retried with a growing delay after a lost connection, never after a refusal.
 //! This is bookkeeping only; the node opens the sessions it asks for.
+//!
+//! At most [`MAX_AUTO_OPENS`] automatic opens are under way at once; the other discovered
+//! peers wait their turn, oldest first. Opening all of them at once (a node on a LAN of
+//! 128 discovers 127 peers within a second) made every node start ~127 handshakes together:
+//! the RSA work of each queued behind the others', most ran past the handshake timeout or
+//! hit the handshake limit, and the retries repeated the storm (a 128-node lab took 92 s to
+//! mesh, with 13 800 timed-out and 7 400 refused automatic opens).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::Duration;
 
 use libp2p::PeerId;
@@ -13,30 +21,38 @@ use tokio::time::Instant;
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(16);
 
+/// Automatic opens under way at once. Enough to keep a node busy while its peers answer
+/// (a handshake is a few round trips and ~5 ms of RSA on each side), few enough that the
+/// handshakes a lab has in flight (this times the number of nodes) finish well within the
+/// handshake timeout on a loaded machine.
+pub(crate) const MAX_AUTO_OPENS: usize = 4;
+
 /// The state of automatic connection to one discovered peer.
 #[derive(Debug, Clone, Copy)]
 enum Auto {
     /// An attempt is under way or a session exists.
     Busy,
-    /// The connection was lost (partition, restart): try again at `at`. The delay
-    /// doubles at each failure up to [`RETRY_MAX`].
-    Retry { at: Instant },
+    /// Open a session at `at` (or later, when an automatic open slot is free): a peer just
+    /// discovered (`at` = when), or one whose connection was lost (partition, restart),
+    /// whose delay doubles at each failure up to [`RETRY_MAX`].
+    Due { at: Instant },
     /// The peer refused our secret (or we its): never again while it stays discovered.
     Refused,
 }
 
-/// Automatic connections: per discovered peer, what happened and when to try again.
+/// Automatic connections: per discovered peer, what happened and when to try again. `O`
+/// names an open (the protocol's [`OpenId`]; plain numbers in tests).
 #[derive(Debug)]
-pub(crate) struct AutoConnect {
+pub(crate) struct AutoConnect<O = OpenId> {
     enabled: bool,
     state: HashMap<PeerId, Auto>,
     /// Opens started automatically, to route their outcome.
-    opens: HashMap<OpenId, PeerId>,
+    opens: HashMap<O, PeerId>,
     /// The last delay used before reconnecting to each peer (for the backoff).
     delays: HashMap<PeerId, Duration>,
 }
 
-impl AutoConnect {
+impl<O: Copy + Eq + Hash> AutoConnect<O> {
     pub(crate) fn new(enabled: bool) -> Self {
         AutoConnect {
             enabled,
@@ -50,24 +66,37 @@ impl AutoConnect {
         self.enabled
     }
 
-    /// Whether a newly discovered peer should get an automatic session.
-    pub(crate) fn wants(&self, peer: &PeerId) -> bool {
-        self.enabled && !self.state.contains_key(peer)
+    /// mDNS discovered `peer`: it gets an automatic session when its turn comes, unless
+    /// something already happened with it (a session, an attempt, a refusal).
+    pub(crate) fn discovered(&mut self, peer: PeerId, now: Instant) {
+        if self.enabled {
+            self.state.entry(peer).or_insert(Auto::Due { at: now });
+        }
     }
 
     /// An automatic open was started.
-    pub(crate) fn opened(&mut self, peer: PeerId, open: OpenId) {
+    pub(crate) fn opened(&mut self, peer: PeerId, open: O) {
         self.state.insert(peer, Auto::Busy);
         self.opens.insert(open, peer);
     }
 
-    /// Peers whose retry time has come, among those `still_there`.
+    /// Peers to open a session to now, among those `still_there`: those whose time has
+    /// come, oldest first, as many as there are free automatic open slots.
     pub(crate) fn due(&self, now: Instant, still_there: impl Fn(&PeerId) -> bool) -> Vec<PeerId> {
-        self.state
+        let free = MAX_AUTO_OPENS.saturating_sub(self.opens.len());
+        if free == 0 {
+            return Vec::new();
+        }
+        let mut due: Vec<(Instant, PeerId)> = self
+            .state
             .iter()
-            .filter(|(p, a)| matches!(a, Auto::Retry { at } if *at <= now) && still_there(p))
-            .map(|(p, _)| *p)
-            .collect()
+            .filter_map(|(p, a)| match a {
+                Auto::Due { at } if *at <= now && still_there(p) => Some((*at, *p)),
+                _ => None,
+            })
+            .collect();
+        due.sort_unstable();
+        due.into_iter().take(free).map(|(_, p)| p).collect()
     }
 
     /// A session with `peer` exists (whoever opened it): nothing to do until it ends.
@@ -78,7 +107,7 @@ impl AutoConnect {
     }
 
     /// A session was established through `opens`; automatic ones among them are done.
-    pub(crate) fn established(&mut self, peer: PeerId, opens: &[OpenId]) {
+    pub(crate) fn established(&mut self, peer: PeerId, opens: &[O]) {
         for open in opens {
             self.opens.remove(open);
         }
@@ -112,11 +141,24 @@ impl AutoConnect {
     /// If `open` was automatic, records its failure and returns its peer. Automatic
     /// attempts fail quietly: a refused secret is final (no retry storms); anything else
     /// (unreachable, timed out) is retried with a growing delay.
-    pub(crate) fn open_failed(&mut self, open: OpenId, error: &OpenError) -> Option<PeerId> {
+    pub(crate) fn open_failed(&mut self, open: O, error: &OpenError) -> Option<PeerId> {
         let peer = self.opens.remove(&open)?;
         let retry = match error {
             // The other side opened one meanwhile: nothing ended.
             OpenError::AlreadyActive => return Some(peer),
+            // Our own handshake limit (inbound handshakes fill it too): try again soon,
+            // without counting it as a failure of the peer.
+            OpenError::LocalLimit(_) => {
+                if self.enabled && self.state.contains_key(&peer) {
+                    self.state.insert(
+                        peer,
+                        Auto::Due {
+                            at: Instant::now() + RETRY_MIN,
+                        },
+                    );
+                }
+                return Some(peer);
+            }
             OpenError::WrongSecret
             | OpenError::PeerAuthFailed
             | OpenError::RateLimited(_)
@@ -157,7 +199,7 @@ impl AutoConnect {
         self.delays.insert(peer, delay);
         self.state.insert(
             peer,
-            Auto::Retry {
+            Auto::Due {
                 at: Instant::now() + delay,
             },
         );
@@ -170,7 +212,7 @@ mod tests {
 
     #[test]
     fn lost_sessions_are_retried_with_a_growing_delay_and_refusals_never() {
-        let mut auto = AutoConnect::new(true);
+        let mut auto = AutoConnect::<u64>::new(true);
         let (a, b) = (PeerId::random(), PeerId::random());
         auto.busy(a);
         auto.closed(a, &CloseReason::ConnectionLost);
@@ -187,6 +229,43 @@ mod tests {
         auto.busy(b);
         auto.closed(b, &CloseReason::Shutdown);
         assert!(!auto.due(later, |_| true).contains(&b));
-        assert!(!auto.wants(&b));
+        auto.discovered(b, later);
+        assert!(
+            !auto.due(later, |_| true).contains(&b),
+            "a refused peer is not offered again while discovered"
+        );
+    }
+
+    #[test]
+    fn at_most_max_auto_opens_are_under_way_and_the_oldest_go_first() {
+        let mut auto = AutoConnect::<u64>::new(true);
+        let t0 = Instant::now();
+        let peers: Vec<PeerId> = (0..3 * MAX_AUTO_OPENS).map(|_| PeerId::random()).collect();
+        for (k, p) in peers.iter().enumerate() {
+            auto.discovered(*p, t0 + Duration::from_millis(k as u64));
+        }
+        let now = t0 + Duration::from_secs(1);
+        let first = auto.due(now, |_| true);
+        assert_eq!(
+            first,
+            peers[..MAX_AUTO_OPENS].to_vec(),
+            "oldest first, capped"
+        );
+        for (k, p) in first.iter().enumerate() {
+            auto.opened(*p, k as u64);
+        }
+        assert!(auto.due(now, |_| true).is_empty(), "no free slot");
+        // One open ends (a session): one slot frees, the next oldest goes.
+        auto.established(first[0], &[0]);
+        assert_eq!(auto.due(now, |_| true), vec![peers[MAX_AUTO_OPENS]]);
+        // Our own handshake limit: the peer waits a moment, not counted as its failure.
+        assert_eq!(
+            auto.open_failed(1, &OpenError::LocalLimit("handshakes")),
+            Some(first[1])
+        );
+        assert!(!auto.delays.contains_key(&first[1]));
+        assert!(!auto.due(now, |_| true).contains(&first[1]));
+        let later = Instant::now() + RETRY_MIN * 2;
+        assert!(auto.due(later, |p| *p == first[1]).contains(&first[1]));
     }
 }

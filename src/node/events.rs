@@ -126,6 +126,7 @@ impl Node {
                 let name = self.names.assign(peer, &remote_name);
                 let inbound = opens.is_empty();
                 self.auto.established(peer, &opens);
+                self.auto_open_due();
                 self.reconnect.established(peer, remote_lasting);
                 for open in opens {
                     if let Some(c) = self.connects.remove(&open) {
@@ -248,6 +249,8 @@ impl Node {
         if let Some(peer) = self.auto.open_failed(open, &error) {
             // Info, not debug: a lab run at info level must show why a pair formed late.
             tracing::info!(%peer, "automatic connection failed: {error}");
+            // Its slot is free: the next discovered peer's turn.
+            self.auto_open_due();
             return;
         }
         let Some(mut c) = self.connects.remove(&open) else {
@@ -353,13 +356,15 @@ impl Node {
                         fresh.entry(peer).or_default().push(addr);
                     }
                 }
+                let now = tokio::time::Instant::now();
                 for (peer, addrs) in fresh {
                     self.names.number(peer);
                     self.emit(Output::Discovered { peer, addrs }).await;
-                    if self.auto.wants(&peer) && !self.has_session(&peer) {
-                        self.auto_open(peer);
+                    if !self.has_session(&peer) {
+                        self.auto.discovered(peer, now);
                     }
                 }
+                self.auto_open_due();
             }
             mdns::Event::Expired(list) => {
                 let mut gone = Vec::new();

@@ -265,7 +265,7 @@ impl Node {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev).await,
                 _ = tick.tick() => {
                     if auto {
-                        self.auto_retry();
+                        self.auto_open_due();
                     }
                     self.reconnect_due().await;
                     self.expire_outbox().await;
@@ -383,18 +383,31 @@ impl Node {
         self.auto.opened(peer, open);
     }
 
-    /// Retries automatic connections whose time has come, for peers still discovered.
-    fn auto_retry(&mut self) {
-        let due = self.auto.due(tokio::time::Instant::now(), |p| {
-            self.discovered.contains_key(p)
-        });
-        for peer in due {
-            if self.has_session(&peer) {
-                self.auto.busy(peer);
-                continue;
+    /// Starts the automatic connections whose time has come, for peers still discovered,
+    /// as many as there are free automatic open slots.
+    fn auto_open_due(&mut self) {
+        if !self.auto.enabled() {
+            return;
+        }
+        // A peer that has a session by now (it opened one to us) is marked busy and does
+        // not use a slot: ask again until the slots are used or nobody is due.
+        loop {
+            let due = self.auto.due(tokio::time::Instant::now(), |p| {
+                self.discovered.contains_key(p)
+            });
+            let mut skipped = false;
+            for &peer in &due {
+                if self.has_session(&peer) {
+                    self.auto.busy(peer);
+                    skipped = true;
+                    continue;
+                }
+                tracing::debug!(%peer, "connecting automatically");
+                self.auto_open(peer);
             }
-            tracing::debug!(%peer, "reconnecting automatically");
-            self.auto_open(peer);
+            if due.is_empty() || !skipped {
+                break;
+            }
         }
     }
 }
