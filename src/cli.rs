@@ -162,7 +162,12 @@ pub struct Args {
     /// (README, "Config file"); flags given here win. A missing file given here is an error
     /// [default: $XDG_CONFIG_HOME/noctua/config.toml, else ~/.config/noctua/config.toml,
     /// read if it exists]
-    #[arg(long, value_name = "PATH", env = "NOCTUA_CONFIG")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "NOCTUA_CONFIG",
+        hide_env_values = true
+    )]
     pub config: Option<PathBuf>,
 
     /// Read no config file, not even the default one
