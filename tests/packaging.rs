@@ -380,7 +380,7 @@ fn the_release_binary_is_small_and_keeps_its_symbols() {
         return;
     }
     let size = std::fs::metadata(&release).expect("metadata").len();
-    // 65 MB with line tables; about 15 MB without (README, "Binary size").
+    // 65 MB with line tables; 16.5 MB without (README, "Binary size").
     assert!(
         size < 25_000_000,
         "{} is {size} bytes: debug info is back in the release profile?",
