@@ -8,6 +8,7 @@ use noctua_chat::{Secret, SecretError};
 use tokio::sync::mpsc;
 
 use crate::cli::{self, Args};
+use crate::config::{self, ConfigError};
 use crate::face::{headless, terminal};
 use crate::logging::{self, LogError};
 use crate::node::{Command, ListenError, Node, NodeConfig, Request, StartError};
@@ -17,6 +18,12 @@ use crate::sanitize;
 /// Why `noctua` stopped with an error: one sentence on stderr, and an exit status.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The config file cannot be used (missing `--config` file, unknown key, bad value).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `--new-secret` or `--data-dir` without a profile (from the flag or the config file).
+    #[error("{0} needs a profile: give --profile NAME (or set profile in the config file)")]
+    NeedsProfile(&'static str),
     /// Logging could not be set up (a bad `--log-level`, `RUST_LOG` or `--log-file`).
     #[error(transparent)]
     Logging(#[from] LogError),
@@ -66,7 +73,9 @@ impl RunError {
     /// 2 for a bad command line, 1 for anything else.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            RunError::Logging(_)
+            RunError::Config(_)
+            | RunError::NeedsProfile(_)
+            | RunError::Logging(_)
             | RunError::Secret(_)
             | RunError::SecretFile(_)
             | RunError::Id
@@ -79,8 +88,24 @@ impl RunError {
 
 /// Runs `noctua` with parsed flags: sets up logging away from the chat screen, starts the
 /// node (which prints its banner at once; the RSA key is generated in the background) and
-/// hands over to a face, the terminal or headless JSON; or runs `noctua lab`.
-pub fn main(args: Args) -> ExitCode {
+/// hands over to a face, the terminal or headless JSON; or runs `noctua lab`, or prints
+/// completions or the man page.
+pub fn main(mut args: Args) -> ExitCode {
+    match &args.tool {
+        Some(cli::Tool::Completions { shell }) => return print(&cli::completions(*shell)),
+        Some(cli::Tool::Man) => {
+            return match cli::man_page() {
+                Ok(page) => print(&page),
+                Err(e) => fail(&RunError::Face(e)),
+            };
+        }
+        Some(cli::Tool::Lab(_)) => {}
+        None => {
+            if let Err(e) = resolve_flags(&mut args) {
+                return fail(&e);
+            }
+        }
+    }
     let interactive =
         !args.headless && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let result = logging::init(&args, interactive)
@@ -108,6 +133,36 @@ pub fn main(args: Args) -> ExitCode {
     // Background threads (RSA key generation) must not keep the process alive.
     runtime.shutdown_background();
     code
+}
+
+/// The flags as the node uses them: the command line over the config file, then the
+/// checks that need both.
+fn resolve_flags(args: &mut Args) -> Result<(), RunError> {
+    config::apply(args)?;
+    if args.profile.is_none() {
+        if args.new_secret {
+            return Err(RunError::NeedsProfile("--new-secret"));
+        }
+        if args.given("data_dir") {
+            return Err(RunError::NeedsProfile("--data-dir"));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` (a completion script, the man page) to stdout. A reader that stops early
+/// (`noctua man | head`) is not an error.
+fn print(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("noctua: cannot write to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn fail(e: &RunError) -> ExitCode {

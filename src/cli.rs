@@ -1,9 +1,11 @@
 //! The command line. `noctua --help` is the reference; every flag is documented here.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use libp2p::Multiaddr;
 
 use crate::connstr::ConnString;
@@ -16,13 +18,16 @@ use crate::connstr::ConnString;
 /// commands; a line starting with `/` is always a command, any other line is chat unless it
 /// is exactly a command. A message is at most 64 KiB.
 ///
+/// Defaults for the flags can be kept in a TOML config file (see --config); flags given on
+/// the command line win over it.
+///
 /// Exit status: 0 when all went well; 1 when the node could not start (e.g. its port is in
-/// use); 2 for a bad command line; with piped input or --headless, 3 when a connect or
-/// another command failed, else 4 when a message was not delivered.
+/// use); 2 for a bad command line or config file; with piped input or --headless, 3 when a
+/// connect or another command failed, else 4 when a message was not delivered.
 #[derive(Debug, Parser)]
 #[command(
     name = "noctua",
-    version,
+    version = version(),
     about,
     long_about,
     max_term_width = 100,
@@ -74,17 +79,24 @@ pub struct Args {
 
     /// Where profiles are kept [default: $XDG_DATA_HOME/noctua, else
     /// ~/.local/share/noctua]
-    #[arg(long, value_name = "DIR", requires = "profile")]
+    // Needs a profile, which the config file may give: checked once it is read.
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
     /// Replace the profile's stored secret with a new one: connection strings given out
     /// before stop working (`new-secret` does the same while running)
-    #[arg(long, requires = "profile", conflicts_with_all = ["secret", "secret_file"])]
+    // Needs a profile, which the config file may give: checked once it is read.
+    #[arg(long, conflicts_with_all = ["secret", "secret_file"])]
     pub new_secret: bool,
 
     /// Do not discover or announce peers on the LAN with mDNS
-    #[arg(long)]
+    #[arg(long, overrides_with = "mdns")]
     pub no_mdns: bool,
+
+    /// Discover and announce peers on the LAN with mDNS (the default; this overrides
+    /// `mdns = false` in the config file)
+    #[arg(long, overrides_with = "no_mdns")]
+    pub mdns: bool,
 
     /// Open sessions to every peer discovered by mDNS, using our own secret (for labs
     /// where every node shares one secret)
@@ -145,6 +157,28 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
 
+    /// Read defaults for flags from this TOML file: one key per flag, named as the flag
+    /// without its dashes, e.g. `port = 4001`, `mdns = false`, `log-level = "info"`
+    /// (README, "Config file"); flags given here win. A missing file given here is an error
+    /// [default: $XDG_CONFIG_HOME/noctua/config.toml, else ~/.config/noctua/config.toml,
+    /// read if it exists]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "NOCTUA_CONFIG",
+        hide_env_values = true
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Read no config file, not even the default one
+    #[arg(long)]
+    pub no_config: bool,
+
+    /// The flags given on the command line itself (clap ids, e.g. `port`, `log_level`):
+    /// they win over the config file. Set by [`Args::from_env`].
+    #[arg(skip)]
+    pub on_command_line: BTreeSet<String>,
+
     /// Whether `--secret` was given on the command line itself (not through
     /// `NOCTUA_SECRET`), where every local user can read it. Set by [`Args::from_env`].
     #[arg(skip)]
@@ -155,15 +189,40 @@ impl Args {
     /// Parses the process's arguments like [`Parser::parse`] (printing help or an error and
     /// exiting when they say so), and notes where the secret came from.
     pub fn from_env() -> Args {
-        use clap::{CommandFactory, FromArgMatches};
-        let matches = Args::command().get_matches();
-        let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        Args::from_matches(&Args::command().get_matches()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `argv` (the program name first) as [`Args::from_env`] does, returning clap's
+    /// error instead of exiting.
+    pub fn try_from_iter<I, T>(argv: I) -> Result<Args, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Args::from_matches(&Args::command().try_get_matches_from(argv)?)
+    }
+
+    fn from_matches(matches: &clap::ArgMatches) -> Result<Args, clap::Error> {
+        use clap::FromArgMatches;
+        use clap::parser::ValueSource;
+        let mut args = Args::from_arg_matches(matches)?;
         args.secret_on_command_line =
-            matches.value_source("secret") == Some(clap::parser::ValueSource::CommandLine);
+            matches.value_source("secret") == Some(ValueSource::CommandLine);
+        args.on_command_line = matches
+            .ids()
+            .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+            .map(|id| id.as_str().to_string())
+            .collect();
         // `noctua HOST:PORT:SECRET`, as croc and wormhole take their code.
         let targets = std::mem::take(&mut args.targets);
         args.connect.extend(targets);
-        args
+        Ok(args)
+    }
+
+    /// Whether flag `id` (its clap id, e.g. `port` or `log_level`) was given on the
+    /// command line itself, so that the config file must not change it.
+    pub fn given(&self, id: &str) -> bool {
+        self.on_command_line.contains(id)
     }
 
     /// The flags that put a secret on the command line, where other local users can read
@@ -191,6 +250,51 @@ pub enum Tool {
     /// While it runs, lines on stdin are commands for the nodes: `<n> <command>` for node n
     /// (0-based), `all <command>` for every node, e.g. `all hello` or `2 sessions`.
     Lab(LabArgs),
+
+    /// Print a completion script for a shell on stdout, e.g. `noctua completions bash >
+    /// ~/.local/share/bash-completion/completions/noctua` (README, "Shell completions and
+    /// man page")
+    Completions {
+        /// The shell
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff) on stdout, e.g. `noctua man > noctua.1`
+    Man,
+}
+
+/// The version `noctua --version` prints: the package's, and the chat protocol it speaks
+/// (taken from `noctua-chat`, so the two cannot disagree), e.g. `0.1.0 (protocol
+/// /noctua/chat/2.0.0)`.
+pub fn version() -> &'static str {
+    static VERSION: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "{} (protocol {})",
+            env!("CARGO_PKG_VERSION"),
+            noctua_chat::PROTOCOL.as_ref()
+        )
+    });
+    VERSION.as_str()
+}
+
+/// The command-line definition, as `--help` shows it (for completions and the man page).
+pub fn command() -> clap::Command {
+    Args::command()
+}
+
+/// The completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut command(), "noctua", &mut out);
+    out
+}
+
+/// The manual page, noctua(1), in roff.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(command()).render(&mut out)?;
+    Ok(out)
 }
 
 /// Options of `noctua lab`.
@@ -292,13 +396,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
 }
 
 /// A listen address, with an example when it is not a multiaddr (`127.0.0.1:5000`).
-fn parse_listen(s: &str) -> Result<Multiaddr, ValueError> {
+pub(crate) fn parse_listen(s: &str) -> Result<Multiaddr, ValueError> {
     s.trim()
         .parse()
         .map_err(|_| ValueError::NotAMultiaddr(s.to_string()))
 }
 
-fn parse_rsa_bits(s: &str) -> Result<usize, ValueError> {
+pub(crate) fn parse_rsa_bits(s: &str) -> Result<usize, ValueError> {
     match s.parse::<usize>() {
         Ok(b) if noctua_chat::ACCEPTED_RSA_BITS.contains(&b) => Ok(b),
         _ => Err(ValueError::RsaBits(s.to_string())),

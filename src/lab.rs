@@ -422,7 +422,8 @@ impl Lab {
             "--",
         ])
         .arg(&self.bin)
-        .args(["--headless", "--port", "4001"])
+        // The nodes take their flags from the lab only, never from the user's config file.
+        .args(["--headless", "--no-config", "--port", "4001"])
         .args(["--id", &format!("node{i}")])
         .arg("--log-file")
         .arg(&log)

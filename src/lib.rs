@@ -12,7 +12,7 @@
 //! - [`trust`]: the known peers, pinned on first use (pure).
 //! - [`lab`]: many nodes on one machine, each in its own network namespace, driven
 //!   headless (`noctua lab` and the multi-node tests).
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line; [`config`]: its defaults from a config file.
 //!
 //! Data flows one way: transport -> `noctua-chat` behaviour -> node event loop -> face.
 //! Nothing here touches keys or nonces.
@@ -21,6 +21,7 @@
 
 mod app;
 pub mod cli;
+pub mod config;
 pub mod connstr;
 pub mod face;
 pub mod lab;
