@@ -69,6 +69,13 @@ impl NodeProc {
             .args(args)
             .env_remove("NOCTUA_SECRET")
             .env_remove("RUST_LOG")
+            // Never the developer's own config file (a port or profile in it would reach
+            // every test node): the default one is looked up in a directory that has none.
+            .env_remove("NOCTUA_CONFIG")
+            .env(
+                "XDG_CONFIG_HOME",
+                std::env::temp_dir().join("noctua-tests-no-config"),
+            )
             .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
