@@ -13,7 +13,7 @@ use crate::net::Transport;
 use crate::pair::{PairClient, Run};
 use crate::process::{self, System};
 use crate::report::{Figure, Report, Side, Skipped};
-use crate::{keys, noctua, raw, scale, stock};
+use crate::{keys, minimal, noctua, raw, scale, stock};
 
 /// A group of figures, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,6 +71,19 @@ pub struct Opts {
     pub noctua_bin: PathBuf,
     /// Groups to run.
     pub groups: Vec<Group>,
+    /// Whether the measuring clients are polled on the main thread (`--client-on-main-thread`).
+    pub client_on_main_thread: bool,
+}
+
+impl Opts {
+    /// Where the in-process clients and servers run, in words.
+    pub fn topology(&self) -> &'static str {
+        if self.client_on_main_thread {
+            "topology: client polled on the main thread (block_on), servers on the 2 workers (--client-on-main-thread)"
+        } else {
+            TOPOLOGY
+        }
+    }
 }
 
 /// Sizes of every measurement.
@@ -141,6 +154,9 @@ impl Params {
     }
 }
 
+/// Where clients and servers of the in-process figures run, the same for every system.
+pub const TOPOLOGY: &str = "topology: client and server in one process, both tasks on one 2-worker tokio runtime (no main-thread client)";
+
 /// The payload of every small message.
 const SMALL: usize = 100;
 /// The payload of every large message.
@@ -153,6 +169,7 @@ pub async fn run(opts: &Opts) -> Report {
     report.meta.insert("quick".into(), opts.quick.into());
     report.meta.insert("noctua_v1lazy".into(), true.into());
     report.meta.insert("stock_v1lazy".into(), opts.lazy.into());
+    report.meta.insert("topology".into(), opts.topology().into());
     report.meta.insert(
         "noctua_bin".into(),
         opts.noctua_bin.display().to_string().into(),
@@ -254,7 +271,7 @@ fn reconcile(run: &mut Run, attempted: usize, received: u64) {
 
 /// What the server counted since `before`, once it has caught up with `attempted` (its
 /// count may trail the client's last receipt by an event-loop turn) or a second passed.
-async fn received_since<C: PairClient>(c: &C, before: u64, attempted: usize) -> u64 {
+async fn received_since<C: PairClient>(c: &mut C, before: u64, attempted: usize) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
         let got = c.server_received() - before;
@@ -700,6 +717,19 @@ async fn rtt(report: &mut Report, opts: &Opts, p: &Params, keys: &[Arc<RsaKeyPai
         } else {
             None
         };
+        // The harness's floor, over TCP: the smallest tokio ping-pong, as many bytes each
+        // way as a raw frame.
+        let mut mc = if t == Transport::Tcp {
+            match minimal::PingPong::connect(raw::frame(raw::DATA, 0, SMALL).len()).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("[bench] minimal ping-pong failed: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         // Warm-up, untimed.
         if let Some(c) = nc.as_mut() {
             c.rtt(p.warmup, SMALL).await;
@@ -710,8 +740,16 @@ async fn rtt(report: &mut Report, opts: &Opts, p: &Params, keys: &[Arc<RsaKeyPai
         if let Some(c) = rc.as_mut() {
             c.rtt(p.warmup, SMALL).await;
         }
+        if let Some(c) = mc.as_mut() {
+            c.rtt(p.warmup).await;
+        }
         let per_round = p.rtt_msgs / p.rounds;
-        let (mut nr, mut sr, mut rr) = (Run::default(), Run::default(), Run::default());
+        let (mut nr, mut sr, mut rr, mut mr) = (
+            Run::default(),
+            Run::default(),
+            Run::default(),
+            Run::default(),
+        );
         for _ in 0..p.rounds {
             if let Some(c) = nc.as_mut() {
                 nr.absorb(measure_rtt(c, per_round, SMALL).await);
@@ -722,6 +760,9 @@ async fn rtt(report: &mut Report, opts: &Opts, p: &Params, keys: &[Arc<RsaKeyPai
             if let Some(c) = rc.as_mut() {
                 rr.absorb(measure_rtt(c, per_round, SMALL).await);
             }
+            if let Some(c) = mc.as_mut() {
+                mr.absorb(c.rtt(per_round).await);
+            }
         }
         let attempted = per_round * p.rounds;
         let mut f = Figure::new(format!("rtt.{}", t.name()), "rtt", "ms");
@@ -729,17 +770,37 @@ async fn rtt(report: &mut Report, opts: &Opts, p: &Params, keys: &[Arc<RsaKeyPai
         f.stock = lat_side(sc.is_some().then_some(sr), attempted);
         if t == Transport::Tcp {
             f.raw = lat_side(rc.is_some().then_some(rr), attempted);
+            let floor = lat_side(mc.is_some().then_some(mr), attempted);
+            if let Some(m) = &floor {
+                f.put("minimal_p50_ms", m.summary.median);
+                f.put("minimal_p99_ms", m.summary.tail);
+                f.put("minimal_lost", m.lost);
+            }
+            let over = |a: &Option<Side>| {
+                let (a, b) = (a.as_ref()?.summary.median, floor.as_ref()?.summary.median);
+                (b > 0.0 && a.is_finite() && b.is_finite()).then(|| a / b)
+            };
+            if let Some(r) = over(&f.raw) {
+                f.put("raw_over_minimal_p50", r);
+            }
+            if let Some(r) = over(&f.noctua) {
+                f.put("noctua_over_minimal_p50", r);
+            }
         }
         f.notes = format!(
-            "{SMALL}-byte text, sequential send to delivery receipt, {attempted} messages in {} interleaved rounds{}",
+            "{SMALL}-byte text, sequential send to delivery receipt, {attempted} messages in {} interleaved rounds; {}{}",
             p.rounds,
+            opts.topology(),
             if t == Transport::Quic {
                 "; no raw baseline over QUIC"
             } else {
-                ""
+                "; harness floor: a minimal tokio ping-pong (read_exact/write_all, same bytes as a raw frame, same topology) in the same rounds, extra.minimal_p50_ms"
             }
         );
         report.figures.push(f);
+        if let Some(c) = mc {
+            c.close();
+        }
         if let Some(c) = nc {
             c.close().await;
         }

@@ -211,6 +211,16 @@ impl Report {
                 at_most: true,
             },
         ];
+        t.push(Target {
+            name: "harness floor: raw TCP round trip p50 / minimal tokio ping-pong p50 <= 1.5"
+                .into(),
+            value: self
+                .get("rtt.tcp")
+                .and_then(|f| f.extra.get("raw_over_minimal_p50"))
+                .and_then(Value::as_f64),
+            limit: 1.5,
+            at_most: true,
+        });
         for f in self.figures.iter().filter(|f| {
             f.group == "throughput" && f.id.starts_with("throughput.small") && f.higher_is_better
         }) {
