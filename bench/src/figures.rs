@@ -13,7 +13,7 @@ use crate::net::Transport;
 use crate::pair::{PairClient, Run};
 use crate::process::{self, System};
 use crate::report::{Figure, Report, Side, Skipped};
-use crate::{keys, minimal, noctua, raw, scale, stock};
+use crate::{keys, lab, minimal, noctua, raw, scale, stock};
 
 /// A group of figures, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,11 +32,13 @@ pub enum Group {
     Rotation,
     /// N nodes fully meshed.
     Scale,
+    /// `noctua lab`: N real node processes in network namespaces (needs root).
+    Lab,
 }
 
 impl Group {
     /// Every group, in run order.
-    pub const ALL: [Group; 7] = [
+    pub const ALL: [Group; 8] = [
         Group::Startup,
         Group::Memory,
         Group::Handshake,
@@ -44,6 +46,7 @@ impl Group {
         Group::Throughput,
         Group::Rotation,
         Group::Scale,
+        Group::Lab,
     ];
 
     /// The group's name in figure ids.
@@ -56,6 +59,7 @@ impl Group {
             Group::Throughput => "throughput",
             Group::Rotation => "rotation",
             Group::Scale => "scale",
+            Group::Lab => "lab",
         }
     }
 }
@@ -73,6 +77,10 @@ pub struct Opts {
     pub groups: Vec<Group>,
     /// Whether the measuring clients are polled on the main thread (`--client-on-main-thread`).
     pub client_on_main_thread: bool,
+    /// Lab sizes instead of the default ones (`--lab-nodes`).
+    pub lab_nodes: Vec<usize>,
+    /// Where the labs' event logs go (one directory per size).
+    pub lab_dir: PathBuf,
 }
 
 impl Opts {
@@ -106,10 +114,20 @@ struct Params {
     scale_sizes: Vec<usize>,
     scale_repeats: usize,
     broadcasts: usize,
+    lab_sizes: Vec<usize>,
+    lab_limits: lab::LabLimits,
 }
 
 impl Params {
-    fn new(quick: bool) -> Params {
+    fn new(quick: bool, lab_nodes: &[usize]) -> Params {
+        let mut p = Params::base(quick);
+        if !lab_nodes.is_empty() {
+            p.lab_sizes = lab_nodes.to_vec();
+        }
+        p
+    }
+
+    fn base(quick: bool) -> Params {
         if quick {
             Params {
                 startup_runs: 3,
@@ -129,6 +147,12 @@ impl Params {
                 scale_sizes: vec![4, 8],
                 scale_repeats: 1,
                 broadcasts: 3,
+                lab_sizes: vec![8],
+                lab_limits: lab::LabLimits {
+                    ready: Duration::from_secs(60),
+                    mesh: Duration::from_secs(60),
+                    broadcast: Duration::from_secs(30),
+                },
             }
         } else {
             Params {
@@ -149,6 +173,12 @@ impl Params {
                 scale_sizes: vec![8, 16, 32],
                 scale_repeats: 3,
                 broadcasts: 20,
+                lab_sizes: vec![32, 64, 128],
+                lab_limits: lab::LabLimits {
+                    ready: Duration::from_secs(120),
+                    mesh: Duration::from_secs(240),
+                    broadcast: Duration::from_secs(60),
+                },
             }
         }
     }
@@ -164,7 +194,7 @@ const BIG: usize = 16 * 1024;
 
 /// Runs the selected groups and returns the report.
 pub async fn run(opts: &Opts) -> Report {
-    let p = Params::new(opts.quick);
+    let p = Params::new(opts.quick, &opts.lab_nodes);
     let mut report = Report::default();
     report.meta.insert("quick".into(), opts.quick.into());
     report.meta.insert("noctua_v1lazy".into(), true.into());
@@ -233,6 +263,16 @@ pub async fn run(opts: &Opts) -> Report {
             Group::Throughput => throughput(&mut report, opts, &p, &k2048).await,
             Group::Rotation => rotation(&mut report, opts, &p, &k2048).await,
             Group::Scale => scale_group(&mut report, opts, &p),
+            Group::Lab => match lab::available(&opts.noctua_bin) {
+                Ok(()) => lab_group(&mut report, opts, &p).await,
+                Err(reason) => {
+                    eprintln!("[bench] skipping lab: {reason}");
+                    report.skipped.push(Skipped {
+                        group: g.name(),
+                        reason,
+                    });
+                }
+            },
         }
         eprintln!(
             "[bench] {} done in {:.1} s",
@@ -1107,4 +1147,87 @@ fn system_side(figure: &mut Figure, i: usize) -> &mut Option<Side> {
         1 => &mut figure.stock,
         _ => &mut figure.raw,
     }
+}
+
+/// The lab figures: one `noctua lab` per size, one after the other.
+async fn lab_group(report: &mut Report, opts: &Opts, p: &Params) {
+    for &n in &p.lab_sizes {
+        if n < 2 {
+            eprintln!("[bench] lab of {n} node(s): a mesh needs at least 2, skipped");
+            continue;
+        }
+        let dir = opts.lab_dir.join(format!("n{n}"));
+        eprintln!("[bench] lab of {n} nodes, event logs in {}", dir.display());
+        let r = match lab::run(&opts.noctua_bin, n, &dir, &p.lab_limits).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("[bench] lab of {n} nodes failed: {e}");
+                let mut f = Figure::new(format!("lab.n{n}.mesh"), "lab", "s");
+                f.noctua = Some(Side::failed((n * (n - 1)) as u64));
+                f.notes = format!("the lab failed: {e}");
+                report.figures.push(f);
+                continue;
+            }
+        };
+        report.figures.extend(lab_figures(&r));
+    }
+}
+
+/// The figures of one lab.
+fn lab_figures(r: &lab::LabResult) -> Vec<Figure> {
+    let n = r.n;
+    let summary = r.summary();
+    let side = |samples: &[f64], lost: u64| {
+        Side::new(samples, false, lost).or_else(|| Some(Side::failed(lost)))
+    };
+    let mut mesh = Figure::new(format!("lab.n{n}.mesh"), "lab", "s");
+    let mesh_s: Vec<f64> = r.mesh_ms.iter().map(|m| m / 1e3).collect();
+    mesh.noctua = side(&mesh_s, r.pairs_missing as u64);
+    mesh.notes = format!(
+        "noctua lab --nodes {n} (real processes, one network namespace each, mDNS + --auto-connect): per node, its session with every other node after the last node's `ready` (first session per peer, from the node's event log); lost = (node, peer) pairs without a session; max in extra.mesh_max_ms; {} sessions established to the full mesh, {} closed before it",
+        r.sessions, r.closed_before_mesh
+    );
+    mesh.extra = summary.as_object().cloned().unwrap_or_default();
+    let mut bcast = Figure::new(format!("lab.n{n}.broadcast"), "lab", "ms");
+    bcast.noctua = side(&r.bcast_ms, r.bcast_lost as u64);
+    bcast.notes = format!(
+        "once the mesh is complete every node broadcasts once (/say): receipts counted per (sender, receiver), {} expected, {} exactly once, {} lost, {} duplicates; latency = receiver's `message` ts - sender's `sent` ts (ms clock)",
+        r.bcast_expected, r.bcast_once, r.bcast_lost, r.bcast_duplicates
+    );
+    bcast.put("expected", r.bcast_expected);
+    bcast.put("exactly_once", r.bcast_once);
+    bcast.put("duplicates", r.bcast_duplicates);
+    bcast.put("delivered", r.bcast_delivered);
+    bcast.put("failed", r.bcast_failed);
+    let mut rss = Figure::new(format!("lab.n{n}.rss"), "lab", "MiB");
+    let mib: Vec<f64> = r.rss_kib.iter().map(|k| k / 1024.0).collect();
+    rss.noctua = side(&mib, 0);
+    rss.notes = format!(
+        "VmRSS of each node process (pid from `ip netns pids`) at the full mesh ({} sessions each)",
+        n - 1
+    );
+    let mut cpu = Figure::new(format!("lab.n{n}.cpu_per_handshake"), "lab", "ms");
+    let per = |cpu_s: f64| {
+        (r.sessions > 0).then(|| cpu_s * 1e3 / r.sessions as f64)
+    };
+    let from_ready = per(r.cpu_total_s - r.cpu_at_ready_s);
+    cpu.noctua = side(&from_ready.into_iter().collect::<Vec<_>>(), 0);
+    cpu.notes = format!(
+        "CPU (user+system) of all node processes from the moment all were ready to the full mesh, / sessions established ({}): {:.1} s; from their start (RSA key generation included): {:.1} s, {} ms per session; mDNS and idle work are included",
+        r.sessions,
+        r.cpu_total_s - r.cpu_at_ready_s,
+        r.cpu_total_s,
+        per(r.cpu_total_s).map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into())
+    );
+    cpu.put("cpu_total_s", r.cpu_total_s);
+    cpu.put("cpu_at_ready_s", r.cpu_at_ready_s);
+    cpu.put("sessions", r.sessions);
+    cpu.put("per_session_from_start_ms", per(r.cpu_total_s));
+    let mut probe = Figure::new(format!("lab.n{n}.command_rtt"), "lab", "ms");
+    probe.noctua = side(&r.probe_ms, r.probes_unanswered);
+    probe.notes = format!(
+        "lab responsiveness while the mesh forms: '<k> sessions' written to the lab's stdin until node k's answer is on the lab's stdout, one at a time every {} ms; lost = unanswered within 5 s",
+        300
+    );
+    vec![mesh, bcast, rss, cpu, probe]
 }

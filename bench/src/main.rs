@@ -17,6 +17,7 @@
 mod figures;
 mod guess;
 mod keys;
+mod lab;
 mod minimal;
 mod net;
 mod noctua;
@@ -62,6 +63,14 @@ struct Cli {
     /// (Noctua always does, as the node ships)
     #[arg(long)]
     lazy: bool,
+
+    /// Lab sizes for the lab figures (comma-separated) [default: 32,64,128; --quick: 8]
+    #[arg(long, value_delimiter = ',', value_name = "N")]
+    lab_nodes: Vec<usize>,
+
+    /// Directory for the labs' event logs (one subdirectory per size, emptied first)
+    #[arg(long, value_name = "DIR")]
+    lab_dir: Option<PathBuf>,
 
     /// Poll the measuring clients on the main thread (the runtime's `block_on`), with the
     /// servers on the workers: the harness's topology before 2026-11-29, kept to show what
@@ -222,6 +231,10 @@ async fn run(cli: Cli) -> ExitCode {
         lazy: cli.lazy,
         noctua_bin: cli.noctua_bin,
         client_on_main_thread: cli.client_on_main_thread,
+        lab_nodes: cli.lab_nodes,
+        lab_dir: cli
+            .lab_dir
+            .unwrap_or_else(|| std::env::temp_dir().join("noctua-bench-labs")),
         groups: if cli.only.is_empty() {
             Group::ALL.to_vec()
         } else {
