@@ -567,7 +567,7 @@ impl GrowthPeers {
                 node.send(stock::Cmd::Dial(addr.parse().map_err(|e| format!("{e}"))?));
                 self.stock.push(node);
                 first_outcome(timeout, &mut rx, |ev| match ev {
-                    stock::Ev::Session => Some(Ok(())),
+                    stock::Ev::Session(_) => Some(Ok(())),
                     stock::Ev::DialFailed(e) => Some(Err(format!("stock dial failed: {e}"))),
                     _ => None,
                 })
@@ -1055,7 +1055,7 @@ fn scale_group(report: &mut Report, opts: &Opts, p: &Params) {
             *system_side(&mut bcast, i) = b;
         }
         mesh.notes = format!(
-            "{n} in-process nodes, TCP+Noise+Yamux, all {pairs} pairs opened at once (node j dials every i < j): time until the last session is active; {} fresh processes each; lost = pairs without a session",
+            "{n} in-process nodes, TCP+Noise+Yamux, every node opens to every other at once as --auto-connect does on discovery (each of the {pairs} pairs' opens cross; Noctua: open_session to a known address, retried after 1, 2, 4 s unless refused; stock: dial + hello request both ways; raw: connect + HELLO both ways): time until every node has a session with every other; {} fresh processes each; lost = pairs without a session on both sides; extra.<system>[].sessions_established: sessions (at their initiator) or hello exchanges reported",
             p.scale_repeats
         );
         rss.notes = format!(
@@ -1064,10 +1064,16 @@ fn scale_group(report: &mut Report, opts: &Opts, p: &Params) {
         );
         grow.notes = "(RSS after mesh - RSS before the nodes existed) / N".into();
         bcast.notes = format!(
-            "node 0 sends one {SMALL}-byte message to each of the other {} nodes; time until every receipt; {} broadcasts",
+            "node 0 sends one {SMALL}-byte message to each of the other {} nodes; time until every receipt; {} broadcasts; each receiver must count exactly {} (lost = short, extra.duplicates = over, per system)",
             n - 1,
+            p.broadcasts,
             p.broadcasts
         );
+        let dups: Vec<Option<u64>> = results
+            .iter()
+            .map(|runs| runs.iter().map(|r| r["duplicates"].as_u64()).sum())
+            .collect();
+        bcast.put("duplicates", dups);
         for (i, r) in results.iter().enumerate() {
             mesh.put(["noctua", "stock", "raw"][i], r.clone());
         }

@@ -2,7 +2,7 @@
 //! configuration, as background actors (servers, mesh nodes, peers of a node process) or as
 //! a measuring client polled by the measurement loop itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
-use noctua_chat::{Behaviour, Config, Event, MessageId, Role, RsaKeyPair, Secret, SendError};
+use noctua_chat::{
+    Behaviour, Config, Event, MessageId, OpenError, OpenId, Role, RsaKeyPair, Secret, SendError,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -26,6 +28,20 @@ pub fn secret(i: usize) -> Secret {
 /// (nothing may generate keys inside a timed section); every other setting at its default.
 pub fn config(i: usize, key: Arc<RsaKeyPair>) -> Config {
     Config::new(secret(i))
+        .with_name(format!("bench{i}"))
+        .with_rsa_key(key)
+        .with_rsa_regenerate_every(None)
+}
+
+/// The secret every node of a mesh shares (as the nodes of a lab do): a node opens
+/// sessions to the peers it discovers with its own secret.
+pub fn mesh_secret() -> Secret {
+    Secret::new("bench-mesh-secret").expect("valid secret")
+}
+
+/// [`config`] with the shared [`mesh_secret`].
+pub fn mesh_config(i: usize, key: Arc<RsaKeyPair>) -> Config {
+    Config::new(mesh_secret())
         .with_name(format!("bench{i}"))
         .with_rsa_key(key)
         .with_rsa_regenerate_every(None)
@@ -51,6 +67,14 @@ pub struct Counters {
 pub enum Cmd {
     /// Dial an address and open a session with the given secret.
     Connect(Multiaddr, Secret),
+    /// A peer was "discovered" at this address, as mDNS tells a node: open a session with
+    /// the secret unless one exists, the way `noctua --auto-connect` does (`src/node/auto.rs`:
+    /// both sides open, so their opens cross; a failed open is retried after 1 s, then 2,
+    /// 4, ... up to 16 s, unless the peer refused it; `AlreadyActive` means the other
+    /// side's open won).
+    Discover(PeerId, Multiaddr, Secret),
+    /// Retry the automatic open to a discovered peer (sent by the node to itself).
+    Retry(PeerId),
     /// Send one message to a peer with which a session is active.
     Send(PeerId, String),
     /// Stop the node.
@@ -62,6 +86,8 @@ pub enum Cmd {
 pub enum Ev {
     /// A session is active; `initiator` tells whether this node opened it.
     Established {
+        /// The peer.
+        peer: PeerId,
         /// Whether this node is the session's initiator.
         initiator: bool,
     },
@@ -110,13 +136,21 @@ impl Node {
                 let _ = tx.send((idx, ev, Instant::now()));
             }
         };
+        let retry_tx = cmd.clone();
         let join = tokio::spawn(async move {
+            let mut auto = Auto::default();
             loop {
                 tokio::select! {
                     cmd = rx.recv() => match cmd {
                         Some(Cmd::Connect(a, s)) => {
                             swarm.behaviour_mut().connect(a, s);
                         }
+                        Some(Cmd::Discover(peer, addr, secret)) => {
+                            swarm.add_peer_address(peer, addr);
+                            auto.secrets.insert(peer, secret);
+                            auto.open(&mut swarm, peer);
+                        }
+                        Some(Cmd::Retry(peer)) => auto.open(&mut swarm, peer),
                         Some(Cmd::Send(p, text)) => {
                             if let Err(e) = swarm.behaviour_mut().send_message(&p, text) {
                                 emit(Ev::Failed(p, e.to_string()));
@@ -127,15 +161,37 @@ impl Node {
                     ev = swarm.select_next_some() => {
                         let SwarmEvent::Behaviour(ev) = ev else { continue };
                         match ev {
-                            Event::SessionEstablished { role, .. } => emit(Ev::Established {
-                                initiator: role == Role::Initiator,
-                            }),
-                            Event::OpenFailed { error, .. } => emit(Ev::OpenFailed(error.to_string())),
+                            Event::SessionEstablished { peer, role, opens, .. } => {
+                                auto.sessions.insert(peer);
+                                for o in opens {
+                                    auto.opens.remove(&o);
+                                }
+                                emit(Ev::Established {
+                                    peer,
+                                    initiator: role == Role::Initiator,
+                                })
+                            }
+                            Event::OpenFailed { open, error, .. } => {
+                                match auto.failed(open, &error) {
+                                    // Not an automatic open: the caller decides.
+                                    None => emit(Ev::OpenFailed(error.to_string())),
+                                    Some((_, Verdict::Nothing)) => {}
+                                    Some((peer, Verdict::Retry(delay))) => {
+                                        let tx = retry_tx.clone();
+                                        tokio::spawn(async move {
+                                            tokio::time::sleep(delay).await;
+                                            let _ = tx.send(Cmd::Retry(peer));
+                                        });
+                                    }
+                                    Some((_, Verdict::Final)) => emit(Ev::OpenFailed(error.to_string())),
+                                }
+                            }
                             Event::MessageDelivered { .. } => emit(Ev::Delivered),
                             Event::DeliveryFailed { peer, error, .. } => {
                                 emit(Ev::Failed(peer, error.to_string()))
                             }
                             Event::SessionClosed { peer, reason, .. } => {
+                                auto.sessions.remove(&peer);
                                 emit(Ev::Closed(peer, reason.to_string()))
                             }
                             Event::MessageReceived { .. } => {
@@ -168,6 +224,68 @@ impl Node {
     pub async fn stop(self) {
         let _ = self.cmd.send(Cmd::Stop);
         let _ = self.join.await;
+    }
+}
+
+/// What became of a failed automatic open.
+enum Verdict {
+    /// The other side's crossing open made the session: nothing ended.
+    Nothing,
+    /// Try again after this delay.
+    Retry(Duration),
+    /// The peer refused: never again (reported).
+    Final,
+}
+
+/// Automatic opens of a node (the bookkeeping of `src/node/auto.rs`, for the mesh).
+#[derive(Default)]
+struct Auto {
+    /// Discovered peers and the secret to open with.
+    secrets: HashMap<PeerId, Secret>,
+    /// Automatic opens under way.
+    opens: HashMap<OpenId, PeerId>,
+    /// Peers with a session now.
+    sessions: HashSet<PeerId>,
+    /// The last retry delay per peer.
+    delays: HashMap<PeerId, Duration>,
+}
+
+impl Auto {
+    /// Opens a session with a discovered `peer` unless one exists or is being opened.
+    fn open(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId) {
+        if self.sessions.contains(&peer) || self.opens.values().any(|p| *p == peer) {
+            return;
+        }
+        if let Some(secret) = self.secrets.get(&peer) {
+            let open = swarm.behaviour_mut().open_session(peer, secret.clone());
+            self.opens.insert(open, peer);
+        }
+    }
+
+    /// Whether `open` was automatic, and what to do about its failure.
+    fn failed(&mut self, open: OpenId, error: &OpenError) -> Option<(PeerId, Verdict)> {
+        let peer = self.opens.remove(&open)?;
+        let verdict = match error {
+            OpenError::AlreadyActive => Verdict::Nothing,
+            _ if self.sessions.contains(&peer) => Verdict::Nothing,
+            OpenError::WrongSecret
+            | OpenError::PeerAuthFailed
+            | OpenError::RateLimited(_)
+            | OpenError::UnsupportedProtocol
+            | OpenError::Rejected(_)
+            | OpenError::Refused => Verdict::Final,
+            _ => {
+                let last = self.delays.get(&peer).copied().unwrap_or(Duration::ZERO);
+                let delay = if last.is_zero() {
+                    Duration::from_secs(1)
+                } else {
+                    (last * 2).min(Duration::from_secs(16))
+                };
+                self.delays.insert(peer, delay);
+                Verdict::Retry(delay)
+            }
+        };
+        Some((peer, verdict))
     }
 }
 
