@@ -1190,7 +1190,7 @@ fn lab_figures(r: &lab::LabResult) -> Vec<Figure> {
     let mesh_s: Vec<f64> = r.mesh_ms.iter().map(|m| m / 1e3).collect();
     mesh.noctua = side(&mesh_s, r.pairs_missing as u64);
     mesh.notes = format!(
-        "noctua lab --nodes {n} (real processes, one network namespace each, mDNS + --auto-connect): per node, its session with every other node after the last node's `ready` (first session per peer, from the node's event log); lost = (node, peer) pairs without a session; max in extra.mesh_max_ms; {} sessions established to the full mesh, {} closed before it",
+        "noctua lab --nodes {n} (real processes, one network namespace each, mDNS + --auto-connect): per node, its session with every other node after the last node's `ready` (first session per peer, from the node's event log); lost = (node, peer) pairs without a session; max in extra.mesh_max_ms; {} sessions established to the full mesh (distinct session ids), {} closed before it",
         r.sessions, r.closed_before_mesh
     );
     mesh.extra = summary.as_object().cloned().unwrap_or_default();

@@ -214,6 +214,21 @@ impl Log {
     }
 }
 
+/// A key for the pair (`node`, `peer`) the same from both ends: the two peer ids in order
+/// (the id of `node` from its `ready`).
+fn pair_key(node: usize, peer: &str, index: &HashMap<String, usize>) -> String {
+    let me = index
+        .iter()
+        .find(|(_, i)| **i == node)
+        .map(|(p, _)| p.as_str())
+        .unwrap_or("");
+    if me < peer {
+        format!("{me}-{peer}")
+    } else {
+        format!("{peer}-{me}")
+    }
+}
+
 /// What the event logs said so far.
 #[derive(Default)]
 struct State {
@@ -225,8 +240,10 @@ struct State {
     first_session: Vec<HashMap<usize, u64>>,
     /// Per node: peers with a session now.
     active: Vec<HashSet<String>>,
-    /// Per node: `session_established` events it initiated, with their ts.
-    initiated: Vec<Vec<u64>>,
+    /// Sessions by id (both ends report one), with the first report's ts. Not counted by
+    /// `inbound`: when two opens cross, one session can answer both, and then both ends
+    /// say `inbound: false`.
+    sessions: HashMap<String, u64>,
     /// Per node: `session_closed` ts.
     closed: Vec<Vec<u64>>,
     /// Per (sender, receiver): broadcast receipts' ts.
@@ -248,7 +265,6 @@ impl State {
             ready: vec![None; n],
             first_session: vec![HashMap::new(); n],
             active: vec![HashSet::new(); n],
-            initiated: vec![Vec::new(); n],
             closed: vec![Vec::new(); n],
             delivered: vec![0; n],
             failed: vec![0; n],
@@ -270,8 +286,9 @@ impl State {
             }
             "session_established" => {
                 self.active[node].insert(peer.clone());
-                if v["inbound"] == Value::Bool(false) {
-                    self.initiated[node].push(ts);
+                if let Some(id) = v["session"].as_str() {
+                    let first = self.sessions.entry(format!("{id}/{}", pair_key(node, &peer, &self.index))).or_insert(ts);
+                    *first = (*first).min(ts);
                 }
                 match self.index.get(&peer) {
                     Some(&p) => {
@@ -376,17 +393,42 @@ pub async fn run(bin: &Path, n: usize, dir: &Path, limits: &LabLimits) -> Result
     lab.stop().await;
     let mut result = result?;
     // The logs are complete now: the figures come from them.
+    let from_logs = analyze(dir, n);
+    result.mesh_ms = from_logs.mesh_ms;
+    result.mesh_from_first_ready_ms = from_logs.mesh_from_first_ready_ms;
+    result.nodes_not_meshed = from_logs.nodes_not_meshed;
+    result.pairs_missing = from_logs.pairs_missing;
+    result.sessions = from_logs.sessions;
+    result.closed_before_mesh = from_logs.closed_before_mesh;
+    result.ready_spread_ms = from_logs.ready_spread_ms;
+    result.bcast_ms = from_logs.bcast_ms;
+    result.bcast_expected = from_logs.bcast_expected;
+    result.bcast_once = from_logs.bcast_once;
+    result.bcast_lost = from_logs.bcast_lost;
+    result.bcast_duplicates = from_logs.bcast_duplicates;
+    result.bcast_delivered = from_logs.bcast_delivered;
+    result.bcast_failed = from_logs.bcast_failed;
+    result.arp_gc_thresh3 = arp_gc_thresh3;
+    result.dir = dir.to_path_buf();
+    Ok(result)
+}
+
+/// The figures of a lab that already ran, from its event logs alone (no memory, CPU or
+/// command figures: those are sampled while it runs).
+pub fn analyze(dir: &Path, n: usize) -> LabResult {
     let mut state = State::new(n);
-    let mut logs = logs(dir, n);
-    for (i, log) in logs.iter_mut().enumerate() {
+    for (i, log) in logs(dir, n).iter_mut().enumerate() {
         for v in log.read_new() {
             state.apply(i, v);
         }
     }
-    figures_from_logs(&state, &mut result);
-    result.arp_gc_thresh3 = arp_gc_thresh3;
-    result.dir = dir.to_path_buf();
-    Ok(result)
+    let mut r = LabResult {
+        n,
+        dir: dir.to_path_buf(),
+        ..LabResult::default()
+    };
+    figures_from_logs(&state, &mut r);
+    r
 }
 
 fn logs(dir: &Path, n: usize) -> Vec<Log> {
@@ -544,13 +586,9 @@ fn figures_from_logs(state: &State, r: &mut LabResult) {
         && r.nodes_not_meshed == 0
     {
         r.mesh_from_first_ready_ms = Some(mesh.saturating_sub(first) as f64);
-        r.sessions = state
-            .initiated
-            .iter()
-            .map(|v| v.iter().filter(|t| **t <= mesh).count())
-            .sum();
+        r.sessions = state.sessions.values().filter(|t| **t <= mesh).count();
     } else {
-        r.sessions = state.initiated.iter().map(Vec::len).sum();
+        r.sessions = state.sessions.len();
     }
     r.bcast_expected = n * (n - 1);
     for from in 0..n {

@@ -119,6 +119,16 @@ enum Mode {
         #[arg(short = 'n', long, default_value_t = 2000)]
         count: usize,
     },
+    /// The lab figures of a lab that already ran (`noctua lab --dir DIR`), from its nodes'
+    /// event logs: mesh times, sessions, broadcast receipts; one JSON line
+    LabAnalyze {
+        /// The lab's directory (node0.jsonl, node1.jsonl, ...)
+        #[arg(long)]
+        dir: PathBuf,
+        /// Number of nodes
+        #[arg(long)]
+        nodes: usize,
+    },
     /// One N-node mesh in this process; prints one JSON line
     #[command(hide = true)]
     ScaleChild {
@@ -202,6 +212,17 @@ async fn run(cli: Cli) -> ExitCode {
                 return ExitCode::from(2);
             }
             let v = scale::child(sys, nodes, broadcasts, lazy, keys).await;
+            println!("{v}");
+            return ExitCode::SUCCESS;
+        }
+        Some(Mode::LabAnalyze { dir, nodes }) => {
+            if nodes < 2 {
+                eprintln!("noctua-bench: a lab needs at least 2 nodes");
+                return ExitCode::from(2);
+            }
+            let r = lab::analyze(&dir, nodes);
+            let mut v = r.summary();
+            v["mesh_ms"] = r.mesh_ms.into();
             println!("{v}");
             return ExitCode::SUCCESS;
         }
