@@ -6,7 +6,7 @@
 //! `bench/labs.sh`); one broadcast from every node once the mesh is complete, every
 //! receipt counted per (sender, receiver) (exactly once each: no loss, no duplicate);
 //! `VmRSS` of every node process (found with `ip netns pids`); the node processes' CPU
-//! time per session established; and how long a lab command takes to be answered
+//! time per session established once every node had its RSA key; and how long a lab command takes to be answered
 //! (`<k> sessions` through the lab's stdin to the node's answer on the lab's stdout) while
 //! the mesh forms.
 //!
@@ -43,7 +43,9 @@ pub fn available(bin: &Path) -> Result<(), String> {
         })
         .unwrap_or_default();
     if uid != "0" {
-        return Err("labs need network namespaces, which need root (run noctua-bench as root)".into());
+        return Err(
+            "labs need network namespaces, which need root (run noctua-bench as root)".into(),
+        );
     }
     let ip = std::process::Command::new("ip")
         .arg("-V")
@@ -109,8 +111,12 @@ pub struct LabResult {
     pub rss_kib: Vec<f64>,
     /// Node CPU seconds (user + system), all nodes, from their start to the full mesh.
     pub cpu_total_s: f64,
-    /// Of which before every node was `ready` (as seen by the harness).
-    pub cpu_at_ready_s: f64,
+    /// Of which before every node had its RSA key (`key_ready`, as seen by the harness).
+    pub cpu_at_keys_s: f64,
+    /// Sessions (distinct ids) established when every node had its key, as seen then.
+    pub sessions_at_keys: usize,
+    /// Sessions (distinct ids) established at the full mesh, as seen then.
+    pub sessions_at_mesh: usize,
     /// Lab command round trips during the mesh formation, ms.
     pub probe_ms: Vec<f64>,
     /// Lab commands unanswered within [`PROBE_TIMEOUT`].
@@ -142,7 +148,9 @@ impl LabResult {
             "broadcast_failed": self.bcast_failed,
             "rss_max_kib": max(&self.rss_kib),
             "cpu_total_s": self.cpu_total_s,
-            "cpu_at_ready_s": self.cpu_at_ready_s,
+            "cpu_at_keys_s": self.cpu_at_keys_s,
+            "sessions_at_keys": self.sessions_at_keys,
+            "sessions_at_mesh": self.sessions_at_mesh,
             "probes": self.probe_ms.len(),
             "probe_max_ms": max(&self.probe_ms),
             "probes_unanswered": self.probes_unanswered,
@@ -236,6 +244,8 @@ struct State {
     index: HashMap<String, usize>,
     /// Per node: `ready` ts.
     ready: Vec<Option<u64>>,
+    /// Per node: whether its RSA key is ready (`key_ready`).
+    keyed: Vec<bool>,
     /// Per node: first `session_established` ts per peer index.
     first_session: Vec<HashMap<usize, u64>>,
     /// Per node: peers with a session now.
@@ -263,6 +273,7 @@ impl State {
     fn new(n: usize) -> State {
         State {
             ready: vec![None; n],
+            keyed: vec![false; n],
             first_session: vec![HashMap::new(); n],
             active: vec![HashSet::new(); n],
             closed: vec![Vec::new(); n],
@@ -284,17 +295,24 @@ impl State {
                     self.apply(k, ev);
                 }
             }
+            "key_ready" => self.keyed[node] = true,
             "session_established" => {
                 self.active[node].insert(peer.clone());
                 if let Some(id) = v["session"].as_str() {
-                    let first = self.sessions.entry(format!("{id}/{}", pair_key(node, &peer, &self.index))).or_insert(ts);
+                    let first = self
+                        .sessions
+                        .entry(format!("{id}/{}", pair_key(node, &peer, &self.index)))
+                        .or_insert(ts);
                     *first = (*first).min(ts);
                 }
                 match self.index.get(&peer) {
                     Some(&p) => {
                         self.first_session[node].entry(p).or_insert(ts);
                     }
-                    None => self.pending.push((node, json!({"event": "first_session", "peer_id": peer, "ts": ts}))),
+                    None => self.pending.push((
+                        node,
+                        json!({"event": "first_session", "peer_id": peer, "ts": ts}),
+                    )),
                 }
             }
             "first_session" => match self.index.get(&peer) {
@@ -338,7 +356,12 @@ impl State {
 }
 
 /// Runs one lab of `n` nodes with `bin`, its logs in `dir` (emptied first).
-pub async fn run(bin: &Path, n: usize, dir: &Path, limits: &LabLimits) -> Result<LabResult, String> {
+pub async fn run(
+    bin: &Path,
+    n: usize,
+    dir: &Path,
+    limits: &LabLimits,
+) -> Result<LabResult, String> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| format!("cannot empty {}: {e}", dir.display()))?;
     }
@@ -360,7 +383,12 @@ pub async fn run(bin: &Path, n: usize, dir: &Path, limits: &LabLimits) -> Result
         .unwrap_or_else(|_| Stdio::null());
     let mut child = Command::new(bin)
         .arg("lab")
-        .args(["--nodes", &n.to_string(), "--duration", &format!("{}s", cap.as_secs())])
+        .args([
+            "--nodes",
+            &n.to_string(),
+            "--duration",
+            &format!("{}s", cap.as_secs()),
+        ])
         .arg("--dir")
         .arg(dir)
         .stdin(Stdio::piped())
@@ -443,7 +471,12 @@ fn logs(dir: &Path, n: usize) -> Vec<Log> {
 
 /// Drives the running lab: waits for ready and mesh (timing lab commands meanwhile),
 /// samples memory and CPU, broadcasts from every node and waits for the receipts.
-async fn measure(lab: &mut LabProc, n: usize, dir: &Path, limits: &LabLimits) -> Result<LabResult, String> {
+async fn measure(
+    lab: &mut LabProc,
+    n: usize,
+    dir: &Path,
+    limits: &LabLimits,
+) -> Result<LabResult, String> {
     let mut state = State::new(n);
     let mut logs = logs(dir, n);
     let mut lab_id: Option<String> = None;
@@ -457,6 +490,7 @@ async fn measure(lab: &mut LabProc, n: usize, dir: &Path, limits: &LabLimits) ->
     let mut next_probe = 0usize;
     let mut last_probe = Instant::now();
     let mut mesh_deadline: Option<Instant> = None;
+    let mut keys_seen = false;
     let mut tick = tokio::time::interval(POLL);
     loop {
         tokio::select! {
@@ -484,13 +518,17 @@ async fn measure(lab: &mut LabProc, n: usize, dir: &Path, limits: &LabLimits) ->
                     }
                 }
                 let now = Instant::now();
+                if !keys_seen && state.keyed.iter().all(|k| *k) && pids.iter().all(Option::is_some) {
+                    keys_seen = true;
+                    result.cpu_at_keys_s = cpu_seconds(&pids);
+                    result.sessions_at_keys = state.sessions.len();
+                }
                 if mesh_deadline.is_none() {
                     if state.all_ready() {
                         let id = lab_id.clone().ok_or("the lab never said its id")?;
                         for (i, pid) in pids.iter_mut().enumerate() {
                             *pid = netns_pid(&format!("{id}-n{i}"));
                         }
-                        result.cpu_at_ready_s = cpu_seconds(&pids);
                         mesh_deadline = Some(now + limits.mesh);
                     } else if now.duration_since(start) > limits.ready {
                         let ready = state.ready.iter().filter(|r| r.is_some()).count();
@@ -532,6 +570,12 @@ async fn measure(lab: &mut LabProc, n: usize, dir: &Path, limits: &LabLimits) ->
         .map(|k| k as f64)
         .collect();
     result.cpu_total_s = cpu_seconds(&pids);
+    result.sessions_at_mesh = state.sessions.len();
+    if !keys_seen {
+        // Every key was ready only at the mesh (or never, as seen): no window to divide.
+        result.cpu_at_keys_s = result.cpu_total_s;
+        result.sessions_at_keys = result.sessions_at_mesh;
+    }
     if !state.meshed() {
         return Ok(result);
     }
@@ -646,7 +690,12 @@ fn clock_ticks() -> f64 {
         .arg("CLK_TCK")
         .output()
         .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .filter(|t| *t > 0.0)
         .unwrap_or(100.0)
 }

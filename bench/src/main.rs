@@ -22,6 +22,7 @@ mod minimal;
 mod net;
 mod noctua;
 mod pair;
+mod plot;
 mod process;
 mod profile;
 mod raw;
@@ -129,6 +130,22 @@ enum Mode {
         #[arg(long)]
         nodes: usize,
     },
+    /// Time to full mesh against N, as an SVG, from the JSON of one or more runs (lab
+    /// and scale figures)
+    Plot {
+        /// A run's JSON (`--json` of a run); may be given several times
+        #[arg(long = "json", value_name = "PATH", required = true)]
+        inputs: Vec<PathBuf>,
+        /// The SVG to write
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+        /// The plot's title
+        #[arg(
+            long,
+            default_value = "Noctua: time to full mesh against the number of nodes"
+        )]
+        title: String,
+    },
     /// One N-node mesh in this process; prints one JSON line
     #[command(hide = true)]
     ScaleChild {
@@ -224,6 +241,31 @@ async fn run(cli: Cli) -> ExitCode {
             let mut v = r.summary();
             v["mesh_ms"] = r.mesh_ms.into();
             println!("{v}");
+            return ExitCode::SUCCESS;
+        }
+        Some(Mode::Plot { inputs, out, title }) => {
+            let mut docs = Vec::new();
+            for path in &inputs {
+                let doc = std::fs::read_to_string(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()));
+                match doc {
+                    Ok(d) => docs.push(d),
+                    Err(e) => {
+                        eprintln!("noctua-bench: cannot read {}: {e}", path.display());
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            let Some(svg) = plot::mesh_svg(&docs, &title) else {
+                eprintln!("noctua-bench: no lab or scale mesh figure in the given JSON");
+                return ExitCode::FAILURE;
+            };
+            if let Err(e) = std::fs::write(&out, svg) {
+                eprintln!("noctua-bench: cannot write {}: {e}", out.display());
+                return ExitCode::FAILURE;
+            }
+            eprintln!("[bench] plot written to {}", out.display());
             return ExitCode::SUCCESS;
         }
         Some(Mode::Guess { count }) => {

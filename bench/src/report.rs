@@ -264,7 +264,11 @@ impl Report {
                 .map(|f| {
                     let unanswered = f.extra.get("probes_unanswered").and_then(Value::as_u64);
                     match unanswered {
-                        Some(0) => f.extra.get("probe_max_ms").and_then(Value::as_f64).map(|m| m / 1e3),
+                        Some(0) => f
+                            .extra
+                            .get("probe_max_ms")
+                            .and_then(Value::as_f64)
+                            .map(|m| m / 1e3),
                         // An unanswered command counts as the wait it was given up after.
                         _ => Some(5.0),
                     }
@@ -421,8 +425,8 @@ impl Report {
         }
         let mut out = String::from(
             "\nLabs (noctua lab: real processes in network namespaces, mDNS + auto-connect):\n\n\
-             | nodes | ready spread s | mesh p50 s | mesh max s | from first ready s | sessions | closed early | broadcast once/expected | lost | dup | RSS p50 MiB | RSS max MiB | CPU/handshake ms | command p50 ms | command max ms | unanswered |\n\
-             | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+             | nodes | ready spread s | mesh p50 s | mesh max s | from first ready s | sessions | closed early | broadcast once/expected | lost | dup | RSS p50 MiB | RSS max MiB | CPU/handshake ms | CPU/session from start ms | command p50 ms | command max ms | unanswered |\n\
+             | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         );
         for f in labs {
             let x = |k: &str| f.extra.get(k).and_then(Value::as_f64);
@@ -431,16 +435,15 @@ impl Report {
             let med = |suffix: &str| {
                 fig(suffix).and_then(|f| f.noctua.as_ref().map(|s| s.summary.median))
             };
-            let max = |suffix: &str| {
-                fig(suffix).and_then(|f| f.noctua.as_ref().map(|s| s.summary.max))
-            };
+            let max =
+                |suffix: &str| fig(suffix).and_then(|f| f.noctua.as_ref().map(|s| s.summary.max));
             let secs = |v: Option<f64>| opt(v.map(|m| m / 1e3));
             let cnt = |k: &str| {
                 x(k).map(|v| format!("{v:.0}"))
                     .unwrap_or_else(|| "-".into())
             };
             out.push_str(&format!(
-                "| {n} | {} | {} | {} | {} | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {n} | {} | {} | {} | {} | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 secs(x("ready_spread_ms")),
                 opt(f.noctua.as_ref().map(|s| s.summary.median)),
                 secs(x("mesh_max_ms")),
@@ -454,6 +457,7 @@ impl Report {
                 opt(med("rss")),
                 opt(max("rss")),
                 opt(med("cpu_per_handshake")),
+                opt(med("cpu_per_session_from_start")),
                 opt(med("command_rtt")),
                 opt(x("probe_max_ms")),
                 cnt("probes_unanswered"),

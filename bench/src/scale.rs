@@ -209,7 +209,9 @@ impl Mesh {
                 }
                 let index: HashMap<PeerId, usize> =
                     nodes.iter().enumerate().map(|(i, x)| (x.peer, i)).collect();
-                forward(erx, tx.clone(), loud.clone(), move |ev| noctua_event(&index, ev));
+                forward(erx, tx.clone(), loud.clone(), move |ev| {
+                    noctua_event(&index, ev)
+                });
                 Mesh::Noctua(nodes)
             }
             System::Stock => {
@@ -221,7 +223,9 @@ impl Mesh {
                 }
                 let index: HashMap<PeerId, usize> =
                     nodes.iter().enumerate().map(|(i, x)| (x.peer, i)).collect();
-                forward(erx, tx.clone(), loud.clone(), move |ev| stock_event(&index, ev));
+                forward(erx, tx.clone(), loud.clone(), move |ev| {
+                    stock_event(&index, ev)
+                });
                 Mesh::Stock(nodes)
             }
             System::Raw => {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::request_response::{self, Message, OutboundRequestId, ProtocolSupport, cbor};
 use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -128,7 +129,15 @@ impl Node {
                 tokio::select! {
                     cmd = rx.recv() => match cmd {
                         Some(Cmd::Dial(a)) => {
-                            if let Err(e) = swarm.dial(a) {
+                            // A new port per dial, as Noctua dials (`Behaviour::connect`):
+                            // two nodes dialing each other from their listening ports
+                            // would make one TCP simultaneous open on which both run
+                            // Noise as the initiator, and fail.
+                            let opts = DialOpts::unknown_peer_id()
+                                .address(a)
+                                .allocate_new_port()
+                                .build();
+                            if let Err(e) = swarm.dial(opts) {
                                 emit(Ev::DialFailed(e.to_string()));
                             }
                         }
