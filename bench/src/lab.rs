@@ -419,7 +419,14 @@ pub async fn run(
     };
     let result = measure(&mut lab, n, dir, limits).await;
     lab.stop().await;
-    let mut result = result?;
+    let mut result = result.map_err(|e| {
+        // What the lab itself said, when it said anything (e.g. why it could not start).
+        let said = std::fs::read_to_string(dir.join("lab.stderr")).unwrap_or_default();
+        match said.lines().rev().find(|l| !l.trim().is_empty()) {
+            Some(last) => format!("{e}; the lab said: {}", last.trim()),
+            None => e,
+        }
+    })?;
     // The logs are complete now: the figures come from them.
     let from_logs = analyze(dir, n);
     result.mesh_ms = from_logs.mesh_ms;
@@ -496,7 +503,7 @@ async fn measure(
         tokio::select! {
             line = lab.lines.recv() => {
                 let Some((line, at)) = line else {
-                    return Err("the lab ended before its mesh was complete (see lab.stderr)".into());
+                    return Err("the lab ended before its mesh was complete".into());
                 };
                 if lab_id.is_none()
                     && let Some(rest) = line.strip_prefix("lab ")
@@ -698,4 +705,85 @@ fn clock_ticks() -> f64 {
         })
         .filter(|t| *t > 0.0)
         .unwrap_or(100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(v: Value) -> String {
+        format!("{v}\n")
+    }
+
+    #[test]
+    fn logs_give_mesh_times_sessions_once_and_broadcast_losses_and_duplicates() {
+        let dir =
+            std::env::temp_dir().join(format!("noctua-bench-lab-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ids = ["PA", "PB", "PC"];
+        let ready =
+            |i: usize, ts: u64| line(json!({"event": "ready", "peer_id": ids[i], "ts": ts}));
+        let session = |peer: usize, id: &str, ts: u64| {
+            line(
+                json!({"event": "session_established", "peer_id": ids[peer], "session": id, "inbound": false, "ts": ts}),
+            )
+        };
+        let msg = |from: usize, ts: u64| {
+            line(
+                json!({"event": "message", "peer_id": ids[from], "text": format!("{BROADCAST}{from}"), "ts": ts}),
+            )
+        };
+        let sent = |ts: u64| line(json!({"event": "sent", "id": 1, "text": BROADCAST, "ts": ts}));
+        // A and B both report session s1 as theirs (crossing opens): one session. A's log
+        // is read first, so its sessions and messages name peers whose `ready` is not read
+        // yet: they wait until it is.
+        let logs = [
+            [
+                ready(0, 1000),
+                session(1, "s1", 1500),
+                session(2, "s2", 1600),
+                sent(2000),
+                msg(1, 2001),
+                msg(2, 2002),
+            ]
+            .concat(),
+            [
+                ready(1, 1100),
+                session(0, "s1", 1500),
+                session(2, "s3", 1900),
+                sent(2000),
+                msg(0, 2003),
+                msg(0, 2004),
+                msg(2, 2005),
+            ]
+            .concat(),
+            [
+                ready(2, 1200),
+                session(0, "s2", 1600),
+                session(1, "s3", 1800),
+                sent(2000),
+                msg(1, 2006),
+            ]
+            .concat(),
+        ];
+        for (i, l) in logs.iter().enumerate() {
+            std::fs::write(dir.join(format!("node{i}.jsonl")), l).unwrap();
+        }
+        let r = analyze(&dir, 3);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(r.nodes_not_meshed, 0);
+        assert_eq!(r.pairs_missing, 0);
+        assert_eq!(r.sessions, 3, "s1 reported by both ends is one session");
+        // Per node: its last first-session minus the last ready (1200).
+        assert_eq!(r.mesh_ms, vec![400.0, 700.0, 600.0]);
+        assert_eq!(r.mesh_from_first_ready_ms, Some(900.0));
+        assert_eq!(r.ready_spread_ms, 200.0);
+        assert_eq!(r.bcast_expected, 6);
+        // A -> B twice (one duplicate), A -> C never (lost).
+        assert_eq!(r.bcast_once, 5);
+        assert_eq!(r.bcast_lost, 1);
+        assert_eq!(r.bcast_duplicates, 1);
+        assert_eq!(r.bcast_ms.len(), 5);
+    }
 }
