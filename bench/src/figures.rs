@@ -1057,7 +1057,7 @@ fn scale_group(report: &mut Report, opts: &Opts, p: &Params) {
             *system_side(&mut bcast, i) = b;
         }
         mesh.notes = format!(
-            "{n} in-process nodes, TCP+Noise+Yamux, every node opens to every other at once as --auto-connect does on discovery (each of the {pairs} pairs' opens cross; Noctua: open_session to a known address, retried after 1, 2, 4 s unless refused; stock: dial + hello request both ways; raw: connect + HELLO both ways): time until every node has a session with every other; {} fresh processes each; lost = pairs without a session on both sides; extra.<system>[].sessions_established: sessions (at their initiator) or hello exchanges reported",
+            "{n} in-process nodes, TCP+Noise+Yamux, every node opens to every other at once as --auto-connect does on discovery (each of the {pairs} pairs' opens cross; Noctua: open_session to a known address, retried after 1, 2, 4 s unless refused; stock: dial + hello request both ways; raw: connect + HELLO both ways): time until every node has a session with every other; {} fresh processes each; lost = pairs without a session on both sides; extra.<system>[].sessions_established: sessions (at their initiator) or hello exchanges reported; extra.noctua[].open_retries: automatic opens that failed (dial errors, busy) and were retried",
             p.scale_repeats
         );
         rss.notes = format!(

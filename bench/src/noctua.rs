@@ -39,12 +39,21 @@ pub fn mesh_secret() -> Secret {
     Secret::new("bench-mesh-secret").expect("valid secret")
 }
 
-/// [`config`] with the shared [`mesh_secret`].
-pub fn mesh_config(i: usize, key: Arc<RsaKeyPair>) -> Config {
+/// [`config`] with the shared [`mesh_secret`], for node `i` of an in-process mesh of `n`.
+/// Every in-process node dials from 127.0.0.1, so the per-address limits (SPEC.md §8:
+/// 8 connections in their transport handshake, 8 handshakes, a burst of 64 `HELLO`s per
+/// address) would act as limits on the whole mesh, which a lab, where each node has an
+/// address of its own, never meets: they are raised to what `n` peers need. With the
+/// defaults, 881 automatic opens of a 32-node mesh were refused and retried.
+pub fn mesh_config(i: usize, n: usize, key: Arc<RsaKeyPair>) -> Config {
+    let peers = n.max(8);
     Config::new(mesh_secret())
         .with_name(format!("bench{i}"))
         .with_rsa_key(key)
         .with_rsa_regenerate_every(None)
+        .with_max_unauthenticated_per_address(2 * peers, 2 * peers)
+        .with_max_handshakes_per_address(2 * peers)
+        .with_hello_rate_per_address((4 * peers) as u32, Duration::from_millis(50))
 }
 
 /// A swarm running the chat behaviour, negotiating its streams with `V1Lazy` as the node
@@ -60,6 +69,8 @@ pub struct Counters {
     pub received: AtomicU64,
     /// Rotations completed.
     pub rotated: AtomicU64,
+    /// Automatic opens ([`Cmd::Discover`]) that failed and were retried.
+    pub open_retries: AtomicU64,
 }
 
 /// A command for an actor node.
@@ -137,6 +148,7 @@ impl Node {
             }
         };
         let retry_tx = cmd.clone();
+        let debug = std::env::var_os("NOCTUA_BENCH_DEBUG").is_some();
         let join = tokio::spawn(async move {
             let mut auto = Auto::default();
             loop {
@@ -146,17 +158,30 @@ impl Node {
                             swarm.behaviour_mut().connect(a, s);
                         }
                         Some(Cmd::Discover(peer, addr, secret)) => {
-                            swarm.add_peer_address(peer, addr);
-                            auto.secrets.insert(peer, secret);
+                            auto.discovered.insert(peer, (addr, secret));
                             auto.open(&mut swarm, peer);
                         }
-                        Some(Cmd::Retry(peer)) => auto.open(&mut swarm, peer),
+                        Some(Cmd::Retry(peer)) => {
+                            if debug {
+                                eprintln!("[debug] node {idx}: retry {peer}");
+                            }
+                            auto.open(&mut swarm, peer)
+                        }
                         Some(Cmd::Send(p, text)) => {
                             if let Err(e) = swarm.behaviour_mut().send_message(&p, text) {
                                 emit(Ev::Failed(p, e.to_string()));
                             }
                         }
-                        Some(Cmd::Stop) | None => break,
+                        Some(Cmd::Stop) | None => {
+                            if debug && !auto.opens.is_empty() {
+                                eprintln!(
+                                    "[debug] node {idx}: {} automatic open(s) still waiting, {} session(s)",
+                                    auto.opens.len(),
+                                    auto.sessions.len()
+                                );
+                            }
+                            break;
+                        }
                     },
                     ev = swarm.select_next_some() => {
                         let SwarmEvent::Behaviour(ev) = ev else { continue };
@@ -172,11 +197,15 @@ impl Node {
                                 })
                             }
                             Event::OpenFailed { open, error, .. } => {
+                                if debug {
+                                    eprintln!("[debug] node {idx}: open {open:?} failed: {error:?}");
+                                }
                                 match auto.failed(open, &error) {
                                     // Not an automatic open: the caller decides.
                                     None => emit(Ev::OpenFailed(error.to_string())),
                                     Some((_, Verdict::Nothing)) => {}
                                     Some((peer, Verdict::Retry(delay))) => {
+                                        c.open_retries.fetch_add(1, Ordering::Relaxed);
                                         let tx = retry_tx.clone();
                                         tokio::spawn(async move {
                                             tokio::time::sleep(delay).await;
@@ -240,8 +269,8 @@ enum Verdict {
 /// Automatic opens of a node (the bookkeeping of `src/node/auto.rs`, for the mesh).
 #[derive(Default)]
 struct Auto {
-    /// Discovered peers and the secret to open with.
-    secrets: HashMap<PeerId, Secret>,
+    /// Discovered peers: their address and the secret to open with.
+    discovered: HashMap<PeerId, (Multiaddr, Secret)>,
     /// Automatic opens under way.
     opens: HashMap<OpenId, PeerId>,
     /// Peers with a session now.
@@ -256,7 +285,10 @@ impl Auto {
         if self.sessions.contains(&peer) || self.opens.values().any(|p| *p == peer) {
             return;
         }
-        if let Some(secret) = self.secrets.get(&peer) {
+        if let Some((addr, secret)) = self.discovered.get(&peer) {
+            // Given again before every open: the swarm forgets an address whose dial
+            // failed, while mDNS, which it stands for, goes on answering with it.
+            swarm.add_peer_address(peer, addr.clone());
             let open = swarm.behaviour_mut().open_session(peer, secret.clone());
             self.opens.insert(open, peer);
         }

@@ -83,6 +83,7 @@ pub async fn child(
     let duplicates: u64 = got.iter().map(|g| g.saturating_sub(expected)).sum();
     lost = lost.max(missing);
 
+    let retries = mesh.open_retries();
     loud.store(false, Ordering::Relaxed);
     mesh.stop().await;
     json!({
@@ -98,6 +99,7 @@ pub async fn child(
         "duplicates": duplicates,
         "received": received,
         "sessions_established": sessions,
+        "open_retries": retries,
         "keygen_ms": crate::stats::ms(keygen),
     })
 }
@@ -203,7 +205,7 @@ impl Mesh {
                 let (etx, erx) = mpsc::unbounded_channel();
                 let mut nodes = Vec::new();
                 for i in 0..n {
-                    let cfg = noctua::mesh_config(i, keys[i % keys.len()].clone());
+                    let cfg = noctua::mesh_config(i, n, keys[i % keys.len()].clone());
                     let node = noctua::Node::spawn(i, cfg, Transport::Tcp, lazy, Some(etx.clone()));
                     nodes.push(node.await);
                 }
@@ -278,6 +280,17 @@ impl Mesh {
                 Mesh::Stock(sn) => sn[0].send(stock::Cmd::Send(sn[j].peer, text.to_owned())),
                 Mesh::Raw(rn) => rn[0].send(raw::Cmd::Send(j, SIZE)),
             }
+        }
+    }
+
+    /// Automatic opens that failed and were retried, all nodes (Noctua only; 0 otherwise).
+    fn open_retries(&self) -> u64 {
+        match self {
+            Mesh::Noctua(nn) => nn
+                .iter()
+                .map(|x| x.counters.open_retries.load(Ordering::Relaxed))
+                .sum(),
+            Mesh::Stock(_) | Mesh::Raw(_) => 0,
         }
     }
 
