@@ -13,7 +13,7 @@ use crate::net::Transport;
 use crate::pair::{PairClient, Run};
 use crate::process::{self, System};
 use crate::report::{Figure, Report, Side, Skipped};
-use crate::{keys, noctua, raw, scale, stock};
+use crate::{keys, lab, minimal, noctua, raw, scale, stock};
 
 /// A group of figures, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,11 +32,13 @@ pub enum Group {
     Rotation,
     /// N nodes fully meshed.
     Scale,
+    /// `noctua lab`: N real node processes in network namespaces (needs root).
+    Lab,
 }
 
 impl Group {
     /// Every group, in run order.
-    pub const ALL: [Group; 7] = [
+    pub const ALL: [Group; 8] = [
         Group::Startup,
         Group::Memory,
         Group::Handshake,
@@ -44,6 +46,7 @@ impl Group {
         Group::Throughput,
         Group::Rotation,
         Group::Scale,
+        Group::Lab,
     ];
 
     /// The group's name in figure ids.
@@ -56,6 +59,7 @@ impl Group {
             Group::Throughput => "throughput",
             Group::Rotation => "rotation",
             Group::Scale => "scale",
+            Group::Lab => "lab",
         }
     }
 }
@@ -71,6 +75,23 @@ pub struct Opts {
     pub noctua_bin: PathBuf,
     /// Groups to run.
     pub groups: Vec<Group>,
+    /// Whether the measuring clients are polled on the main thread (`--client-on-main-thread`).
+    pub client_on_main_thread: bool,
+    /// Lab sizes instead of the default ones (`--lab-nodes`).
+    pub lab_nodes: Vec<usize>,
+    /// Where the labs' event logs go (one directory per size).
+    pub lab_dir: PathBuf,
+}
+
+impl Opts {
+    /// Where the in-process clients and servers run, in words.
+    pub fn topology(&self) -> &'static str {
+        if self.client_on_main_thread {
+            "topology: client polled on the main thread (block_on), servers on the 2 workers (--client-on-main-thread)"
+        } else {
+            TOPOLOGY
+        }
+    }
 }
 
 /// Sizes of every measurement.
@@ -93,10 +114,20 @@ struct Params {
     scale_sizes: Vec<usize>,
     scale_repeats: usize,
     broadcasts: usize,
+    lab_sizes: Vec<usize>,
+    lab_limits: lab::LabLimits,
 }
 
 impl Params {
-    fn new(quick: bool) -> Params {
+    fn new(quick: bool, lab_nodes: &[usize]) -> Params {
+        let mut p = Params::base(quick);
+        if !lab_nodes.is_empty() {
+            p.lab_sizes = lab_nodes.to_vec();
+        }
+        p
+    }
+
+    fn base(quick: bool) -> Params {
         if quick {
             Params {
                 startup_runs: 3,
@@ -116,6 +147,12 @@ impl Params {
                 scale_sizes: vec![4, 8],
                 scale_repeats: 1,
                 broadcasts: 3,
+                lab_sizes: vec![8],
+                lab_limits: lab::LabLimits {
+                    ready: Duration::from_secs(60),
+                    mesh: Duration::from_secs(60),
+                    broadcast: Duration::from_secs(30),
+                },
             }
         } else {
             Params {
@@ -136,10 +173,19 @@ impl Params {
                 scale_sizes: vec![8, 16, 32],
                 scale_repeats: 3,
                 broadcasts: 20,
+                lab_sizes: vec![32, 64, 128],
+                lab_limits: lab::LabLimits {
+                    ready: Duration::from_secs(120),
+                    mesh: Duration::from_secs(240),
+                    broadcast: Duration::from_secs(60),
+                },
             }
         }
     }
 }
+
+/// Where clients and servers of the in-process figures run, the same for every system.
+pub const TOPOLOGY: &str = "topology: client and server in one process, both tasks on one 2-worker tokio runtime (no main-thread client)";
 
 /// The payload of every small message.
 const SMALL: usize = 100;
@@ -148,11 +194,14 @@ const BIG: usize = 16 * 1024;
 
 /// Runs the selected groups and returns the report.
 pub async fn run(opts: &Opts) -> Report {
-    let p = Params::new(opts.quick);
+    let p = Params::new(opts.quick, &opts.lab_nodes);
     let mut report = Report::default();
     report.meta.insert("quick".into(), opts.quick.into());
     report.meta.insert("noctua_v1lazy".into(), true.into());
     report.meta.insert("stock_v1lazy".into(), opts.lazy.into());
+    report
+        .meta
+        .insert("topology".into(), opts.topology().into());
     report.meta.insert(
         "noctua_bin".into(),
         opts.noctua_bin.display().to_string().into(),
@@ -216,6 +265,16 @@ pub async fn run(opts: &Opts) -> Report {
             Group::Throughput => throughput(&mut report, opts, &p, &k2048).await,
             Group::Rotation => rotation(&mut report, opts, &p, &k2048).await,
             Group::Scale => scale_group(&mut report, opts, &p),
+            Group::Lab => match lab::available(&opts.noctua_bin) {
+                Ok(()) => lab_group(&mut report, opts, &p).await,
+                Err(reason) => {
+                    eprintln!("[bench] skipping lab: {reason}");
+                    report.skipped.push(Skipped {
+                        group: g.name(),
+                        reason,
+                    });
+                }
+            },
         }
         eprintln!(
             "[bench] {} done in {:.1} s",
@@ -254,7 +313,7 @@ fn reconcile(run: &mut Run, attempted: usize, received: u64) {
 
 /// What the server counted since `before`, once it has caught up with `attempted` (its
 /// count may trail the client's last receipt by an event-loop turn) or a second passed.
-async fn received_since<C: PairClient>(c: &C, before: u64, attempted: usize) -> u64 {
+async fn received_since<C: PairClient>(c: &mut C, before: u64, attempted: usize) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
         let got = c.server_received() - before;
@@ -510,7 +569,7 @@ impl GrowthPeers {
                 node.send(stock::Cmd::Dial(addr.parse().map_err(|e| format!("{e}"))?));
                 self.stock.push(node);
                 first_outcome(timeout, &mut rx, |ev| match ev {
-                    stock::Ev::Session => Some(Ok(())),
+                    stock::Ev::Session(_) => Some(Ok(())),
                     stock::Ev::DialFailed(e) => Some(Err(format!("stock dial failed: {e}"))),
                     _ => None,
                 })
@@ -700,6 +759,19 @@ async fn rtt(report: &mut Report, opts: &Opts, p: &Params, keys: &[Arc<RsaKeyPai
         } else {
             None
         };
+        // The harness's floor, over TCP: the smallest tokio ping-pong, as many bytes each
+        // way as a raw frame.
+        let mut mc = if t == Transport::Tcp {
+            match minimal::PingPong::connect(raw::frame(raw::DATA, 0, SMALL).len()).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("[bench] minimal ping-pong failed: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         // Warm-up, untimed.
         if let Some(c) = nc.as_mut() {
             c.rtt(p.warmup, SMALL).await;
@@ -710,8 +782,16 @@ async fn rtt(report: &mut Report, opts: &Opts, p: &Params, keys: &[Arc<RsaKeyPai
         if let Some(c) = rc.as_mut() {
             c.rtt(p.warmup, SMALL).await;
         }
+        if let Some(c) = mc.as_mut() {
+            c.rtt(p.warmup).await;
+        }
         let per_round = p.rtt_msgs / p.rounds;
-        let (mut nr, mut sr, mut rr) = (Run::default(), Run::default(), Run::default());
+        let (mut nr, mut sr, mut rr, mut mr) = (
+            Run::default(),
+            Run::default(),
+            Run::default(),
+            Run::default(),
+        );
         for _ in 0..p.rounds {
             if let Some(c) = nc.as_mut() {
                 nr.absorb(measure_rtt(c, per_round, SMALL).await);
@@ -722,6 +802,9 @@ async fn rtt(report: &mut Report, opts: &Opts, p: &Params, keys: &[Arc<RsaKeyPai
             if let Some(c) = rc.as_mut() {
                 rr.absorb(measure_rtt(c, per_round, SMALL).await);
             }
+            if let Some(c) = mc.as_mut() {
+                mr.absorb(c.rtt(per_round).await);
+            }
         }
         let attempted = per_round * p.rounds;
         let mut f = Figure::new(format!("rtt.{}", t.name()), "rtt", "ms");
@@ -729,17 +812,37 @@ async fn rtt(report: &mut Report, opts: &Opts, p: &Params, keys: &[Arc<RsaKeyPai
         f.stock = lat_side(sc.is_some().then_some(sr), attempted);
         if t == Transport::Tcp {
             f.raw = lat_side(rc.is_some().then_some(rr), attempted);
+            let floor = lat_side(mc.is_some().then_some(mr), attempted);
+            if let Some(m) = &floor {
+                f.put("minimal_p50_ms", m.summary.median);
+                f.put("minimal_p99_ms", m.summary.tail);
+                f.put("minimal_lost", m.lost);
+            }
+            let over = |a: &Option<Side>| {
+                let (a, b) = (a.as_ref()?.summary.median, floor.as_ref()?.summary.median);
+                (b > 0.0 && a.is_finite() && b.is_finite()).then(|| a / b)
+            };
+            if let Some(r) = over(&f.raw) {
+                f.put("raw_over_minimal_p50", r);
+            }
+            if let Some(r) = over(&f.noctua) {
+                f.put("noctua_over_minimal_p50", r);
+            }
         }
         f.notes = format!(
-            "{SMALL}-byte text, sequential send to delivery receipt, {attempted} messages in {} interleaved rounds{}",
+            "{SMALL}-byte text, sequential send to delivery receipt, {attempted} messages in {} interleaved rounds; {}{}",
             p.rounds,
+            opts.topology(),
             if t == Transport::Quic {
                 "; no raw baseline over QUIC"
             } else {
-                ""
+                "; harness floor: a minimal tokio ping-pong (read_exact/write_all, same bytes as a raw frame, same topology) in the same rounds, extra.minimal_p50_ms"
             }
         );
         report.figures.push(f);
+        if let Some(c) = mc {
+            c.close();
+        }
         if let Some(c) = nc {
             c.close().await;
         }
@@ -954,7 +1057,7 @@ fn scale_group(report: &mut Report, opts: &Opts, p: &Params) {
             *system_side(&mut bcast, i) = b;
         }
         mesh.notes = format!(
-            "{n} in-process nodes, TCP+Noise+Yamux, all {pairs} pairs opened at once (node j dials every i < j): time until the last session is active; {} fresh processes each; lost = pairs without a session",
+            "{n} in-process nodes, TCP+Noise+Yamux, every node opens to every other at once as --auto-connect does on discovery (each of the {pairs} pairs' opens cross; Noctua: open_session to a known address, retried after 1, 2, 4 s unless refused; stock: dial + hello request both ways; raw: connect + HELLO both ways): time until every node has a session with every other; {} fresh processes each; lost = pairs without a session on both sides; extra.<system>[].sessions_established: sessions (at their initiator) or hello exchanges reported; extra.noctua[].open_retries: automatic opens that failed (dial errors, busy) and were retried",
             p.scale_repeats
         );
         rss.notes = format!(
@@ -963,10 +1066,16 @@ fn scale_group(report: &mut Report, opts: &Opts, p: &Params) {
         );
         grow.notes = "(RSS after mesh - RSS before the nodes existed) / N".into();
         bcast.notes = format!(
-            "node 0 sends one {SMALL}-byte message to each of the other {} nodes; time until every receipt; {} broadcasts",
+            "node 0 sends one {SMALL}-byte message to each of the other {} nodes; time until every receipt; {} broadcasts; each receiver must count exactly {} (lost = short, extra.duplicates = over, per system)",
             n - 1,
+            p.broadcasts,
             p.broadcasts
         );
+        let dups: Vec<Option<u64>> = results
+            .iter()
+            .map(|runs| runs.iter().map(|r| r["duplicates"].as_u64()).sum())
+            .collect();
+        bcast.put("duplicates", dups);
         for (i, r) in results.iter().enumerate() {
             mesh.put(["noctua", "stock", "raw"][i], r.clone());
         }
@@ -1046,4 +1155,111 @@ fn system_side(figure: &mut Figure, i: usize) -> &mut Option<Side> {
         1 => &mut figure.stock,
         _ => &mut figure.raw,
     }
+}
+
+/// The lab figures: one `noctua lab` per size, one after the other.
+async fn lab_group(report: &mut Report, opts: &Opts, p: &Params) {
+    for &n in &p.lab_sizes {
+        if n < 2 {
+            eprintln!("[bench] lab of {n} node(s): a mesh needs at least 2, skipped");
+            continue;
+        }
+        let dir = opts.lab_dir.join(format!("n{n}"));
+        eprintln!("[bench] lab of {n} nodes, event logs in {}", dir.display());
+        let r = match lab::run(&opts.noctua_bin, n, &dir, &p.lab_limits).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("[bench] lab of {n} nodes failed: {e}");
+                let mut f = Figure::new(format!("lab.n{n}.mesh"), "lab", "s");
+                f.noctua = Some(Side::failed((n * (n - 1)) as u64));
+                f.notes = format!("the lab failed: {e}");
+                report.figures.push(f);
+                continue;
+            }
+        };
+        report.figures.extend(lab_figures(&r));
+    }
+}
+
+/// The figures of one lab.
+fn lab_figures(r: &lab::LabResult) -> Vec<Figure> {
+    let n = r.n;
+    let summary = r.summary();
+    let side = |samples: &[f64], lost: u64| {
+        Side::new(samples, false, lost).or_else(|| Some(Side::failed(lost)))
+    };
+    let mut mesh = Figure::new(format!("lab.n{n}.mesh"), "lab", "s");
+    let mesh_s: Vec<f64> = r.mesh_ms.iter().map(|m| m / 1e3).collect();
+    mesh.noctua = side(&mesh_s, r.pairs_missing as u64);
+    mesh.notes = format!(
+        "noctua lab --nodes {n} (real processes, one network namespace each, mDNS + --auto-connect): per node, its session with every other node after the last node's `ready` (first session per peer, from the node's event log); lost = (node, peer) pairs without a session; max in extra.mesh_max_ms; {} sessions established to the full mesh (distinct session ids), {} closed before it",
+        r.sessions, r.closed_before_mesh
+    );
+    mesh.extra = summary.as_object().cloned().unwrap_or_default();
+    let mut bcast = Figure::new(format!("lab.n{n}.broadcast"), "lab", "ms");
+    bcast.noctua = side(&r.bcast_ms, r.bcast_lost as u64);
+    bcast.notes = format!(
+        "once the mesh is complete every node broadcasts once (/say): receipts counted per (sender, receiver), {} expected, {} exactly once, {} lost, {} duplicates; latency = receiver's `message` ts - sender's `sent` ts (ms clock)",
+        r.bcast_expected, r.bcast_once, r.bcast_lost, r.bcast_duplicates
+    );
+    bcast.put("expected", r.bcast_expected);
+    bcast.put("exactly_once", r.bcast_once);
+    bcast.put("duplicates", r.bcast_duplicates);
+    bcast.put("delivered", r.bcast_delivered);
+    bcast.put("failed", r.bcast_failed);
+    let mut rss = Figure::new(format!("lab.n{n}.rss"), "lab", "MiB");
+    let mib: Vec<f64> = r.rss_kib.iter().map(|k| k / 1024.0).collect();
+    rss.noctua = side(&mib, 0);
+    rss.notes = format!(
+        "VmRSS of each node process (pid from `ip netns pids`) at the full mesh ({} sessions each)",
+        n - 1
+    );
+    let mut cpu = Figure::new(format!("lab.n{n}.cpu_per_handshake"), "lab", "ms");
+    // The window: from the moment every node had its RSA key (key generation, which ends
+    // after `ready`, is then behind) to the full mesh, both as the harness saw them; its
+    // CPU over the sessions established within it. mDNS and idle work stay inside.
+    let window_cpu = r.cpu_total_s - r.cpu_at_keys_s;
+    let window_sessions = r.sessions_at_mesh.saturating_sub(r.sessions_at_keys);
+    let per = |cpu_s: f64, sessions: usize| (sessions > 0).then(|| cpu_s * 1e3 / sessions as f64);
+    cpu.noctua = side(
+        &per(window_cpu, window_sessions)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        0,
+    );
+    cpu.notes = format!(
+        "CPU (user+system) of all node processes from the moment every node had its RSA key to the full mesh ({window_cpu:.2} s), / sessions established in that window ({window_sessions} of {}); mDNS and idle work are included; from the nodes' start (key generation included): {:.1} s CPU, {} ms per session",
+        r.sessions_at_mesh,
+        r.cpu_total_s,
+        per(r.cpu_total_s, r.sessions_at_mesh)
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_else(|| "-".into())
+    );
+    cpu.put("cpu_total_s", r.cpu_total_s);
+    cpu.put("cpu_at_keys_s", r.cpu_at_keys_s);
+    cpu.put("sessions_at_keys", r.sessions_at_keys);
+    cpu.put("sessions_at_mesh", r.sessions_at_mesh);
+    cpu.put(
+        "per_session_from_start_ms",
+        per(r.cpu_total_s, r.sessions_at_mesh),
+    );
+    // Always defined, an upper bound: everything the nodes did from their start.
+    let mut whole = Figure::new(format!("lab.n{n}.cpu_per_session_from_start"), "lab", "ms");
+    whole.noctua = side(
+        &per(r.cpu_total_s, r.sessions_at_mesh)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        0,
+    );
+    whole.notes = format!(
+        "CPU (user+system) of all node processes from their start to the full mesh ({:.1} s), / all sessions established ({}): an upper bound, with each node's RSA key generation and mDNS inside (cpu_per_handshake is the window after the last key; at small N it holds few or no sessions)",
+        r.cpu_total_s, r.sessions_at_mesh
+    );
+    let mut probe = Figure::new(format!("lab.n{n}.command_rtt"), "lab", "ms");
+    probe.noctua = side(&r.probe_ms, r.probes_unanswered);
+    probe.notes = format!(
+        "lab responsiveness while the mesh forms: '<k> sessions' written to the lab's stdin until node k's answer is on the lab's stdout, one at a time every {} ms; lost = unanswered within 5 s",
+        300
+    );
+    vec![mesh, bcast, rss, cpu, whole, probe]
 }

@@ -17,9 +17,12 @@
 mod figures;
 mod guess;
 mod keys;
+mod lab;
+mod minimal;
 mod net;
 mod noctua;
 mod pair;
+mod plot;
 mod process;
 mod profile;
 mod raw;
@@ -62,6 +65,20 @@ struct Cli {
     #[arg(long)]
     lazy: bool,
 
+    /// Lab sizes for the lab figures (comma-separated) [default: 32,64,128; --quick: 8]
+    #[arg(long, value_delimiter = ',', value_name = "N")]
+    lab_nodes: Vec<usize>,
+
+    /// Directory for the labs' event logs (one subdirectory per size, emptied first)
+    #[arg(long, value_name = "DIR")]
+    lab_dir: Option<PathBuf>,
+
+    /// Poll the measuring clients on the main thread (the runtime's `block_on`), with the
+    /// servers on the workers: the harness's topology before 2026-11-29, kept to show what
+    /// it cost (every message crosses threads twice)
+    #[arg(long)]
+    client_on_main_thread: bool,
+
     #[command(subcommand)]
     mode: Option<Mode>,
 }
@@ -103,6 +120,32 @@ enum Mode {
         #[arg(short = 'n', long, default_value_t = 2000)]
         count: usize,
     },
+    /// The lab figures of a lab that already ran (`noctua lab --dir DIR`), from its nodes'
+    /// event logs: mesh times, sessions, broadcast receipts; one JSON line
+    LabAnalyze {
+        /// The lab's directory (node0.jsonl, node1.jsonl, ...)
+        #[arg(long)]
+        dir: PathBuf,
+        /// Number of nodes
+        #[arg(long)]
+        nodes: usize,
+    },
+    /// Time to full mesh against N, as an SVG, from the JSON of one or more runs (lab
+    /// and scale figures)
+    Plot {
+        /// A run's JSON (`--json` of a run); may be given several times
+        #[arg(long = "json", value_name = "PATH", required = true)]
+        inputs: Vec<PathBuf>,
+        /// The SVG to write
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+        /// The plot's title
+        #[arg(
+            long,
+            default_value = "Noctua: time to full mesh against the number of nodes"
+        )]
+        title: String,
+    },
     /// One N-node mesh in this process; prints one JSON line
     #[command(hide = true)]
     ScaleChild {
@@ -138,7 +181,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = rt.block_on(run(cli));
+    // The whole harness runs as a task on the runtime's workers, never on the thread that
+    // blocks on it: every measuring client then shares its two workers with the server it
+    // measures (same topology for every system). Polled from `block_on`, a client sat on
+    // the main thread and every message crossed threads twice (raw TCP: 65-78 us p50
+    // instead of 13-15 us).
+    let main_thread = cli.client_on_main_thread;
+    let code = rt.block_on(async {
+        if main_thread {
+            return run(cli).await;
+        }
+        match tokio::spawn(run(cli)).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("noctua-bench: the harness task failed: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    });
     rt.shutdown_background();
     code
 }
@@ -172,6 +232,42 @@ async fn run(cli: Cli) -> ExitCode {
             println!("{v}");
             return ExitCode::SUCCESS;
         }
+        Some(Mode::LabAnalyze { dir, nodes }) => {
+            if nodes < 2 {
+                eprintln!("noctua-bench: a lab needs at least 2 nodes");
+                return ExitCode::from(2);
+            }
+            let r = lab::analyze(&dir, nodes);
+            let mut v = r.summary();
+            v["mesh_ms"] = r.mesh_ms.into();
+            println!("{v}");
+            return ExitCode::SUCCESS;
+        }
+        Some(Mode::Plot { inputs, out, title }) => {
+            let mut docs = Vec::new();
+            for path in &inputs {
+                let doc = std::fs::read_to_string(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()));
+                match doc {
+                    Ok(d) => docs.push(d),
+                    Err(e) => {
+                        eprintln!("noctua-bench: cannot read {}: {e}", path.display());
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            let Some(svg) = plot::mesh_svg(&docs, &title) else {
+                eprintln!("noctua-bench: no lab or scale mesh figure in the given JSON");
+                return ExitCode::FAILURE;
+            };
+            if let Err(e) = std::fs::write(&out, svg) {
+                eprintln!("noctua-bench: cannot write {}: {e}", out.display());
+                return ExitCode::FAILURE;
+            }
+            eprintln!("[bench] plot written to {}", out.display());
+            return ExitCode::SUCCESS;
+        }
         Some(Mode::Guess { count }) => {
             guess::run(count.max(1));
             return ExitCode::SUCCESS;
@@ -197,6 +293,11 @@ async fn run(cli: Cli) -> ExitCode {
         quick: cli.quick,
         lazy: cli.lazy,
         noctua_bin: cli.noctua_bin,
+        client_on_main_thread: cli.client_on_main_thread,
+        lab_nodes: cli.lab_nodes,
+        lab_dir: cli
+            .lab_dir
+            .unwrap_or_else(|| std::env::temp_dir().join("noctua-bench-labs")),
         groups: if cli.only.is_empty() {
             Group::ALL.to_vec()
         } else {

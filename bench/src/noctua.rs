@@ -2,7 +2,7 @@
 //! configuration, as background actors (servers, mesh nodes, peers of a node process) or as
 //! a measuring client polled by the measurement loop itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
-use noctua_chat::{Behaviour, Config, Event, MessageId, Role, RsaKeyPair, Secret, SendError};
+use noctua_chat::{
+    Behaviour, Config, Event, MessageId, OpenError, OpenId, Role, RsaKeyPair, Secret, SendError,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -31,6 +33,29 @@ pub fn config(i: usize, key: Arc<RsaKeyPair>) -> Config {
         .with_rsa_regenerate_every(None)
 }
 
+/// The secret every node of a mesh shares (as the nodes of a lab do): a node opens
+/// sessions to the peers it discovers with its own secret.
+pub fn mesh_secret() -> Secret {
+    Secret::new("bench-mesh-secret").expect("valid secret")
+}
+
+/// [`config`] with the shared [`mesh_secret`], for node `i` of an in-process mesh of `n`.
+/// Every in-process node dials from 127.0.0.1, so the per-address limits (SPEC.md §8:
+/// 8 connections in their transport handshake, 8 handshakes, a burst of 64 `HELLO`s per
+/// address) would act as limits on the whole mesh, which a lab, where each node has an
+/// address of its own, never meets: they are raised to what `n` peers need. With the
+/// defaults, 881 automatic opens of a 32-node mesh were refused and retried.
+pub fn mesh_config(i: usize, n: usize, key: Arc<RsaKeyPair>) -> Config {
+    let peers = n.max(8);
+    Config::new(mesh_secret())
+        .with_name(format!("bench{i}"))
+        .with_rsa_key(key)
+        .with_rsa_regenerate_every(None)
+        .with_max_unauthenticated_per_address(2 * peers, 2 * peers)
+        .with_max_handshakes_per_address(2 * peers)
+        .with_hello_rate_per_address((4 * peers) as u32, Duration::from_millis(50))
+}
+
 /// A swarm running the chat behaviour, negotiating its streams with `V1Lazy` as the node
 /// does (`src/node/swarm.rs`), whatever `--lazy` says: that flag is for the stock baseline.
 pub fn swarm(cfg: Config, _lazy: bool) -> Swarm<Behaviour> {
@@ -44,6 +69,8 @@ pub struct Counters {
     pub received: AtomicU64,
     /// Rotations completed.
     pub rotated: AtomicU64,
+    /// Automatic opens ([`Cmd::Discover`]) that failed and were retried.
+    pub open_retries: AtomicU64,
 }
 
 /// A command for an actor node.
@@ -51,6 +78,14 @@ pub struct Counters {
 pub enum Cmd {
     /// Dial an address and open a session with the given secret.
     Connect(Multiaddr, Secret),
+    /// A peer was "discovered" at this address, as mDNS tells a node: open a session with
+    /// the secret unless one exists, the way `noctua --auto-connect` does (`src/node/auto.rs`:
+    /// both sides open, so their opens cross; a failed open is retried after 1 s, then 2,
+    /// 4, ... up to 16 s, unless the peer refused it; `AlreadyActive` means the other
+    /// side's open won).
+    Discover(PeerId, Multiaddr, Secret),
+    /// Retry the automatic open to a discovered peer (sent by the node to itself).
+    Retry(PeerId),
     /// Send one message to a peer with which a session is active.
     Send(PeerId, String),
     /// Stop the node.
@@ -62,6 +97,8 @@ pub enum Cmd {
 pub enum Ev {
     /// A session is active; `initiator` tells whether this node opened it.
     Established {
+        /// The peer.
+        peer: PeerId,
         /// Whether this node is the session's initiator.
         initiator: bool,
     },
@@ -110,32 +147,80 @@ impl Node {
                 let _ = tx.send((idx, ev, Instant::now()));
             }
         };
+        let retry_tx = cmd.clone();
+        let debug = std::env::var_os("NOCTUA_BENCH_DEBUG").is_some();
         let join = tokio::spawn(async move {
+            let mut auto = Auto::default();
             loop {
                 tokio::select! {
                     cmd = rx.recv() => match cmd {
                         Some(Cmd::Connect(a, s)) => {
                             swarm.behaviour_mut().connect(a, s);
                         }
+                        Some(Cmd::Discover(peer, addr, secret)) => {
+                            auto.discovered.insert(peer, (addr, secret));
+                            auto.open(&mut swarm, peer);
+                        }
+                        Some(Cmd::Retry(peer)) => {
+                            if debug {
+                                eprintln!("[debug] node {idx}: retry {peer}");
+                            }
+                            auto.open(&mut swarm, peer)
+                        }
                         Some(Cmd::Send(p, text)) => {
                             if let Err(e) = swarm.behaviour_mut().send_message(&p, text) {
                                 emit(Ev::Failed(p, e.to_string()));
                             }
                         }
-                        Some(Cmd::Stop) | None => break,
+                        Some(Cmd::Stop) | None => {
+                            if debug && !auto.opens.is_empty() {
+                                eprintln!(
+                                    "[debug] node {idx}: {} automatic open(s) still waiting, {} session(s)",
+                                    auto.opens.len(),
+                                    auto.sessions.len()
+                                );
+                            }
+                            break;
+                        }
                     },
                     ev = swarm.select_next_some() => {
                         let SwarmEvent::Behaviour(ev) = ev else { continue };
                         match ev {
-                            Event::SessionEstablished { role, .. } => emit(Ev::Established {
-                                initiator: role == Role::Initiator,
-                            }),
-                            Event::OpenFailed { error, .. } => emit(Ev::OpenFailed(error.to_string())),
+                            Event::SessionEstablished { peer, role, opens, .. } => {
+                                auto.sessions.insert(peer);
+                                for o in opens {
+                                    auto.opens.remove(&o);
+                                }
+                                emit(Ev::Established {
+                                    peer,
+                                    initiator: role == Role::Initiator,
+                                })
+                            }
+                            Event::OpenFailed { open, error, .. } => {
+                                if debug {
+                                    eprintln!("[debug] node {idx}: open {open:?} failed: {error:?}");
+                                }
+                                match auto.failed(open, &error) {
+                                    // Not an automatic open: the caller decides.
+                                    None => emit(Ev::OpenFailed(error.to_string())),
+                                    Some((_, Verdict::Nothing)) => {}
+                                    Some((peer, Verdict::Retry(delay))) => {
+                                        c.open_retries.fetch_add(1, Ordering::Relaxed);
+                                        let tx = retry_tx.clone();
+                                        tokio::spawn(async move {
+                                            tokio::time::sleep(delay).await;
+                                            let _ = tx.send(Cmd::Retry(peer));
+                                        });
+                                    }
+                                    Some((_, Verdict::Final)) => emit(Ev::OpenFailed(error.to_string())),
+                                }
+                            }
                             Event::MessageDelivered { .. } => emit(Ev::Delivered),
                             Event::DeliveryFailed { peer, error, .. } => {
                                 emit(Ev::Failed(peer, error.to_string()))
                             }
                             Event::SessionClosed { peer, reason, .. } => {
+                                auto.sessions.remove(&peer);
                                 emit(Ev::Closed(peer, reason.to_string()))
                             }
                             Event::MessageReceived { .. } => {
@@ -168,6 +253,71 @@ impl Node {
     pub async fn stop(self) {
         let _ = self.cmd.send(Cmd::Stop);
         let _ = self.join.await;
+    }
+}
+
+/// What became of a failed automatic open.
+enum Verdict {
+    /// The other side's crossing open made the session: nothing ended.
+    Nothing,
+    /// Try again after this delay.
+    Retry(Duration),
+    /// The peer refused: never again (reported).
+    Final,
+}
+
+/// Automatic opens of a node (the bookkeeping of `src/node/auto.rs`, for the mesh).
+#[derive(Default)]
+struct Auto {
+    /// Discovered peers: their address and the secret to open with.
+    discovered: HashMap<PeerId, (Multiaddr, Secret)>,
+    /// Automatic opens under way.
+    opens: HashMap<OpenId, PeerId>,
+    /// Peers with a session now.
+    sessions: HashSet<PeerId>,
+    /// The last retry delay per peer.
+    delays: HashMap<PeerId, Duration>,
+}
+
+impl Auto {
+    /// Opens a session with a discovered `peer` unless one exists or is being opened.
+    fn open(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId) {
+        if self.sessions.contains(&peer) || self.opens.values().any(|p| *p == peer) {
+            return;
+        }
+        if let Some((addr, secret)) = self.discovered.get(&peer) {
+            // Given again before every open: the swarm forgets an address whose dial
+            // failed, while mDNS, which it stands for, goes on answering with it.
+            swarm.add_peer_address(peer, addr.clone());
+            let open = swarm.behaviour_mut().open_session(peer, secret.clone());
+            self.opens.insert(open, peer);
+        }
+    }
+
+    /// Whether `open` was automatic, and what to do about its failure.
+    fn failed(&mut self, open: OpenId, error: &OpenError) -> Option<(PeerId, Verdict)> {
+        let peer = self.opens.remove(&open)?;
+        let verdict = match error {
+            OpenError::AlreadyActive => Verdict::Nothing,
+            _ if self.sessions.contains(&peer) => Verdict::Nothing,
+            OpenError::WrongSecret
+            | OpenError::PeerAuthFailed
+            | OpenError::RateLimited(_)
+            | OpenError::UnsupportedProtocol
+            | OpenError::Rejected(_)
+            | OpenError::Refused => Verdict::Final,
+            _ => {
+                let last = self.delays.get(&peer).copied().unwrap_or(Duration::ZERO);
+                let delay = if last.is_zero() {
+                    Duration::from_secs(1)
+                } else {
+                    (last * 2).min(Duration::from_secs(16))
+                };
+                self.delays.insert(peer, delay);
+                Verdict::Retry(delay)
+            }
+        };
+        Some((peer, verdict))
     }
 }
 

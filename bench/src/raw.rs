@@ -265,8 +265,8 @@ pub enum Cmd {
 /// What a mesh node reports.
 #[derive(Debug)]
 pub enum Ev {
-    /// `HELLO_ACK`: the "session" with a node is up.
-    Session,
+    /// `HELLO_ACK` from this node: the "session" with it is up.
+    Session(usize),
     /// A connection failed.
     ConnectFailed(String),
     /// `ACK` of a `DATA` frame.
@@ -402,7 +402,7 @@ fn start_conn(
                     let _ = events.send((me, Ev::Delivered, now));
                 }
                 HELLO_ACK => {
-                    let _ = events.send((me, Ev::Session, now));
+                    let _ = events.send((me, Ev::Session(id as usize), now));
                 }
                 _ => {}
             }

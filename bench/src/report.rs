@@ -211,6 +211,16 @@ impl Report {
                 at_most: true,
             },
         ];
+        t.push(Target {
+            name: "harness floor: raw TCP round trip p50 / minimal tokio ping-pong p50 <= 1.5"
+                .into(),
+            value: self
+                .get("rtt.tcp")
+                .and_then(|f| f.extra.get("raw_over_minimal_p50"))
+                .and_then(Value::as_f64),
+            limit: 1.5,
+            at_most: true,
+        });
         for f in self.figures.iter().filter(|f| {
             f.group == "throughput" && f.id.starts_with("throughput.small") && f.higher_is_better
         }) {
@@ -219,6 +229,56 @@ impl Report {
                 value: f.ratio(&f.stock),
                 limit: 2.0,
                 at_most: false,
+            });
+        }
+        let labs: Vec<&Figure> = self
+            .figures
+            .iter()
+            .filter(|f| f.group == "lab" && f.id.ends_with(".mesh"))
+            .collect();
+        for (n, limit) in [(64usize, 15.0), (128, 60.0)] {
+            if let Some(f) = self.get(&format!("lab.n{n}.mesh")) {
+                t.push(Target {
+                    name: format!("lab of {n}: every node's full mesh within {limit} s of the last ready (max)"),
+                    value: f.extra.get("mesh_max_ms").and_then(Value::as_f64).map(|m| m / 1e3),
+                    limit,
+                    at_most: true,
+                });
+            }
+        }
+        if !labs.is_empty() {
+            let sum = |key: &str| {
+                labs.iter()
+                    .map(|f| f.extra.get(key).and_then(Value::as_u64))
+                    .sum::<Option<u64>>()
+            };
+            let (lost, dup) = (sum("broadcast_lost"), sum("broadcast_duplicates"));
+            t.push(Target {
+                name: "labs: every node's broadcast reached every other exactly once (lost + duplicates = 0)".into(),
+                value: lost.zip(dup).map(|(l, d)| (l + d) as f64),
+                limit: 0.0,
+                at_most: true,
+            });
+            let worst = labs
+                .iter()
+                .map(|f| {
+                    let unanswered = f.extra.get("probes_unanswered").and_then(Value::as_u64);
+                    match unanswered {
+                        Some(0) => f
+                            .extra
+                            .get("probe_max_ms")
+                            .and_then(Value::as_f64)
+                            .map(|m| m / 1e3),
+                        // An unanswered command counts as the wait it was given up after.
+                        _ => Some(5.0),
+                    }
+                })
+                .try_fold(0.0f64, |a, b| b.map(|b| a.max(b)));
+            t.push(Target {
+                name: "labs: lab commands answered within 1 s while the mesh forms (max)".into(),
+                value: worst,
+                limit: 1.0,
+                at_most: true,
             });
         }
         t.extend([
@@ -333,6 +393,7 @@ impl Report {
         for s in &self.skipped {
             out.push_str(&format!("  [skipped] {}: {}\n", s.group, s.reason));
         }
+        out.push_str(&self.labs_table());
         let (n, s, r) = self.lost_by_system();
         out.push_str(&format!(
             "\nLost: Noctua {n}, stock {s}, raw {r} (every scenario)\n\nTargets:\n"
@@ -347,6 +408,59 @@ impl Report {
                 "  [{verdict:>12}] {} (measured {})\n",
                 t.name,
                 opt(t.value)
+            ));
+        }
+        out
+    }
+
+    /// The lab figures, one row per lab (empty without labs).
+    pub fn labs_table(&self) -> String {
+        let labs: Vec<&Figure> = self
+            .figures
+            .iter()
+            .filter(|f| f.group == "lab" && f.id.ends_with(".mesh") && !f.extra.is_empty())
+            .collect();
+        if labs.is_empty() {
+            return String::new();
+        }
+        let mut out = String::from(
+            "\nLabs (noctua lab: real processes in network namespaces, mDNS + auto-connect):\n\n\
+             | nodes | ready spread s | mesh p50 s | mesh max s | from first ready s | sessions | closed early | broadcast once/expected | lost | dup | RSS p50 MiB | RSS max MiB | CPU/handshake ms | CPU/session from start ms | command p50 ms | command max ms | unanswered |\n\
+             | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        );
+        for f in labs {
+            let x = |k: &str| f.extra.get(k).and_then(Value::as_f64);
+            let n = x("nodes").unwrap_or(0.0) as usize;
+            let fig = |suffix: &str| self.get(&format!("lab.n{n}.{suffix}"));
+            let med = |suffix: &str| {
+                fig(suffix).and_then(|f| f.noctua.as_ref().map(|s| s.summary.median))
+            };
+            let max =
+                |suffix: &str| fig(suffix).and_then(|f| f.noctua.as_ref().map(|s| s.summary.max));
+            let secs = |v: Option<f64>| opt(v.map(|m| m / 1e3));
+            let cnt = |k: &str| {
+                x(k).map(|v| format!("{v:.0}"))
+                    .unwrap_or_else(|| "-".into())
+            };
+            out.push_str(&format!(
+                "| {n} | {} | {} | {} | {} | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                secs(x("ready_spread_ms")),
+                opt(f.noctua.as_ref().map(|s| s.summary.median)),
+                secs(x("mesh_max_ms")),
+                secs(x("mesh_from_first_ready_ms")),
+                cnt("sessions"),
+                cnt("closed_before_mesh"),
+                cnt("broadcast_exactly_once"),
+                cnt("broadcast_expected"),
+                cnt("broadcast_lost"),
+                cnt("broadcast_duplicates"),
+                opt(med("rss")),
+                opt(max("rss")),
+                opt(med("cpu_per_handshake")),
+                opt(med("cpu_per_session_from_start")),
+                opt(med("command_rtt")),
+                opt(x("probe_max_ms")),
+                cnt("probes_unanswered"),
             ));
         }
         out

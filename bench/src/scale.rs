@@ -1,10 +1,12 @@
 //! Scale: N in-process nodes fully meshed, in a fresh child process per (system, N) so that
 //! its memory is that mesh's alone. The child prints one JSON line with its results.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use libp2p::PeerId;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -29,16 +31,17 @@ const MESH_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What a mesh reports while forming and broadcasting.
 enum MeshEv {
-    /// A pair's session is up (counted once per pair, on the dialing side).
-    Session,
-    /// A pair could not be set up.
+    /// The reporting node has a session with node `.0` now; `.1`: reported by the side
+    /// that opened it (so that each session or hello exchange is counted once).
+    Session(usize, bool),
+    /// A session of the reporting node with node `.0` ended.
+    Closed(usize),
+    /// An open or dial failed for good.
     SessionFailed,
     /// A broadcast message's receipt reached node 0.
     Delivered,
     /// A broadcast message failed.
     Failed,
-    /// Anything else.
-    Other,
 }
 
 /// Events of a mesh, in the order the nodes saw them: (node index, event, when).
@@ -67,16 +70,20 @@ pub async fn child(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mesh = Mesh::spawn(system, n, lazy, &keys, &tx, &loud).await;
 
-    let (mesh_ms, mesh_missing) = form_mesh(&mesh, &mut rx, pairs).await;
+    let (mesh_ms, mesh_missing, sessions) = form_mesh(&mesh, &mut rx).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss_after = process::self_rss_kib().unwrap_or(0);
 
     let (bcast_ms, mut lost) = broadcast_rounds(&mesh, &mut rx, broadcasts).await;
-    // Cross-check with what the receivers counted.
-    let received = mesh.received();
-    let expected = (broadcasts * (n - 1)) as u64;
-    lost = lost.max(expected.saturating_sub(received));
+    // Exactly once: what each receiver counted, against what it should have.
+    let got = mesh.received();
+    let received: u64 = got.iter().sum();
+    let expected = broadcasts as u64;
+    let missing: u64 = got.iter().map(|g| expected.saturating_sub(*g)).sum();
+    let duplicates: u64 = got.iter().map(|g| g.saturating_sub(expected)).sum();
+    lost = lost.max(missing);
 
+    let retries = mesh.open_retries();
     loud.store(false, Ordering::Relaxed);
     mesh.stop().await;
     json!({
@@ -89,30 +96,57 @@ pub async fn child(
         "rss_after_kib": rss_after,
         "broadcast_ms": bcast_ms,
         "lost": lost,
+        "duplicates": duplicates,
         "received": received,
+        "sessions_established": sessions,
+        "open_retries": retries,
         "keygen_ms": crate::stats::ms(keygen),
     })
 }
 
-/// Full mesh: node j opens a session to every node i < j, all at once. Returns how long
-/// until the last pair was up (ms) and how many pairs never came up.
-async fn form_mesh(mesh: &Mesh, rx: &mut MeshRx, pairs: usize) -> (f64, usize) {
+/// Full mesh, opened the way `noctua --auto-connect` does: every node "discovers" every
+/// other at once and opens to it, so every pair's opens cross. Returns how long until every
+/// node had a session with every other (ms), how many pairs {i, j} lacked one on either
+/// side at the end, and how many sessions (or hello exchanges) were reported on the way.
+async fn form_mesh(mesh: &Mesh, rx: &mut MeshRx) -> (f64, usize, usize) {
+    let n = mesh.len();
     let t0 = Instant::now();
     mesh.connect_all();
-    let (mut up, mut failed, mut last) = (0usize, 0usize, t0);
+    // Per node, per peer: sessions up now (a replaced session may close after or before its
+    // successor is up, so a count rather than a flag).
+    let mut up = vec![vec![0i64; n]; n];
+    let mut full = 0usize;
+    let mut sessions = 0usize;
+    let mut last = t0;
+    let complete = |up: &Vec<Vec<i64>>, i: usize| (0..n).all(|j| j == i || up[i][j] > 0);
     let deadline = tokio::time::Instant::from_std(t0 + MESH_TIMEOUT);
-    while up + failed < pairs {
+    while full < n {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some((_, MeshEv::Session, at))) => {
-                up += 1;
-                last = last.max(at);
+            Ok(Some((i, MeshEv::Session(j, opener), at))) if i < n && j < n => {
+                sessions += usize::from(opener);
+                let was = complete(&up, i);
+                up[i][j] += 1;
+                if !was && complete(&up, i) {
+                    full += 1;
+                    last = last.max(at);
+                }
             }
-            Ok(Some((_, MeshEv::SessionFailed, _))) => failed += 1,
+            Ok(Some((i, MeshEv::Closed(j), _))) if i < n && j < n => {
+                let was = complete(&up, i);
+                up[i][j] -= 1;
+                if was && !complete(&up, i) {
+                    full -= 1;
+                }
+            }
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => break,
         }
     }
-    (crate::stats::ms(last.duration_since(t0)), pairs - up)
+    let missing = (0..n)
+        .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+        .filter(|&(i, j)| up[i][j] <= 0 || up[j][i] <= 0)
+        .count();
+    (crate::stats::ms(last.duration_since(t0)), missing, sessions)
 }
 
 /// Broadcasts: node 0 sends one message to every other node, then waits for all receipts;
@@ -171,11 +205,15 @@ impl Mesh {
                 let (etx, erx) = mpsc::unbounded_channel();
                 let mut nodes = Vec::new();
                 for i in 0..n {
-                    let cfg = noctua::config(i, keys[i % keys.len()].clone());
+                    let cfg = noctua::mesh_config(i, n, keys[i % keys.len()].clone());
                     let node = noctua::Node::spawn(i, cfg, Transport::Tcp, lazy, Some(etx.clone()));
                     nodes.push(node.await);
                 }
-                forward(erx, tx.clone(), loud.clone(), noctua_event);
+                let index: HashMap<PeerId, usize> =
+                    nodes.iter().enumerate().map(|(i, x)| (x.peer, i)).collect();
+                forward(erx, tx.clone(), loud.clone(), move |ev| {
+                    noctua_event(&index, ev)
+                });
                 Mesh::Noctua(nodes)
             }
             System::Stock => {
@@ -185,7 +223,11 @@ impl Mesh {
                     nodes
                         .push(stock::Node::spawn(i, Transport::Tcp, lazy, Some(etx.clone())).await);
                 }
-                forward(erx, tx.clone(), loud.clone(), stock_event);
+                let index: HashMap<PeerId, usize> =
+                    nodes.iter().enumerate().map(|(i, x)| (x.peer, i)).collect();
+                forward(erx, tx.clone(), loud.clone(), move |ev| {
+                    stock_event(&index, ev)
+                });
                 Mesh::Stock(nodes)
             }
             System::Raw => {
@@ -212,14 +254,17 @@ impl Mesh {
         }
     }
 
-    /// Node j opens a session to every node i < j, all at once.
+    /// Every node opens to every other, all at once (so every pair's opens cross).
     fn connect_all(&self) {
-        for j in 0..self.len() {
-            for i in 0..j {
+        let n = self.len();
+        for j in 0..n {
+            for i in (0..n).filter(|i| *i != j) {
                 match self {
-                    Mesh::Noctua(nn) => {
-                        nn[j].send(noctua::Cmd::Connect(nn[i].addr.clone(), noctua::secret(i)))
-                    }
+                    Mesh::Noctua(nn) => nn[j].send(noctua::Cmd::Discover(
+                        nn[i].peer,
+                        nn[i].addr.clone(),
+                        noctua::mesh_secret(),
+                    )),
                     Mesh::Stock(sn) => sn[j].send(stock::Cmd::Dial(sn[i].addr.clone())),
                     Mesh::Raw(rn) => rn[j].send(raw::Cmd::Connect(i, rn[i].addr)),
                 }
@@ -238,27 +283,35 @@ impl Mesh {
         }
     }
 
-    /// Messages the receivers (every node but 0) counted, set-up traffic excluded.
-    fn received(&self) -> u64 {
-        let n = self.len();
+    /// Automatic opens that failed and were retried, all nodes (Noctua only; 0 otherwise).
+    fn open_retries(&self) -> u64 {
+        match self {
+            Mesh::Noctua(nn) => nn
+                .iter()
+                .map(|x| x.counters.open_retries.load(Ordering::Relaxed))
+                .sum(),
+            Mesh::Stock(_) | Mesh::Raw(_) => 0,
+        }
+    }
+
+    /// Messages each receiver (every node but 0) counted, set-up traffic excluded.
+    fn received(&self) -> Vec<u64> {
         match self {
             Mesh::Noctua(nn) => nn
                 .iter()
                 .skip(1)
                 .map(|x| x.counters.received.load(Ordering::Relaxed))
-                .sum(),
+                .collect(),
             Mesh::Stock(sn) => sn
                 .iter()
                 .skip(1)
                 .map(|x| x.counters.received.load(Ordering::Relaxed))
-                .sum::<u64>()
-                // Each node i answered one hello from every node j > i.
-                .saturating_sub(((1..n).map(|i| n - 1 - i).sum::<usize>()) as u64),
+                .collect(),
             Mesh::Raw(rn) => rn
                 .iter()
                 .skip(1)
                 .map(|x| x.counters.received.load(Ordering::Relaxed))
-                .sum(),
+                .collect(),
         }
     }
 
@@ -289,7 +342,7 @@ fn forward<E: Send + 'static>(
     mut events: mpsc::UnboundedReceiver<(usize, E, Instant)>,
     tx: MeshTx,
     loud: Arc<AtomicBool>,
-    map: fn(E) -> (MeshEv, Option<String>),
+    map: impl Fn(E) -> (MeshEv, Option<String>) + Send + 'static,
 ) {
     tokio::spawn(async move {
         while let Some((i, ev, at)) = events.recv().await {
@@ -302,26 +355,29 @@ fn forward<E: Send + 'static>(
     });
 }
 
-fn noctua_event(ev: noctua::Ev) -> (MeshEv, Option<String>) {
+/// A node index of a peer (`usize::MAX`, ignored by the mesh, for an unknown one).
+fn idx(index: &HashMap<PeerId, usize>, p: &PeerId) -> usize {
+    index.get(p).copied().unwrap_or(usize::MAX)
+}
+
+fn noctua_event(index: &HashMap<PeerId, usize>, ev: noctua::Ev) -> (MeshEv, Option<String>) {
     match ev {
-        noctua::Ev::Established { initiator } => {
-            let m = if initiator {
-                MeshEv::Session
-            } else {
-                MeshEv::Other
-            };
-            (m, None)
+        noctua::Ev::Established { peer, initiator } => {
+            (MeshEv::Session(idx(index, &peer), initiator), None)
         }
         noctua::Ev::OpenFailed(e) => (MeshEv::SessionFailed, Some(format!("open failed: {e}"))),
         noctua::Ev::Delivered => (MeshEv::Delivered, None),
         noctua::Ev::Failed(p, e) => (MeshEv::Failed, Some(format!("delivery to {p} failed: {e}"))),
-        noctua::Ev::Closed(p, r) => (MeshEv::Other, Some(format!("session with {p} closed: {r}"))),
+        noctua::Ev::Closed(p, r) => (
+            MeshEv::Closed(idx(index, &p)),
+            Some(format!("session with {p} closed: {r}")),
+        ),
     }
 }
 
-fn stock_event(ev: stock::Ev) -> (MeshEv, Option<String>) {
+fn stock_event(index: &HashMap<PeerId, usize>, ev: stock::Ev) -> (MeshEv, Option<String>) {
     match ev {
-        stock::Ev::Session => (MeshEv::Session, None),
+        stock::Ev::Session(p) => (MeshEv::Session(idx(index, &p), true), None),
         stock::Ev::DialFailed(e) => (MeshEv::SessionFailed, Some(format!("dial failed: {e}"))),
         stock::Ev::Delivered => (MeshEv::Delivered, None),
         stock::Ev::Failed(p, e) => (MeshEv::Failed, Some(format!("request to {p} failed: {e}"))),
@@ -330,7 +386,7 @@ fn stock_event(ev: stock::Ev) -> (MeshEv, Option<String>) {
 
 fn raw_event(ev: raw::Ev) -> (MeshEv, Option<String>) {
     match ev {
-        raw::Ev::Session => (MeshEv::Session, None),
+        raw::Ev::Session(i) => (MeshEv::Session(i, true), None),
         raw::Ev::ConnectFailed(e) => (MeshEv::SessionFailed, Some(format!("connect failed: {e}"))),
         raw::Ev::Delivered => (MeshEv::Delivered, None),
         raw::Ev::Failed(p, e) => (MeshEv::Failed, Some(format!("send to {p} failed: {e}"))),

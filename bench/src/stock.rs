@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::request_response::{self, Message, OutboundRequestId, ProtocolSupport, cbor};
 use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -47,8 +48,10 @@ pub fn swarm(lazy: bool) -> Swarm<Stock> {
 /// Counters kept by an actor node.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Requests received (and answered).
+    /// Requests received (and answered), `hello`s excepted.
     pub received: AtomicU64,
+    /// `hello` requests received (and answered): set-up, not messages.
+    pub hellos: AtomicU64,
 }
 
 /// A command for an actor node.
@@ -66,8 +69,8 @@ pub enum Cmd {
 /// What an actor node reports.
 #[derive(Debug)]
 pub enum Ev {
-    /// The `hello` exchange after a dial completed.
-    Session,
+    /// The `hello` exchange after a dial to this peer completed.
+    Session(PeerId),
     /// A dial or its `hello` failed.
     DialFailed(String),
     /// A response (receipt) arrived.
@@ -78,6 +81,10 @@ pub enum Ev {
 
 /// Events of actor nodes: (node index, event, when the node saw it).
 pub type EvTx = mpsc::UnboundedSender<(usize, Ev, Instant)>;
+
+/// The request that makes a "session" after a dial (never a benchmark message: those are
+/// runs of `x`).
+const HELLO: &str = "hello";
 
 /// Answers a request: the receipt is the text's length.
 fn answer(
@@ -122,7 +129,15 @@ impl Node {
                 tokio::select! {
                     cmd = rx.recv() => match cmd {
                         Some(Cmd::Dial(a)) => {
-                            if let Err(e) = swarm.dial(a) {
+                            // A new port per dial, as Noctua dials (`Behaviour::connect`):
+                            // two nodes dialing each other from their listening ports
+                            // would make one TCP simultaneous open on which both run
+                            // Noise as the initiator, and fail.
+                            let opts = DialOpts::unknown_peer_id()
+                                .address(a)
+                                .allocate_new_port()
+                                .build();
+                            if let Err(e) = swarm.dial(opts) {
                                 emit(Ev::DialFailed(e.to_string()));
                             }
                         }
@@ -135,21 +150,22 @@ impl Node {
                         SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. }
                             if endpoint.is_dialer() =>
                         {
-                            let id = swarm.behaviour_mut().send_request(&peer_id, "hello".into());
+                            let id = swarm.behaviour_mut().send_request(&peer_id, HELLO.into());
                             hellos.insert(id);
                         }
                         SwarmEvent::OutgoingConnectionError { error, .. } => {
                             emit(Ev::DialFailed(error.to_string()))
                         }
-                        SwarmEvent::Behaviour(request_response::Event::Message { message, .. }) => {
+                        SwarmEvent::Behaviour(request_response::Event::Message { peer, message, .. }) => {
                             match message {
                                 Message::Request { request, channel, .. } => {
-                                    c.received.fetch_add(1, Ordering::Relaxed);
+                                    let counter = if request == HELLO { &c.hellos } else { &c.received };
+                                    counter.fetch_add(1, Ordering::Relaxed);
                                     answer(&mut swarm, &request, channel);
                                 }
                                 Message::Response { request_id, .. } => {
                                     if hellos.remove(&request_id) {
-                                        emit(Ev::Session);
+                                        emit(Ev::Session(peer));
                                     } else {
                                         emit(Ev::Delivered);
                                     }
@@ -230,7 +246,7 @@ impl Client {
         let id = client
             .swarm
             .behaviour_mut()
-            .send_request(&server, "hello".into());
+            .send_request(&server, HELLO.into());
         loop {
             match client.next(deadline).await {
                 None => return Err("hello timed out".into()),
