@@ -40,6 +40,9 @@ pub struct Config {
     pub(crate) replay_window: usize,
     pub(crate) peer_failures: (usize, Duration, Duration),
     pub(crate) ip_failures: (usize, Duration, Duration),
+    /// Whether the peer machines hand private-key work to the behaviour's pool instead of
+    /// doing it inline (DESIGN-offload.md; draft, off by default).
+    pub(crate) offload_private: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -94,6 +97,7 @@ impl Config {
             replay_window: 256,
             peer_failures: (5, Duration::from_secs(60), Duration::from_secs(60)),
             ip_failures: (10, Duration::from_secs(60), Duration::from_secs(60)),
+            offload_private: false,
         }
     }
 
@@ -147,6 +151,14 @@ impl Config {
     /// RSA modulus size for generated keys: 2048 (default), 3072 or 4096.
     pub fn with_rsa_bits(mut self, bits: usize) -> Self {
         self.rsa_bits = bits;
+        self
+    }
+
+    /// Private-key work (RSA-OAEP decryption) off the event loop (DESIGN-offload.md). Draft:
+    /// only the responder's `AUTH` is offloaded so far.
+    #[allow(dead_code)]
+    pub(crate) fn with_private_offload(mut self, on: bool) -> Self {
+        self.offload_private = on;
         self
     }
 

@@ -191,7 +191,9 @@ mod tests {
         JobTag {
             peer: PeerId::random(),
             seq,
-            purpose: Purpose::Handshake { hs_id: [7; HS_ID_LEN] },
+            purpose: Purpose::Handshake {
+                hs_id: [7; HS_ID_LEN],
+            },
         }
     }
 
@@ -219,7 +221,11 @@ mod tests {
         let mut pool = PrivatePool::new(1, 4);
         let t = tag(1);
         assert!(matches!(
-            pool.submit(PrivateJob { tag: t, key: key.clone(), wrapped }),
+            pool.submit(PrivateJob {
+                tag: t,
+                key: key.clone(),
+                wrapped
+            }),
             Submit::Queued
         ));
         let (got, result) = wait(&mut pool);
@@ -233,7 +239,11 @@ mod tests {
         let mut pool = PrivatePool::new(1, 4);
         let wrapped = vec![1u8; key.bits() / 8];
         assert!(matches!(
-            pool.submit(PrivateJob { tag: tag(2), key, wrapped }),
+            pool.submit(PrivateJob {
+                tag: tag(2),
+                key,
+                wrapped
+            }),
             Submit::Queued
         ));
         assert_eq!(wait(&mut pool).1.unwrap_err(), JobError::Decrypt);

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::crypto::{RsaKeyPair, Secret};
 use crate::error::{CloseReason, OpenError, RefuseError, RejectCode, SendError, SessionError};
 use crate::limits::{AddrKey, AddressCaps, ConnRefusal, LogThrottle};
+use crate::offload::{JobResult, JobTag};
 use crate::peer::{Action, Budget, ChannelToken, Context, Failure, Peer, ReqToken, secs};
 use crate::session::SessionState;
 use crate::types::{Event, MessageId, OpenId, SessionInfo, StateCounts};
@@ -112,7 +113,7 @@ impl Peers {
         let others = self.peers.iter().filter(|(id, _)| *id != peer);
         let mut b = Budget::default();
         for (_, p) in others {
-            let inbound = usize::from(p.responder.is_some());
+            let inbound = usize::from(p.responder.is_some() || p.auth_pending.is_some());
             b.inbound += inbound;
             b.opens += usize::from(p.initiator.is_some()) + p.waiting.len();
             b.sessions += usize::from(p.session.is_some());
@@ -423,6 +424,15 @@ impl Peers {
         };
         let peer = pending.peer();
         self.route(peer, now, |p, cx| p.on_response(cx, pending, response));
+    }
+
+    /// A private-key job finished (or was refused as `Busy`): the peer's machine decides
+    /// whether it is still wanted.
+    pub(crate) fn on_private_done(&mut self, tag: JobTag, result: JobResult, now: Instant) {
+        if !self.peers.contains_key(&tag.peer) {
+            return; // forgotten meanwhile: the result is stale, and zeroized on drop
+        }
+        self.route(tag.peer, now, |p, cx| p.on_private_done(cx, tag, result));
     }
 
     /// Our request `token` failed.

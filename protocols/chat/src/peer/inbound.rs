@@ -4,13 +4,16 @@
 use libp2p::swarm::ConnectionId;
 
 use crate::error::{CloseReason, DeliveryError, OpenError, RejectCode};
-use crate::handshake::{AuthOkParts, Established, Responder};
+use std::net::IpAddr;
+
+use crate::handshake::{AuthOkParts, Established, HandshakeError, Responder};
+use crate::offload::{JobError, JobResult, JobTag, Purpose};
 use crate::session::{Session, SessionState, Slot};
 use crate::types::{Event, SessionId};
 use crate::wire::{self, AuthOk, Content, HS_ID_LEN, Hello, Record, Response, Role};
 
 use super::context::secs;
-use super::{Budget, ChannelToken, Context, DeferredHello, Peer, ResponderHs};
+use super::{AuthPending, Budget, ChannelToken, Context, DeferredHello, Peer, ResponderHs};
 
 impl Peer {
     pub(crate) fn on_hello(
@@ -36,9 +39,12 @@ impl Peer {
             cx.note_misbehaviour(peer, "kept trying while rate-limited");
             return cx.reject(channel, RejectCode::RateLimited, secs(left));
         }
-        if let Err((code, detail)) =
-            cx.admit_hello(peer, connection, &others, self.responder.is_some())
-        {
+        if let Err((code, detail)) = cx.admit_hello(
+            peer,
+            connection,
+            &others,
+            self.responder.is_some() || self.auth_pending.is_some(),
+        ) {
             return cx.reject(channel, code, detail);
         }
         // Simultaneous handshakes (SPEC.md §5.7): the smaller PeerId's goes ahead.
@@ -74,6 +80,11 @@ impl Peer {
         };
         match Responder::on_hello(cx.local_peer, peer, &hello, key, &cx.local_auth) {
             Ok((state, challenge)) => {
+                // A new handshake of the peer replaces one waiting for our private key:
+                // its result, when it comes, finds nothing and is dropped.
+                if let Some(old) = self.auth_pending.take() {
+                    cx.reject(old.channel, RejectCode::UnknownHandshake, 0);
+                }
                 self.responder = Some(ResponderHs {
                     state,
                     started: now,
@@ -97,7 +108,6 @@ impl Peer {
         auth: wire::Auth,
         channel: ChannelToken,
     ) {
-        let now = cx.now;
         let peer = self.id;
         let ip = cx.connection_ip(connection);
         if cx.refused.contains(&peer) {
@@ -110,13 +120,80 @@ impl Peer {
             cx.note_misbehaviour(peer, "sent AUTH for an unknown handshake");
             return cx.reject(channel, RejectCode::UnknownHandshake, 0);
         };
-        let e = match hs.state.on_auth(&auth) {
-            Ok((est, parts)) => {
-                return self.complete_responder(cx, est, parts, auth.hs_id, channel);
+        if cx.config.offload_private {
+            // Everything before the private key runs here; the decryption runs on the
+            // driver's pool and comes back through `on_private_done` (DESIGN-offload.md).
+            match hs.state.check_auth(&auth) {
+                Ok(state) => {
+                    let purpose = Purpose::Handshake { hs_id: auth.hs_id };
+                    let seq = cx.private_job(
+                        peer,
+                        purpose,
+                        state.key().clone(),
+                        state.wrapped().to_vec(),
+                    );
+                    self.auth_pending = Some(AuthPending {
+                        state,
+                        seq,
+                        channel,
+                        ip,
+                        started: hs.started,
+                    });
+                }
+                Err(e) => self.auth_refused(cx, e, ip, channel),
             }
-            Err(e) => e,
+            return;
+        }
+        match hs.state.on_auth(&auth) {
+            Ok((est, parts)) => self.complete_responder(cx, est, parts, auth.hs_id, channel),
+            Err(e) => self.auth_refused(cx, e, ip, channel),
+        }
+    }
+
+    /// The private-key result for a job of this peer. Only the job the waiting handshake
+    /// asked for continues it; anything else (the handshake was replaced, timed out or
+    /// aborted meanwhile) is dropped, its secret zeroized.
+    pub(crate) fn on_private_done(&mut self, cx: &mut Context, tag: JobTag, result: JobResult) {
+        let peer = self.id;
+        let Purpose::Handshake { hs_id } = tag.purpose else {
+            // Rotations do not offload yet (draft).
+            return;
         };
-        if e.code == RejectCode::DecryptFailed {
+        let Some(pending) = self
+            .auth_pending
+            .take_if(|p| p.seq == tag.seq && *p.state.hs_id() == hs_id)
+        else {
+            tracing::debug!(%peer, seq = tag.seq, "stale private-key result dropped");
+            return;
+        };
+        let e = match result {
+            Ok(k_i) => match pending.state.finish(&k_i) {
+                Ok((est, parts)) => {
+                    return self.complete_responder(cx, est, parts, hs_id, pending.channel);
+                }
+                Err(e) => e,
+            },
+            Err(JobError::Decrypt) => {
+                HandshakeError::new(RejectCode::DecryptFailed, "initiator key material")
+            }
+            Err(JobError::Busy) => HandshakeError::new(RejectCode::Busy, "private-key queue full"),
+        };
+        self.auth_refused(cx, e, pending.ip, pending.channel);
+    }
+
+    /// An `AUTH` that does not complete: counted, reported and answered by its code.
+    fn auth_refused(
+        &mut self,
+        cx: &mut Context,
+        e: HandshakeError,
+        ip: Option<IpAddr>,
+        channel: ChannelToken,
+    ) {
+        let now = cx.now;
+        let peer = self.id;
+        if e.code == RejectCode::Busy {
+            // Our own load, not the peer's doing: nothing counts against it.
+        } else if e.code == RejectCode::DecryptFailed {
             // The proof verified but its key material does not decrypt: a private-key
             // operation the peer can repeat at will, so it counts like a wrong proof
             // (SPEC.md §5.2), though it is no wrong secret.

@@ -45,7 +45,8 @@ pub(crate) use context::{Budget, Context, DeferredHello, Failure, FailureKind, s
 
 use crate::crypto::{AuthKey, Secret, ct_eq};
 use crate::error::CloseReason;
-use crate::handshake::{AwaitingAuthOk, Initiator, Responder};
+use crate::handshake::{AuthChecked, AwaitingAuthOk, Initiator, Responder};
+use crate::offload::PrivateJob;
 use crate::session::Session;
 use crate::types::{Event, MessageId, OpenId, SessionId, SessionInfo};
 use crate::wire::{ChatMessage, HS_ID_LEN, Request, Response, SESSION_ID_LEN};
@@ -91,6 +92,9 @@ pub(crate) enum Action {
     CloseConnections { peer: PeerId },
     /// Feed a tick no later than this.
     WakeAt(Instant),
+    /// Run this private-key operation off the event loop and feed its result back with
+    /// `Peers::on_private_done` (DESIGN-offload.md).
+    PrivateOp(PrivateJob),
 }
 
 /// An open waiting for a session, with the secret it uses.
@@ -142,6 +146,19 @@ pub(crate) struct InitiatorHs {
 /// The peer's handshake towards us.
 pub(crate) struct ResponderHs {
     pub(crate) state: Responder,
+    pub(crate) started: Instant,
+}
+
+/// The peer's handshake once its `AUTH` proof verified, waiting for our private key's
+/// result (DESIGN-offload.md). The `AUTH` is answered when the result comes back.
+pub(crate) struct AuthPending {
+    pub(crate) state: AuthChecked,
+    /// The job whose result this waits for; any other result is stale.
+    pub(crate) seq: u64,
+    pub(crate) channel: ChannelToken,
+    /// The address the `AUTH` came from (for the failure limiters).
+    pub(crate) ip: Option<std::net::IpAddr>,
+    /// When the handshake started (its deadline is unchanged).
     pub(crate) started: Instant,
 }
 
@@ -235,6 +252,8 @@ pub(crate) struct Peer {
     /// the opens that use it fail at once instead of trying it again (issue 10, item 2).
     pub(crate) abandoned: Option<([u8; HS_ID_LEN], AuthKey)>,
     pub(crate) responder: Option<ResponderHs>,
+    /// The peer's handshake waiting for a private-key result (after `responder`).
+    pub(crate) auth_pending: Option<AuthPending>,
     /// Opens answered by the next session established with this peer.
     pub(crate) opens: Vec<Open>,
     /// Opens waiting for a connection or for our RSA key, with the secret to use.
@@ -261,6 +280,7 @@ impl Peer {
             initiator: None,
             abandoned: None,
             responder: None,
+            auth_pending: None,
             opens: Vec::new(),
             waiting: Vec::new(),
             queue: VecDeque::new(),
@@ -277,6 +297,7 @@ impl Peer {
             && self.session.is_none()
             && self.initiator.is_none()
             && self.responder.is_none()
+            && self.auth_pending.is_none()
             && self.opens.is_empty()
             && self.waiting.is_empty()
             && self.queue.is_empty()
@@ -287,6 +308,7 @@ impl Peer {
             && self.session.is_none()
             && self.initiator.is_none()
             && self.responder.is_none()
+            && self.auth_pending.is_none()
             && self.waiting.is_empty()
     }
 
@@ -295,6 +317,7 @@ impl Peer {
     pub(crate) fn handshakes(&self) -> usize {
         usize::from(self.initiator.is_some())
             + usize::from(self.responder.is_some())
+            + usize::from(self.auth_pending.is_some())
             + self.waiting.len()
     }
 
