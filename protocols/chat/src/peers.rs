@@ -360,6 +360,9 @@ impl Peers {
             self.route(peer, now, |p, cx| {
                 p.initiator = None;
                 p.responder = None;
+                if let Some(pending) = p.auth_pending.take() {
+                    cx.reject(pending.channel, RejectCode::Busy, 0);
+                }
                 let error = OpenError::LocalLimit("the node is shutting down");
                 let waiting = std::mem::take(&mut p.waiting)
                     .into_iter()
@@ -616,7 +619,10 @@ impl Peers {
             handshakes: self
                 .peers
                 .values()
-                .map(|p| usize::from(p.initiator.is_some()) + usize::from(p.responder.is_some()))
+                .map(|p| {
+                    usize::from(p.initiator.is_some())
+                        + usize::from(p.responder.is_some() || p.auth_pending.is_some())
+                })
                 .sum(),
             outbound_requests: self.cx.outbound.len(),
             queued_messages: self.peers.values().map(|p| p.queue.len()).sum(),

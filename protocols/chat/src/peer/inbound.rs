@@ -270,6 +270,9 @@ impl Peer {
         {
             self.responder = None;
         }
+        if let Some(p) = self.auth_pending.take_if(|p| *p.state.hs_id() == hs_id) {
+            cx.push(super::Action::Forget { channel: p.channel });
+        }
         // An unconfirmed session produced by that very handshake is discarded too; an ABORT
         // naming an older one changes nothing (SPEC.md §5.4).
         if !self.announced

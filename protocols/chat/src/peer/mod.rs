@@ -291,6 +291,12 @@ impl Peer {
         }
     }
 
+    /// Whether the peer has a handshake towards us in progress (answered `CHALLENGE`, or
+    /// `AUTH` waiting for our private key).
+    pub(crate) fn peer_handshaking(&self) -> bool {
+        self.responder.is_some() || self.auth_pending.is_some()
+    }
+
     /// Nothing left worth keeping.
     pub(crate) fn is_empty(&self) -> bool {
         self.connections.is_empty()

@@ -36,7 +36,7 @@ impl Peer {
             return cx.fail_open(Some(peer), [open], OpenError::AlreadyActive);
         }
         if self.initiator.is_some()
-            || self.responder.is_some()
+            || self.peer_handshaking()
             || self
                 .session
                 .as_ref()
@@ -74,7 +74,7 @@ impl Peer {
         if self.connections.is_empty() || self.waiting.is_empty() || self.initiator.is_some() {
             return;
         }
-        let peer_is_opening = self.responder.is_some()
+        let peer_is_opening = self.peer_handshaking()
             || self
                 .session
                 .as_ref()
@@ -132,7 +132,7 @@ impl Peer {
         if self.opens.is_empty()
             || (self.yielded_at.is_some() && !force)
             || self.initiator.is_some()
-            || self.responder.is_some()
+            || self.peer_handshaking()
             || self.connections.is_empty()
             || cx.deferred_hellos.iter().any(|d| d.peer == self.id)
             || self
@@ -409,6 +409,11 @@ impl Peer {
         let peer = self.id;
         self.initiator = None;
         self.responder = None;
+        if let Some(p) = self.auth_pending.take() {
+            // Draft: a handshake of the peer still waiting for our private key gives way
+            // to the session installed now (to review against SPEC.md §5.7.2).
+            cx.reject(p.channel, RejectCode::UnknownHandshake, 0);
+        }
         self.idle_since = None;
         let old = self.session.replace(session);
         self.session_proves = proves;

@@ -11,6 +11,7 @@ use super::{Action, ChannelToken, ReqToken};
 use crate::config::Config;
 use crate::crypto::Secret;
 use crate::error::{CloseReason, OpenError};
+use crate::offload::{self, JobError, PrivateJob};
 use crate::peers::Peers;
 use crate::test_keys::test_key;
 use crate::types::Event;
@@ -43,6 +44,8 @@ struct Net {
     channels: HashMap<(usize, u64), (usize, ReqToken)>,
     next_channel: u64,
     next_open: u64,
+    /// Private-key jobs each node asked for, not yet run (the test runs them).
+    jobs: [Vec<PrivateJob>; 2],
 }
 
 impl Net {
@@ -89,6 +92,7 @@ impl Net {
             channels: HashMap::new(),
             next_channel: 1,
             next_open: 100,
+            jobs: [Vec::new(), Vec::new()],
         }
     }
 
@@ -125,6 +129,7 @@ impl Net {
                             }
                         }
                         Action::Event(e) => self.events[side].push(e),
+                        Action::PrivateOp(job) => self.jobs[side].push(job),
                         _ => {}
                     }
                 }
@@ -985,5 +990,108 @@ fn a_handshake_pending_under_the_old_secret_is_discarded() {
         !net.events[B]
             .iter()
             .any(|e| matches!(e, Event::InboundAuthFailed { .. }))
+    );
+}
+
+/// A net whose responder B runs its private-key work through `Net::jobs` (DESIGN-offload.md).
+fn offloading_net() -> Net {
+    Net::configured([PeerId::random(), PeerId::random()], false, |side, c| {
+        c.with_private_offload(side == B)
+    })
+}
+
+/// Runs B's `i`-th held job and feeds its result back.
+fn finish_job(net: &mut Net, job: PrivateJob) {
+    let result = offload::run(&job);
+    net.nodes[B].on_private_done(job.tag, result, net.now);
+    net.run();
+}
+
+#[test]
+fn an_offloaded_auth_completes_when_its_result_comes_back() {
+    let mut net = offloading_net();
+    net.connect();
+    net.open(A);
+    net.run();
+    // B verified the proof and asked for its private key: no answer to AUTH yet.
+    assert_eq!(net.jobs[B].len(), 1);
+    assert!(net.established(A).is_empty() && net.established(B).is_empty());
+    assert_eq!(net.nodes[B].state_counts().handshakes, 1);
+    let job = net.jobs[B].pop().unwrap();
+    finish_job(&mut net, job);
+    assert_eq!(net.established(A).len(), 1);
+    assert_eq!(net.established(B).len(), 1);
+    assert_eq!(net.session_id(A), net.session_id(B));
+}
+
+#[test]
+fn a_private_key_result_for_a_replaced_handshake_is_dropped() {
+    let mut net = offloading_net();
+    net.connect();
+    net.open(A);
+    net.run();
+    let stale = net.jobs[B].pop().expect("first job");
+    // A's handshake times out and A opens again: B answers the new HELLO, which replaces
+    // the handshake waiting for the private key, and asks for a second job.
+    let timeout = net.nodes[A].config().handshake_timeout;
+    net.now += timeout;
+    net.nodes[A].on_tick(net.now, &|_| true);
+    net.nodes[B].on_tick(net.now, &|_| true);
+    net.run();
+    net.open(A);
+    net.run();
+    let fresh = net.jobs[B].pop().expect("second job");
+    assert_ne!(stale.tag.seq, fresh.tag.seq);
+    // The old result arrives now: nothing happens (no AUTH_OK, no session, no event).
+    let events_before = net.events[B].len();
+    finish_job(&mut net, stale);
+    assert!(net.established(A).is_empty() && net.established(B).is_empty());
+    assert_eq!(net.events[B].len(), events_before);
+    assert_eq!(
+        net.nodes[B].state_counts().handshakes,
+        1,
+        "the new handshake waits on"
+    );
+    // The current one completes.
+    finish_job(&mut net, fresh);
+    assert_eq!(net.established(A).len(), 1);
+    assert_eq!(net.established(B).len(), 1);
+}
+
+#[test]
+fn a_private_key_result_after_the_deadline_is_dropped() {
+    let mut net = offloading_net();
+    net.connect();
+    net.open(A);
+    net.run();
+    let job = net.jobs[B].pop().unwrap();
+    net.now += net.nodes[B].config().handshake_timeout;
+    net.nodes[B].on_tick(net.now, &|_| true);
+    net.run();
+    assert_eq!(net.nodes[B].state_counts().handshakes, 0);
+    finish_job(&mut net, job);
+    assert!(net.established(B).is_empty());
+}
+
+#[test]
+fn a_full_private_key_queue_answers_busy() {
+    let mut net = offloading_net();
+    net.connect();
+    let open = net.open(A);
+    net.run();
+    let job = net.jobs[B].pop().unwrap();
+    net.nodes[B].on_private_done(job.tag, Err(JobError::Busy), net.now);
+    net.run();
+    assert!(net.established(B).is_empty());
+    assert_eq!(net.nodes[B].state_counts().handshakes, 0);
+    // Busy is our load, not the peer's doing: A's open is refused as busy, nothing counted
+    // against A on B.
+    let failed: Vec<_> = outcomes(&net, A)
+        .into_iter()
+        .filter(|(o, _)| *o == open)
+        .collect();
+    assert!(
+        matches!(failed.as_slice(), [(_, Err(OpenError::Busy))]),
+        "{failed:?}"
     );
 }
