@@ -418,6 +418,12 @@ impl Peers {
     /// key): the driver keeps its channel until an action answers or forgets it.
     pub(crate) fn holds(&self, channel: ChannelToken) -> bool {
         self.cx.deferred_hellos.iter().any(|d| d.channel == channel)
+            // An AUTH waiting for our private key (draft: a scan; a set in the context
+            // would make it O(1)).
+            || self
+                .peers
+                .values()
+                .any(|p| p.auth_pending.as_ref().is_some_and(|a| a.channel == channel))
     }
 
     /// The answer to our request `token`.
