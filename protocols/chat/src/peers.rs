@@ -423,7 +423,10 @@ impl Peers {
             || self
                 .peers
                 .values()
-                .any(|p| p.auth_pending.as_ref().is_some_and(|a| a.channel == channel))
+                .any(|p| {
+                    p.auth_pending.as_ref().is_some_and(|a| a.channel == channel)
+                        || p.rekey_pending.as_ref().is_some_and(|r| r.channel == channel)
+                })
     }
 
     /// The answer to our request `token`.

@@ -594,10 +594,33 @@ impl Session {
 
     /// The peer's rotation committed: derive and install the new epoch. The caller answers
     /// with `REKEY_DONE` sealed under it.
+    #[cfg(test)]
     pub(crate) fn on_rekey_commit(
         &mut self,
         new_epoch: u32,
         wrapped_a: &[u8],
+        now: Instant,
+    ) -> Result<(), RotationError> {
+        self.on_rekey_commit_with(new_epoch, wrapped_a, None, now)
+    }
+
+    /// The key our reply to the peer's rotation for `new_epoch` used, if that rotation waits
+    /// for its `REKEY_COMMIT` (to unwrap `wrapped_a` off the event loop, DESIGN-offload.md).
+    pub(crate) fn rekey_commit_key(&self, new_epoch: u32) -> Option<Arc<RsaKeyPair>> {
+        match &self.rotation {
+            Some(Rotation::Replied {
+                new_epoch: e, key, ..
+            }) if *e == new_epoch => Some(key.clone()),
+            _ => None,
+        }
+    }
+
+    /// [`Session::on_rekey_commit`], with `wrapped_a` already unwrapped (`k_a`) when given.
+    pub(crate) fn on_rekey_commit_with(
+        &mut self,
+        new_epoch: u32,
+        wrapped_a: &[u8],
+        k_a: Option<Zeroizing<[u8; CONTRIBUTION_LEN]>>,
         now: Instant,
     ) -> Result<(), RotationError> {
         if !matches!(self.rotation, Some(Rotation::Replied { .. })) {
@@ -632,9 +655,12 @@ impl Session {
                 "REKEY_COMMIT for another epoch",
             ));
         }
-        let k_a = key
-            .unwrap_contribution(wrapped_a)
-            .map_err(|_| fatal(RejectCode::DecryptFailed, "peer key material"))?;
+        let k_a = match k_a {
+            Some(k) => k,
+            None => key
+                .unwrap_contribution(wrapped_a)
+                .map_err(|_| fatal(RejectCode::DecryptFailed, "peer key material"))?,
+        };
         let rth = rekey_hash(
             &self.id,
             new_epoch,

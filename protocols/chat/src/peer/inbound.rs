@@ -13,7 +13,12 @@ use crate::types::{Event, SessionId};
 use crate::wire::{self, AuthOk, Content, HS_ID_LEN, Hello, Record, Response, Role};
 
 use super::context::secs;
-use super::{AuthPending, Budget, ChannelToken, Context, DeferredHello, Peer, ResponderHs};
+use zeroize::Zeroizing;
+
+use super::{
+    AuthPending, Budget, ChannelToken, Context, DeferredHello, Peer, RekeyPending, ResponderHs,
+};
+use crate::crypto::CONTRIBUTION_LEN;
 
 impl Peer {
     pub(crate) fn on_hello(
@@ -155,9 +160,11 @@ impl Peer {
     /// aborted meanwhile) is dropped, its secret zeroized.
     pub(crate) fn on_private_done(&mut self, cx: &mut Context, tag: JobTag, result: JobResult) {
         let peer = self.id;
-        let Purpose::Handshake { hs_id } = tag.purpose else {
-            // Rotations do not offload yet (draft).
-            return;
+        let hs_id = match tag.purpose {
+            Purpose::Handshake { hs_id } => hs_id,
+            Purpose::Rotation { session_id, epoch } => {
+                return self.on_rekey_result(cx, tag.seq, session_id, epoch, result);
+            }
         };
         let Some(pending) = self
             .auth_pending
@@ -179,6 +186,47 @@ impl Peer {
             Err(JobError::Busy) => HandshakeError::new(RejectCode::Busy, "private-key queue full"),
         };
         self.auth_refused(cx, e, pending.ip, pending.channel);
+    }
+
+    /// The private-key result for a `REKEY_COMMIT`: continues only the job that waits, and
+    /// only while the session still waits for that commit; anything else is dropped.
+    fn on_rekey_result(
+        &mut self,
+        cx: &mut Context,
+        seq: u64,
+        session_id: [u8; wire::SESSION_ID_LEN],
+        epoch: u32,
+        result: JobResult,
+    ) {
+        let peer = self.id;
+        let Some(pending) = self
+            .rekey_pending
+            .take_if(|p| p.seq == seq && p.session_id == session_id && p.epoch == epoch)
+        else {
+            tracing::debug!(%peer, seq, "stale private-key result dropped");
+            return;
+        };
+        let waiting = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.id == session_id && s.rekey_commit_key(epoch).is_some());
+        if !waiting {
+            // The rotation was abandoned or the session closed meanwhile.
+            return cx.push(super::Action::Forget {
+                channel: pending.channel,
+            });
+        }
+        match result {
+            Ok(k_a) => {
+                self.finish_rekey_commit(cx, epoch, &pending.wrapped, Some(k_a), pending.channel)
+            }
+            // Inline, the same: the unwrap fails and so does the rotation (fatal).
+            Err(JobError::Decrypt) => {
+                self.finish_rekey_commit(cx, epoch, &pending.wrapped, None, pending.channel)
+            }
+            // Our load: refuse this commit, keep the session (the rotation times out).
+            Err(JobError::Busy) => cx.reject(pending.channel, RejectCode::Busy, 0),
+        }
     }
 
     /// An `AUTH` that does not complete: counted, reported and answered by its code.
@@ -495,12 +543,52 @@ impl Peer {
         wrapped: Vec<u8>,
         channel: ChannelToken,
     ) {
+        let peer = self.id;
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        if cx.config.offload_private {
+            if self.rekey_pending.is_some() {
+                // One REKEY_COMMIT at a time: a second one while the first is unwrapped is
+                // out of order.
+                return cx.reject(channel, RejectCode::BadState, 0);
+            }
+            if let Some(key) = s.rekey_commit_key(new_epoch) {
+                let purpose = Purpose::Rotation {
+                    session_id: s.id,
+                    epoch: new_epoch,
+                };
+                let seq = cx.private_job(peer, purpose, key, wrapped.clone());
+                self.rekey_pending = Some(RekeyPending {
+                    seq,
+                    session_id: s.id,
+                    epoch: new_epoch,
+                    wrapped,
+                    channel,
+                });
+                return;
+            }
+            // Not the rotation we replied to: refused inline as before, no private key used.
+        }
+        self.finish_rekey_commit(cx, new_epoch, &wrapped, None, channel);
+    }
+
+    /// The rest of `REKEY_COMMIT`: unwrap (unless `k_a` is given), install the new epoch,
+    /// answer `REKEY_DONE`.
+    fn finish_rekey_commit(
+        &mut self,
+        cx: &mut Context,
+        new_epoch: u32,
+        wrapped: &[u8],
+        k_a: Option<Zeroizing<[u8; CONTRIBUTION_LEN]>>,
+        channel: ChannelToken,
+    ) {
         let now = cx.now;
         let peer = self.id;
         let Some(s) = self.session.as_mut() else {
             return;
         };
-        match s.on_rekey_commit(new_epoch, &wrapped, now) {
+        match s.on_rekey_commit_with(new_epoch, wrapped, k_a, now) {
             Ok(()) => {
                 let session_id = SessionId(s.id);
                 match s.seal(&Content::RekeyDone { new_epoch }, now) {

@@ -162,6 +162,16 @@ pub(crate) struct AuthPending {
     pub(crate) started: Instant,
 }
 
+/// The peer's `REKEY_COMMIT` waiting for our private key's result (DESIGN-offload.md). The
+/// session's rotation stays `Replied` meanwhile, with its own deadline.
+pub(crate) struct RekeyPending {
+    pub(crate) seq: u64,
+    pub(crate) session_id: [u8; SESSION_ID_LEN],
+    pub(crate) epoch: u32,
+    pub(crate) wrapped: Vec<u8>,
+    pub(crate) channel: ChannelToken,
+}
+
 /// What one of our outbound requests was for, so that its answer or failure is handled
 /// exactly once.
 #[derive(Debug)]
@@ -254,6 +264,8 @@ pub(crate) struct Peer {
     pub(crate) responder: Option<ResponderHs>,
     /// The peer's handshake waiting for a private-key result (after `responder`).
     pub(crate) auth_pending: Option<AuthPending>,
+    /// The peer's `REKEY_COMMIT` waiting for a private-key result.
+    pub(crate) rekey_pending: Option<RekeyPending>,
     /// Opens answered by the next session established with this peer.
     pub(crate) opens: Vec<Open>,
     /// Opens waiting for a connection or for our RSA key, with the secret to use.
@@ -281,6 +293,7 @@ impl Peer {
             abandoned: None,
             responder: None,
             auth_pending: None,
+            rekey_pending: None,
             opens: Vec::new(),
             waiting: Vec::new(),
             queue: VecDeque::new(),

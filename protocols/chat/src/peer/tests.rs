@@ -1095,3 +1095,69 @@ fn a_full_private_key_queue_answers_busy() {
         "{failed:?}"
     );
 }
+
+#[test]
+fn an_offloaded_rekey_commit_installs_the_epoch_when_its_result_comes_back() {
+    let mut net = offloading_net();
+    net.establish_offloaded();
+    // A rotates; B (the offloading side) replies, then holds A's REKEY_COMMIT for its key.
+    net.nodes[A].rotate(net.ids[B], net.now).expect("active");
+    net.run();
+    let job = net.jobs[B].pop().expect("REKEY_COMMIT job");
+    assert!(matches!(
+        job.tag.purpose,
+        offload::Purpose::Rotation { epoch: 1, .. }
+    ));
+    assert!(
+        !net.events[B]
+            .iter()
+            .any(|e| matches!(e, Event::SessionRotated { .. }))
+    );
+    finish_job(&mut net, job);
+    for side in [A, B] {
+        let peer = net.ids[1 - side];
+        assert_eq!(
+            net.nodes[side].session(&peer, net.now).map(|s| s.epoch),
+            Some(1),
+            "side {side}"
+        );
+    }
+}
+
+#[test]
+fn a_rekey_result_with_another_job_number_is_dropped() {
+    let mut net = offloading_net();
+    net.establish_offloaded();
+    net.nodes[A].rotate(net.ids[B], net.now).expect("active");
+    net.run();
+    let mut job = net.jobs[B].pop().expect("REKEY_COMMIT job");
+    let right = job.tag.seq;
+    job.tag.seq = right + 1000; // a result for a job this rotation never asked for
+    let stale = offload::run(&job);
+    net.nodes[B].on_private_done(job.tag, stale, net.now);
+    net.run();
+    let peer = net.ids[A];
+    assert_eq!(
+        net.nodes[B].session(&peer, net.now).map(|s| s.epoch),
+        Some(0)
+    );
+    job.tag.seq = right;
+    finish_job(&mut net, job);
+    assert_eq!(
+        net.nodes[B].session(&peer, net.now).map(|s| s.epoch),
+        Some(1)
+    );
+}
+
+impl Net {
+    /// `establish` for a net whose B offloads: runs B's AUTH job.
+    fn establish_offloaded(&mut self) {
+        self.connect();
+        self.open(A);
+        self.run();
+        let job = self.jobs[B].pop().expect("AUTH job");
+        finish_job(self, job);
+        assert_eq!(self.established(A).len(), 1);
+        assert_eq!(self.established(B).len(), 1);
+    }
+}

@@ -67,6 +67,17 @@ impl Peer {
         if let Some(p) = &self.auth_pending {
             *next = (*next).min(p.started + timeout);
         }
+        // A REKEY_COMMIT waiting for our private key whose rotation is gone (timed out,
+        // session closed): its result will be dropped, its channel is let go now.
+        if self.rekey_pending.as_ref().is_some_and(|p| {
+            !self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.id == p.session_id && s.rekey_commit_key(p.epoch).is_some())
+        }) && let Some(p) = self.rekey_pending.take()
+        {
+            cx.push(super::Action::Forget { channel: p.channel });
+        }
         let yielded = self.yielded_at;
         if let Some(t) = yielded {
             *next = (*next).min(t + timeout);
