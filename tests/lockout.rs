@@ -11,6 +11,8 @@
 //! Needs root and iproute2. Where they are missing the tests are skipped with a message,
 //! unless `NOCTUA_REQUIRE_NETNS=1` (set by `.ci/run`), which makes that a failure.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -20,6 +22,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::{ip, netns_or_skip};
 
 /// The node under attack, the attacker and the newcomer (and the peer the node itself
 /// connects to, beside the newcomer).
@@ -30,29 +33,6 @@ const PORT: u16 = 4100;
 
 /// One case at a time: each one loads both cores.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn netns_or_skip(test: &str) -> bool {
-    match noctua::lab::check() {
-        Ok(()) => true,
-        Err(why) => {
-            if std::env::var("NOCTUA_REQUIRE_NETNS").as_deref() == Ok("1") {
-                panic!("{test}: network namespaces are required here but unavailable: {why}");
-            }
-            eprintln!("SKIPPED {test}: {why}");
-            false
-        }
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Three namespaces on a bridge (in a fourth): node, attacker, newcomer. Deleted on drop.
 struct Net {

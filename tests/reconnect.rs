@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::NodeProc;
+use support::{NodeProc, ip, netns_or_skip};
 
 /// Keep-alives every second, two seconds to answer: a frozen peer is found out in ~3 s.
 const FAST: &[&str] = &["--keepalive", "1s", "--request-timeout", "2s"];
@@ -456,29 +456,6 @@ fn a_node_restarted_with_its_profile_reconnects_to_its_known_peers() {
 }
 
 // ---- network namespaces -------------------------------------------------------------
-
-fn netns_or_skip(test: &str) -> bool {
-    match noctua::lab::check() {
-        Ok(()) => true,
-        Err(why) => {
-            if std::env::var("NOCTUA_REQUIRE_NETNS").as_deref() == Ok("1") {
-                panic!("{test}: network namespaces are required here but unavailable: {why}");
-            }
-            eprintln!("SKIPPED {test}: {why}");
-            false
-        }
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Two namespaces joined by one veth pair (10.83.0.1 - 10.83.0.2). Deleted on drop.
 struct Link {

@@ -246,3 +246,29 @@ impl Drop for NodeProc {
         let _ = self.child.wait();
     }
 }
+
+/// Whether network namespaces can be made here; without them the test is skipped with a
+/// line saying why, unless `NOCTUA_REQUIRE_NETNS=1` makes that a failure.
+pub fn netns_or_skip(test: &str) -> bool {
+    match noctua::lab::check() {
+        Ok(()) => true,
+        Err(why) => {
+            if std::env::var("NOCTUA_REQUIRE_NETNS").as_deref() == Ok("1") {
+                panic!("{test}: network namespaces are required here but unavailable: {why}");
+            }
+            eprintln!("SKIPPED {test}: {why}");
+            false
+        }
+    }
+}
+
+/// Runs `ip ARGS`, failing the test with its stderr if it fails.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

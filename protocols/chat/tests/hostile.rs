@@ -1400,3 +1400,83 @@ async fn simultaneous_goodbyes_are_not_misbehaviour() {
     })
     .await;
 }
+
+/// A peer the node's user refused (`disconnect`, `block`: SPEC §9 `REFUSED`) floods
+/// `HELLO`s with the right secret, after sending the `AUTH` of a handshake answered before
+/// the refusal: every one is answered `REFUSED` (or its stream dropped), none holds a
+/// handshake or costs a key operation, the honest peer keeps chatting, and once allowed
+/// again the same identity's handshake completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_peer_flooding_hellos_is_refused_and_holds_nothing() {
+    run_case("refused peer flood", || async {
+        let case = "refused peer flood";
+        let secret = Secret::generate();
+        let mut w = World::new(node_config(&secret)).await;
+        let a = w.connected_abuser().await;
+        let id_a = w.abusers[a].id;
+        // A handshake answered before the refusal: its AUTH comes after it.
+        let init = w.initiator(a, secret.expose());
+        let ch = match w.expect_response(a, &init.hello()).await {
+            Response::Challenge(c) => c,
+            other => panic!("HELLO: {other:?}"),
+        };
+        let auth = init.on_challenge(&ch).expect("CHALLENGE acceptable").auth();
+        w.node
+            .behaviour_mut()
+            .refuse_peer(id_a)
+            .expect("room to refuse");
+        w.expect_reject(a, &auth, RejectCode::Refused).await;
+
+        let mut scripts = Vec::new();
+        for _ in 0..1000 {
+            let mut init = w.initiator(a, secret.expose());
+            init.hs_id = random();
+            scripts.push((a, Script::request(&init.hello())));
+        }
+        let flood = w
+            .flood(scripts, 300, Some(Duration::from_millis(200)))
+            .await;
+        let mut refused = 0;
+        for o in &flood.outcomes {
+            let dropped = matches!(o.outcome, Outcome::Ended(_) | Outcome::OpenFailed(_));
+            assert!(
+                dropped || o.outcome.reject_code() == Some(RejectCode::Refused),
+                "a refused peer's HELLO got {:?}",
+                o.outcome
+            );
+            refused += usize::from(!dropped);
+        }
+        assert!(refused > 0, "no HELLO was answered at all");
+        assert!(
+            w.node.behaviour().session(&id_a).is_none(),
+            "no session for a refused peer"
+        );
+        w.assert_bounded(case, bounds(1, 0));
+        w.honest_roundtrip("after the refused peer's flood").await;
+
+        // Allowed again (the user connects to it): the same identity gets in.
+        assert!(w.node.behaviour_mut().allow_peer(&id_a));
+        w.handshake(a).await;
+        assert_eq!(
+            w.node.behaviour().session(&id_a).map(|i| i.state),
+            Some(SessionState::Active)
+        );
+        w.disconnect(a);
+        w.back_to_baseline(Duration::from_secs(5)).await;
+        w.finish(
+            case,
+            &[format!(
+                "{} HELLOs from a refused peer: {refused} answered REFUSED, the rest dropped; {} \
+                 ms; honest latencies during the flood (ms): {:?}",
+                flood.outcomes.len(),
+                flood.elapsed.as_millis(),
+                flood
+                    .honest
+                    .iter()
+                    .map(Duration::as_millis)
+                    .collect::<Vec<_>>()
+            )],
+        );
+    })
+    .await;
+}
