@@ -492,7 +492,7 @@ impl Behaviour {
                 self.core
                     .on_request(peer, connection_id, request, token, now);
                 self.carry_out();
-                if !self.core.holds(token) {
+                if !self.core.holds(&peer, token) {
                     // Answered, or dropped unanswered (the requester sees the stream end).
                     self.channels.remove(&token);
                 }

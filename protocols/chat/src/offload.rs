@@ -45,6 +45,7 @@ pub(crate) struct JobTag {
 }
 
 /// One RSA-OAEP decryption to run off the event loop.
+#[derive(Clone)]
 pub(crate) struct PrivateJob {
     pub(crate) tag: JobTag,
     /// The key the waiting state holds (a regeneration meanwhile changes nothing).

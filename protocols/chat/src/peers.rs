@@ -414,19 +414,12 @@ impl Peers {
         }
     }
 
-    /// Whether the request under `channel` is held for later (a `HELLO` waiting for our
-    /// key): the driver keeps its channel until an action answers or forgets it.
-    pub(crate) fn holds(&self, channel: ChannelToken) -> bool {
+    /// Whether the request of `peer` under `channel` is held for later (a `HELLO` waiting
+    /// for our key, or a request waiting for a private-key result): the driver keeps its
+    /// channel until an action answers or forgets it.
+    pub(crate) fn holds(&self, peer: &PeerId, channel: ChannelToken) -> bool {
         self.cx.deferred_hellos.iter().any(|d| d.channel == channel)
-            // An AUTH waiting for our private key (draft: a scan; a set in the context
-            // would make it O(1)).
-            || self
-                .peers
-                .values()
-                .any(|p| {
-                    p.auth_pending.as_ref().is_some_and(|a| a.channel == channel)
-                        || p.rekey_pending.as_ref().is_some_and(|r| r.channel == channel)
-                })
+            || self.peers.get(peer).is_some_and(|p| p.holds(channel))
     }
 
     /// The answer to our request `token`.
@@ -637,6 +630,12 @@ impl Peers {
             queued_messages: self.peers.values().map(|p| p.queue.len()).sum(),
             deferred_hellos: self.cx.deferred_hellos.len(),
             waiting_opens: self.peers.values().map(|p| p.waiting.len()).sum(),
+            private_pending: self.peers.values().map(|p| p.private_pending()).sum(),
+            held_records: self
+                .peers
+                .values()
+                .map(|p| p.rekey_pending.as_ref().map_or(0, |r| r.held.len()))
+                .sum(),
         }
     }
 
@@ -791,7 +790,7 @@ mod tests {
             n.core.take_actions().is_empty(),
             "held until our key exists"
         );
-        assert!(n.core.holds(ChannelToken(42)));
+        assert!(n.core.holds(&p, ChannelToken(42)));
         n.core.refuse_peer(p, now).expect("room");
         let answers: Vec<_> = n
             .core
@@ -815,7 +814,7 @@ mod tests {
             ),
             "{answers:?}"
         );
-        assert!(!n.core.holds(ChannelToken(42)));
+        assert!(!n.core.holds(&p, ChannelToken(42)));
         assert_eq!(n.core.state_counts().deferred_hellos, 0);
     }
 

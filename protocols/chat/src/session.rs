@@ -116,6 +116,24 @@ enum Rotation {
         share_a: [u8; SHARE_LEN],
         started: Instant,
     },
+    /// We started it and got the peer's `REKEY_REPLY`, whose `wrapped_b` our private key is
+    /// unwrapping (off the event loop, DESIGN-offload.md). `x_a` is gone: `z_e` is computed.
+    /// Towards the peer this is already `Committed` (its `REKEY_COMMIT` is the next thing
+    /// it hears about this rotation).
+    Unwrapping {
+        new_epoch: u32,
+        nonce_a: [u8; NONCE_LEN],
+        key: Arc<RsaKeyPair>,
+        share_a: [u8; SHARE_LEN],
+        z_e: Zeroizing<[u8; SHARE_LEN]>,
+        pub_b: PeerPublicKey,
+        /// `pub_b` as the peer sent it (hashed into `rth`).
+        pub_b_bytes: Vec<u8>,
+        nonce_b: [u8; NONCE_LEN],
+        share_b: [u8; SHARE_LEN],
+        wrapped_b: Vec<u8>,
+        started: Instant,
+    },
     /// We started it and sent `REKEY_COMMIT`; `next` holds the new keys until `REKEY_DONE`.
     Committed { started: Instant },
     /// The peer started it; we answered `REKEY_REPLY` and wait for `REKEY_COMMIT`.
@@ -139,6 +157,7 @@ impl Rotation {
     fn started(&self) -> Instant {
         match self {
             Rotation::Initiated { started, .. }
+            | Rotation::Unwrapping { started, .. }
             | Rotation::Committed { started, .. }
             | Rotation::Replied { started, .. } => *started,
         }
@@ -508,6 +527,17 @@ impl Session {
 
     /// Our rotation got its `REKEY_REPLY`: derive the next epoch and return `REKEY_COMMIT`.
     pub(crate) fn on_rekey_reply(&mut self, content: &Content) -> Result<Content, RotationError> {
+        let (_, _, new_epoch) = self.check_rekey_reply(content)?;
+        self.finish_rekey_reply(new_epoch, None)
+    }
+
+    /// Everything of `REKEY_REPLY` before our private key: the epoch, the peer's key and
+    /// share, `Z_e`. The rotation then waits (`Unwrapping`) for `wrapped_b` to be unwrapped
+    /// with the returned key; [`Session::finish_rekey_reply`] continues it.
+    pub(crate) fn check_rekey_reply(
+        &mut self,
+        content: &Content,
+    ) -> Result<(Arc<RsaKeyPair>, Vec<u8>, u32), RotationError> {
         let Content::RekeyReply {
             new_epoch,
             nonce: nonce_b,
@@ -553,12 +583,68 @@ impl Session {
         let z_e = shared_secret(&x_a, &share_b_point)
             .ok_or(rot_err(RejectCode::BadKey, "peer rekey share"))?;
         drop(x_a);
+        self.rotation = Some(Rotation::Unwrapping {
+            new_epoch: ours,
+            nonce_a,
+            key: key.clone(),
+            share_a,
+            z_e,
+            pub_b: pub_b_key,
+            pub_b_bytes: pub_b.clone(),
+            nonce_b: *nonce_b,
+            share_b: *share_b,
+            wrapped_b: wrapped_b.clone(),
+            started,
+        });
+        Ok((key, wrapped_b.clone(), ours))
+    }
+
+    /// Whether our rotation to `new_epoch` waits for its `wrapped_b` to be unwrapped.
+    pub(crate) fn rekey_reply_waits(&self, new_epoch: u32) -> bool {
+        matches!(self.rotation, Some(Rotation::Unwrapping { new_epoch: e, .. }) if e == new_epoch)
+    }
+
+    /// The rest of `REKEY_REPLY` once `wrapped_b` is unwrapped (`k_b`; `None`: unwrap it
+    /// here): wrap our contribution, derive the next epoch, return `REKEY_COMMIT`.
+    pub(crate) fn finish_rekey_reply(
+        &mut self,
+        new_epoch: u32,
+        k_b: Option<Zeroizing<[u8; CONTRIBUTION_LEN]>>,
+    ) -> Result<Content, RotationError> {
+        if !self.rekey_reply_waits(new_epoch) {
+            return Err(rot_err(
+                RejectCode::BadState,
+                "no rotation of ours in progress",
+            ));
+        }
+        let Some(Rotation::Unwrapping {
+            new_epoch: ours,
+            nonce_a,
+            key,
+            share_a,
+            z_e,
+            pub_b,
+            pub_b_bytes,
+            nonce_b,
+            share_b,
+            wrapped_b,
+            started,
+        }) = self.rotation.take()
+        else {
+            return Err(rot_err(
+                RejectCode::BadState,
+                "no rotation of ours in progress",
+            ));
+        };
         // The record carrying `wrapped_b` was authenticated by the session before we got here.
-        let k_b = key
-            .unwrap_contribution(wrapped_b)
-            .map_err(|_| rot_err(RejectCode::DecryptFailed, "peer key material"))?;
+        let k_b = match k_b {
+            Some(k) => k,
+            None => key
+                .unwrap_contribution(&wrapped_b)
+                .map_err(|_| rot_err(RejectCode::DecryptFailed, "peer key material"))?,
+        };
         let k_a = Zeroizing::new(random::<CONTRIBUTION_LEN>());
-        let wrapped_a = pub_b_key
+        let wrapped_a = pub_b
             .wrap_contribution(&k_a)
             .map_err(|_| rot_err(RejectCode::BadKey, "wrapping for peer key"))?;
         let rth = rekey_hash(
@@ -566,13 +652,13 @@ impl Session {
             ours,
             self.role,
             key.public_der(),
-            pub_b,
+            &pub_b_bytes,
             &nonce_a,
-            nonce_b,
+            &nonce_b,
             &share_a,
-            share_b,
+            &share_b,
             &wrapped_a,
-            wrapped_b,
+            &wrapped_b,
         );
         let secrets = self
             .current

@@ -16,7 +16,8 @@ use super::context::secs;
 use zeroize::Zeroizing;
 
 use super::{
-    AuthPending, Budget, ChannelToken, Context, DeferredHello, Peer, RekeyPending, ResponderHs,
+    AuthPending, Budget, ChannelToken, Context, DeferredHello, HELD_RECORDS, Peer, RekeyPending,
+    ResponderHs,
 };
 use crate::crypto::CONTRIBUTION_LEN;
 
@@ -199,33 +200,42 @@ impl Peer {
         result: JobResult,
     ) {
         let peer = self.id;
-        let Some(pending) = self
+        let Some(mut pending) = self
             .rekey_pending
             .take_if(|p| p.seq == seq && p.session_id == session_id && p.epoch == epoch)
         else {
             tracing::debug!(%peer, seq, "stale private-key result dropped");
             return;
         };
+        let held = std::mem::take(&mut pending.held);
         let waiting = self
             .session
             .as_ref()
             .is_some_and(|s| s.id == session_id && s.rekey_commit_key(epoch).is_some());
         if !waiting {
             // The rotation was abandoned or the session closed meanwhile.
-            return cx.push(super::Action::Forget {
+            cx.push(super::Action::Forget {
                 channel: pending.channel,
             });
+        } else {
+            // A full pool (`Busy`) unwraps here, as before the pool: refusing the commit
+            // would fail the peer's rotation and close the session. A decryption error
+            // fails the rotation, as inline.
+            let k_a = result.ok();
+            self.finish_rekey_commit(cx, epoch, &pending.wrapped, k_a, pending.channel);
         }
-        match result {
-            Ok(k_a) => {
-                self.finish_rekey_commit(cx, epoch, &pending.wrapped, Some(k_a), pending.channel)
-            }
-            // Inline, the same: the unwrap fails and so does the rotation (fatal).
-            Err(JobError::Decrypt) => {
-                self.finish_rekey_commit(cx, epoch, &pending.wrapped, None, pending.channel)
-            }
-            // Our load: refuse this commit, keep the session (the rotation times out).
-            Err(JobError::Busy) => cx.reject(pending.channel, RejectCode::Busy, 0),
+        self.release_held(cx, held);
+    }
+
+    /// Records that waited behind a `REKEY_COMMIT`, handled now in their order (a record
+    /// may start another wait: the rest then wait behind it again).
+    pub(crate) fn release_held(
+        &mut self,
+        cx: &mut Context,
+        held: std::collections::VecDeque<(Record, ChannelToken)>,
+    ) {
+        for (rec, channel) in held {
+            self.on_record(cx, rec, channel);
         }
     }
 
@@ -370,6 +380,21 @@ impl Peer {
 
     /// A `RECORD` request: opened under the session's keys, then acted on by content.
     pub(crate) fn on_record(&mut self, cx: &mut Context, rec: Record, channel: ChannelToken) {
+        if let Some(p) = self
+            .rekey_pending
+            .as_mut()
+            .filter(|p| p.session_id == rec.session_id)
+        {
+            // The peer's REKEY_COMMIT is being unwrapped: inline, this record would have
+            // met the new epoch, so it waits for it, in order (DESIGN-offload.md).
+            if p.held.len() < HELD_RECORDS {
+                p.held.push_back((rec, channel));
+            } else {
+                // Not processed: the sender sends its messages again (SPEC.md §6.2).
+                cx.reject(channel, RejectCode::StaleEpoch, 0);
+            }
+            return;
+        }
         let Some((content, slot)) = self.open_record(cx, &rec, channel) else {
             return;
         };
@@ -565,6 +590,7 @@ impl Peer {
                     epoch: new_epoch,
                     wrapped,
                     channel,
+                    held: std::collections::VecDeque::new(),
                 });
                 return;
             }

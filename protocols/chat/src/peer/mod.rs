@@ -49,7 +49,7 @@ use crate::handshake::{AuthChecked, AwaitingAuthOk, Initiator, Responder};
 use crate::offload::PrivateJob;
 use crate::session::Session;
 use crate::types::{Event, MessageId, OpenId, SessionId, SessionInfo};
-use crate::wire::{ChatMessage, HS_ID_LEN, Request, Response, SESSION_ID_LEN};
+use crate::wire::{ChatMessage, HS_ID_LEN, Record, Request, Response, SESSION_ID_LEN};
 
 /// Stands for one outbound request (libp2p's `OutboundRequestId`): the machine names its
 /// requests, the behaviour maps each name to libp2p's id and back.
@@ -170,7 +170,16 @@ pub(crate) struct RekeyPending {
     pub(crate) epoch: u32,
     pub(crate) wrapped: Vec<u8>,
     pub(crate) channel: ChannelToken,
+    /// The peer's later records on this session, in arrival order, at most [`HELD_RECORDS`]:
+    /// inline they would have met the new epoch, so they are opened only once it is
+    /// installed (or the rotation is gone), exactly as inline.
+    pub(crate) held: VecDeque<(Record, ChannelToken)>,
 }
+
+/// How many of the peer's records wait behind its `REKEY_COMMIT` while our private key
+/// unwraps it; beyond this a record is answered `STALE_EPOCH`, which the sender answers by
+/// sending its messages again (never lost). Four times the default in-flight window.
+pub(crate) const HELD_RECORDS: usize = 64;
 
 /// What one of our outbound requests was for, so that its answer or failure is handled
 /// exactly once.
@@ -317,6 +326,7 @@ impl Peer {
             && self.initiator.is_none()
             && self.responder.is_none()
             && self.auth_pending.is_none()
+            && self.rekey_pending.is_none()
             && self.opens.is_empty()
             && self.waiting.is_empty()
             && self.queue.is_empty()
@@ -338,6 +348,23 @@ impl Peer {
             + usize::from(self.responder.is_some())
             + usize::from(self.auth_pending.is_some())
             + self.waiting.len()
+    }
+
+    /// Whether this peer's machine holds the request under `channel` for later (an `AUTH`
+    /// or `REKEY_COMMIT` waiting for our private key, or a record waiting behind the latter).
+    pub(crate) fn holds(&self, channel: ChannelToken) -> bool {
+        self.auth_pending
+            .as_ref()
+            .is_some_and(|a| a.channel == channel)
+            || self
+                .rekey_pending
+                .as_ref()
+                .is_some_and(|r| r.channel == channel || r.held.iter().any(|(_, c)| *c == channel))
+    }
+
+    /// How many of this peer's steps wait for a private-key result.
+    pub(crate) fn private_pending(&self) -> usize {
+        usize::from(self.auth_pending.is_some()) + usize::from(self.rekey_pending.is_some())
     }
 
     pub(crate) fn session_is(&self, id: &[u8; SESSION_ID_LEN]) -> bool {

@@ -44,8 +44,12 @@ struct Net {
     channels: HashMap<(usize, u64), (usize, ReqToken)>,
     next_channel: u64,
     next_open: u64,
-    /// Private-key jobs each node asked for, not yet run (the test runs them).
+    /// Private-key jobs a node with `hold_jobs` asked for, not yet run (the test runs them).
     jobs: [Vec<PrivateJob>; 2],
+    /// Whether a node's private-key jobs wait in `jobs`; otherwise each runs as soon as it
+    /// is asked for and its result is fed back in the same pump (as a pool that is never
+    /// late would).
+    hold_jobs: [bool; 2],
 }
 
 impl Net {
@@ -93,6 +97,7 @@ impl Net {
             next_channel: 1,
             next_open: 100,
             jobs: [Vec::new(), Vec::new()],
+            hold_jobs: [false, false],
         }
     }
 
@@ -129,7 +134,11 @@ impl Net {
                             }
                         }
                         Action::Event(e) => self.events[side].push(e),
-                        Action::PrivateOp(job) => self.jobs[side].push(job),
+                        Action::PrivateOp(job) if self.hold_jobs[side] => self.jobs[side].push(job),
+                        Action::PrivateOp(job) => {
+                            let result = offload::run(&job);
+                            self.nodes[side].on_private_done(job.tag, result, self.now);
+                        }
                         _ => {}
                     }
                 }
@@ -142,7 +151,12 @@ impl Net {
 
     /// Delivers the next message on the wire; false if there was none.
     fn deliver_one(&mut self) -> bool {
-        let Some(msg) = self.wire.pop_front() else {
+        self.deliver_at(0)
+    }
+
+    /// Delivers the message at `index` on the wire; false if there is none.
+    fn deliver_at(&mut self, index: usize) -> bool {
+        let Some(msg) = self.wire.remove(index) else {
             return false;
         };
         match msg {
@@ -993,11 +1007,14 @@ fn a_handshake_pending_under_the_old_secret_is_discarded() {
     );
 }
 
-/// A net whose responder B runs its private-key work through `Net::jobs` (DESIGN-offload.md).
+/// A net whose responder B runs its private-key work through `Net::jobs` (DESIGN-offload.md),
+/// and whose A works inline.
 fn offloading_net() -> Net {
-    Net::configured([PeerId::random(), PeerId::random()], false, |side, c| {
+    let mut net = Net::configured([PeerId::random(), PeerId::random()], false, |side, c| {
         c.with_private_offload(side == B)
-    })
+    });
+    net.hold_jobs[B] = true;
+    net
 }
 
 /// Runs B's `i`-th held job and feeds its result back.
@@ -1146,6 +1163,142 @@ fn a_rekey_result_with_another_job_number_is_dropped() {
     assert_eq!(
         net.nodes[B].session(&peer, net.now).map(|s| s.epoch),
         Some(1)
+    );
+}
+
+/// The finding of DESIGN-offload.md ("Found with the pool on"): a record the rotation's
+/// initiator sent under the old epoch after its `REKEY_COMMIT` reached B while B's key was
+/// still unwrapping the commit. Acked at once under the old epoch, that receipt could reach
+/// A after `REKEY_DONE` had retired the old epoch (zero grace): A could not verify it and
+/// reported the message lost. B holds the record until the new epoch is in, as inline, and
+/// answers it then (here `STALE_EPOCH`: the grace is zero), so A sends it again.
+#[test]
+fn a_record_behind_an_unwrapping_rekey_commit_waits_for_the_new_epoch_and_is_never_lost() {
+    let mut net = Net::configured([PeerId::random(), PeerId::random()], false, |side, c| {
+        c.with_private_offload(side == B)
+            .with_rotation_grace(std::time::Duration::ZERO)
+    });
+    net.hold_jobs[B] = true;
+    net.establish_offloaded();
+    net.nodes[A].rotate(net.ids[B], net.now).expect("active");
+    net.run();
+    let job = net.jobs[B].pop().expect("REKEY_COMMIT job");
+    // A still sends under epoch 0 (its rotation waits for REKEY_DONE).
+    let id = net.nodes[A]
+        .send_message(net.ids[B], "during".into(), 0, net.now)
+        .expect("queued");
+    net.pump();
+    assert_eq!(net.wire.len(), 1, "the record");
+    net.deliver_one();
+    assert!(
+        net.wire.is_empty(),
+        "B answers nothing before its key is done"
+    );
+    net.nodes[B].on_private_done(job.tag, offload::run(&job), net.now);
+    net.pump();
+    // REKEY_DONE and the record's answer travel on different streams: REKEY_DONE first,
+    // and A's timer retires epoch 0 at once (zero grace) before the other answer lands.
+    let done = net
+        .wire
+        .iter()
+        .position(|m| {
+            matches!(
+                m,
+                Msg::Response {
+                    response: Response::Reply(_),
+                    ..
+                }
+            )
+        })
+        .expect("REKEY_DONE on the wire");
+    net.deliver_at(done);
+    net.nodes[A].on_tick(net.now, &|_| true);
+    net.run();
+    let received = net.events[B]
+        .iter()
+        .filter(|e| matches!(e, Event::MessageReceived { message, .. } if message.text == "during"))
+        .count();
+    assert_eq!(received, 1, "received exactly once");
+    assert!(
+        net.events[A]
+            .iter()
+            .any(|e| matches!(e, Event::MessageDelivered { message, .. } if *message == id)),
+        "{:?}",
+        net.events[A]
+    );
+    assert!(
+        !net.events[A]
+            .iter()
+            .any(|e| matches!(e, Event::DeliveryFailed { .. })),
+        "{:?}",
+        net.events[A]
+    );
+    for side in [A, B] {
+        let peer = net.ids[1 - side];
+        assert_eq!(
+            net.nodes[side].session(&peer, net.now).map(|s| s.epoch),
+            Some(1)
+        );
+    }
+}
+
+/// More records than B holds behind an unwrapping `REKEY_COMMIT`: the ones past the bound
+/// are answered `STALE_EPOCH` and sent again, none lost, none received twice.
+#[test]
+fn records_beyond_the_held_bound_are_sent_again_not_lost() {
+    let mut net = Net::configured([PeerId::random(), PeerId::random()], false, |side, c| {
+        c.with_private_offload(side == B)
+            .with_max_in_flight(super::HELD_RECORDS + 8)
+    });
+    net.hold_jobs[B] = true;
+    net.establish_offloaded();
+    net.nodes[A].rotate(net.ids[B], net.now).expect("active");
+    net.run();
+    let job = net.jobs[B].pop().expect("REKEY_COMMIT job");
+    let n = super::HELD_RECORDS + 8;
+    // One record each (a flush between them), all sent before B's key is done.
+    let ids: Vec<_> = (0..n)
+        .map(|i| {
+            let id = net.nodes[A]
+                .send_message(net.ids[B], format!("m{i}"), 0, net.now)
+                .expect("queued");
+            net.pump();
+            id
+        })
+        .collect();
+    assert_eq!(net.wire.len(), n, "{:?}", net.nodes[A].state_counts());
+    // Deliver only the records (and A's resends of the refused ones) while the job waits.
+    for _ in 0..4 * n {
+        if !net.deliver_one() {
+            break;
+        }
+    }
+    let held = net.nodes[B].state_counts().held_records;
+    assert_eq!(held, super::HELD_RECORDS);
+    net.nodes[B].on_private_done(job.tag, offload::run(&job), net.now);
+    net.run();
+    let mut texts: Vec<String> = net.events[B]
+        .iter()
+        .filter_map(|e| match e {
+            Event::MessageReceived { message, .. } => Some(message.text.clone()),
+            _ => None,
+        })
+        .collect();
+    texts.sort();
+    let mut want: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+    want.sort();
+    assert_eq!(texts, want, "each message received exactly once");
+    for id in ids {
+        assert!(
+            net.events[A]
+                .iter()
+                .any(|e| matches!(e, Event::MessageDelivered { message, .. } if *message == id))
+        );
+    }
+    assert!(
+        !net.events[A]
+            .iter()
+            .any(|e| matches!(e, Event::DeliveryFailed { .. }))
     );
 }
 

@@ -74,9 +74,11 @@ impl Peer {
                 .session
                 .as_ref()
                 .is_some_and(|s| s.id == p.session_id && s.rekey_commit_key(p.epoch).is_some())
-        }) && let Some(p) = self.rekey_pending.take()
+        }) && let Some(mut p) = self.rekey_pending.take()
         {
             cx.push(super::Action::Forget { channel: p.channel });
+            let held = std::mem::take(&mut p.held);
+            self.release_held(cx, held);
         }
         let yielded = self.yielded_at;
         if let Some(t) = yielded {
