@@ -285,7 +285,14 @@ impl AwaitingAuthOk {
     /// Verifies the responder's proof (constant time) before touching its ciphertext, then
     /// unwraps its contribution and derives epoch 0. The caller still has to open the
     /// record inside `AUTH_OK` with the result (key confirmation).
+    #[cfg(test)]
     pub(crate) fn on_auth_ok(self, ok: &AuthOk) -> Result<Established, HandshakeError> {
+        self.check_auth_ok(ok)?.finish(None)
+    }
+
+    /// Everything of `AUTH_OK` before our private key: the handshake id and the responder's
+    /// proof (constant time). [`AuthOkChecked::finish`] does the rest.
+    pub(crate) fn check_auth_ok(self, ok: &AuthOk) -> Result<AuthOkChecked, HandshakeError> {
         if ok.hs_id != self.hs_id {
             return Err(HandshakeError::new(
                 RejectCode::UnknownHandshake,
@@ -299,16 +306,48 @@ impl AwaitingAuthOk {
                 "responder proof did not verify",
             ));
         }
-        let k_r = self.key.unwrap_contribution(&ok.wrapped).map_err(|_| {
-            HandshakeError::new(RejectCode::DecryptFailed, "responder key material")
-        })?;
-        Ok(establish(
-            Role::Initiator,
-            &self.th,
-            &self.z,
-            &self.k_i,
-            &k_r,
-        ))
+        Ok(AuthOkChecked {
+            wait: self,
+            wrapped_r: ok.wrapped.clone(),
+        })
+    }
+}
+
+/// The initiator once the responder's proof in `AUTH_OK` verified: `wrapped_r` is left to
+/// unwrap with our private key (off the event loop, DESIGN-offload.md).
+pub(crate) struct AuthOkChecked {
+    wait: AwaitingAuthOk,
+    wrapped_r: Vec<u8>,
+}
+
+impl AuthOkChecked {
+    /// The key that unwraps `wrapped_r` (the one our `HELLO` announced).
+    pub(crate) fn key(&self) -> &Arc<RsaKeyPair> {
+        &self.wait.key
+    }
+
+    /// The responder's key material.
+    pub(crate) fn wrapped(&self) -> &[u8] {
+        &self.wrapped_r
+    }
+
+    pub(crate) fn session_id(&self) -> [u8; SESSION_ID_LEN] {
+        self.wait.session_id()
+    }
+
+    /// Derives epoch 0 with the responder's contribution (`k_r`; `None`: unwrap it here).
+    pub(crate) fn finish(
+        self,
+        k_r: Option<Zeroizing<[u8; CONTRIBUTION_LEN]>>,
+    ) -> Result<Established, HandshakeError> {
+        let w = &self.wait;
+        let k_r = match k_r {
+            Some(k) => k,
+            None => w.key.unwrap_contribution(&self.wrapped_r).map_err(|_| {
+                HandshakeError::new(RejectCode::DecryptFailed, "responder key material")
+            })?,
+        };
+        Ok(establish(Role::Initiator, &w.th, &w.z, &w.k_i, &k_r))
     }
 }
 

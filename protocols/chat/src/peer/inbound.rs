@@ -171,7 +171,10 @@ impl Peer {
             .auth_pending
             .take_if(|p| p.seq == tag.seq && *p.state.hs_id() == hs_id)
         else {
-            tracing::debug!(%peer, seq = tag.seq, "stale private-key result dropped");
+            // Not the peer's handshake: perhaps our own's AUTH_OK.
+            if !self.on_auth_ok_result(cx, tag.seq, hs_id, result) {
+                tracing::debug!(%peer, seq = tag.seq, "stale private-key result dropped");
+            }
             return;
         };
         let e = match result {
@@ -199,13 +202,12 @@ impl Peer {
         epoch: u32,
         result: JobResult,
     ) {
-        let peer = self.id;
         let Some(mut pending) = self
             .rekey_pending
             .take_if(|p| p.seq == seq && p.session_id == session_id && p.epoch == epoch)
         else {
-            tracing::debug!(%peer, seq, "stale private-key result dropped");
-            return;
+            // Not our answer to the peer's rotation: perhaps our own rotation's.
+            return self.on_rekey_reply_result(cx, seq, session_id, epoch, result);
         };
         let held = std::mem::take(&mut pending.held);
         let waiting = self
@@ -224,6 +226,8 @@ impl Peer {
             let k_a = result.ok();
             self.finish_rekey_commit(cx, epoch, &pending.wrapped, k_a, pending.channel);
         }
+        // What waited to be sent goes now (under the new epoch if it is in).
+        cx.dirty.insert(self.id);
         self.release_held(cx, held);
     }
 

@@ -45,7 +45,7 @@ pub(crate) use context::{Budget, Context, DeferredHello, Failure, FailureKind, s
 
 use crate::crypto::{AuthKey, Secret, ct_eq};
 use crate::error::CloseReason;
-use crate::handshake::{AuthChecked, AwaitingAuthOk, Initiator, Responder};
+use crate::handshake::{AuthChecked, AuthOkChecked, AwaitingAuthOk, Initiator, Responder};
 use crate::offload::PrivateJob;
 use crate::session::Session;
 use crate::types::{Event, MessageId, OpenId, SessionId, SessionInfo};
@@ -130,6 +130,14 @@ pub(crate) struct QueuedMessage {
 pub(crate) enum InitStage {
     SentHello(Initiator),
     SentAuth(AwaitingAuthOk),
+    /// `AUTH_OK` came and its proof verified; our private key unwraps `wrapped_r` off the
+    /// event loop (job `seq`). Towards everything else this is still `SentAuth`: as if the
+    /// `AUTH_OK` were still on its way (DESIGN-offload.md).
+    Unwrapping {
+        checked: AuthOkChecked,
+        record: Record,
+        seq: u64,
+    },
 }
 
 /// Our handshake towards the peer.
@@ -174,6 +182,14 @@ pub(crate) struct RekeyPending {
     /// inline they would have met the new epoch, so they are opened only once it is
     /// installed (or the rotation is gone), exactly as inline.
     pub(crate) held: VecDeque<(Record, ChannelToken)>,
+}
+
+/// Our rotation's `REKEY_REPLY` waiting for our private key's result (DESIGN-offload.md).
+/// The session's rotation is `Unwrapping` meanwhile, with its own deadline.
+pub(crate) struct ReplyPending {
+    pub(crate) seq: u64,
+    pub(crate) session_id: [u8; SESSION_ID_LEN],
+    pub(crate) epoch: u32,
 }
 
 /// How many of the peer's records wait behind its `REKEY_COMMIT` while our private key
@@ -275,6 +291,8 @@ pub(crate) struct Peer {
     pub(crate) auth_pending: Option<AuthPending>,
     /// The peer's `REKEY_COMMIT` waiting for a private-key result.
     pub(crate) rekey_pending: Option<RekeyPending>,
+    /// Our rotation's `REKEY_REPLY` waiting for a private-key result.
+    pub(crate) reply_pending: Option<ReplyPending>,
     /// Opens answered by the next session established with this peer.
     pub(crate) opens: Vec<Open>,
     /// Opens waiting for a connection or for our RSA key, with the secret to use.
@@ -303,6 +321,7 @@ impl Peer {
             responder: None,
             auth_pending: None,
             rekey_pending: None,
+            reply_pending: None,
             opens: Vec::new(),
             waiting: Vec::new(),
             queue: VecDeque::new(),
@@ -327,6 +346,7 @@ impl Peer {
             && self.responder.is_none()
             && self.auth_pending.is_none()
             && self.rekey_pending.is_none()
+            && self.reply_pending.is_none()
             && self.opens.is_empty()
             && self.waiting.is_empty()
             && self.queue.is_empty()
@@ -364,7 +384,14 @@ impl Peer {
 
     /// How many of this peer's steps wait for a private-key result.
     pub(crate) fn private_pending(&self) -> usize {
-        usize::from(self.auth_pending.is_some()) + usize::from(self.rekey_pending.is_some())
+        usize::from(self.auth_pending.is_some())
+            + usize::from(
+                self.initiator
+                    .as_ref()
+                    .is_some_and(|h| matches!(h.stage, InitStage::Unwrapping { .. })),
+            )
+            + usize::from(self.rekey_pending.is_some())
+            + usize::from(self.reply_pending.is_some())
     }
 
     pub(crate) fn session_is(&self, id: &[u8; SESSION_ID_LEN]) -> bool {

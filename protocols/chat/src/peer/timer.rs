@@ -78,7 +78,17 @@ impl Peer {
         {
             cx.push(super::Action::Forget { channel: p.channel });
             let held = std::mem::take(&mut p.held);
+            cx.dirty.insert(peer);
             self.release_held(cx, held);
+        }
+        // Our rotation's REKEY_REPLY waiting for our private key, whose rotation is gone.
+        if self.reply_pending.as_ref().is_some_and(|p| {
+            !self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.id == p.session_id && s.rekey_reply_waits(p.epoch))
+        }) {
+            self.reply_pending = None;
         }
         let yielded = self.yielded_at;
         if let Some(t) = yielded {
