@@ -1302,6 +1302,104 @@ fn records_beyond_the_held_bound_are_sent_again_not_lost() {
     );
 }
 
+/// While B's key unwraps A's `REKEY_COMMIT`, B sends nothing on the session: inline its next
+/// record would go under the new epoch, and one sent under the old could be acked under keys
+/// a zero grace retires before the receipt lands (found with the swarm test at zero grace).
+#[test]
+fn nothing_is_sent_while_a_rekey_commit_unwraps_then_it_goes_under_the_new_epoch() {
+    let mut net = offloading_net();
+    net.establish_offloaded();
+    net.nodes[A].rotate(net.ids[B], net.now).expect("active");
+    net.run();
+    let job = net.jobs[B].pop().expect("REKEY_COMMIT job");
+    let id = net.nodes[B]
+        .send_message(net.ids[A], "from b".into(), 0, net.now)
+        .expect("queued");
+    net.pump();
+    assert!(net.wire.is_empty(), "held until the new epoch is in");
+    net.nodes[B].on_private_done(job.tag, offload::run(&job), net.now);
+    net.pump();
+    let epochs: Vec<u32> = net
+        .wire
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Request {
+                request: crate::wire::Request::Record(r),
+                ..
+            } => Some(r.epoch),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(epochs, vec![1], "the message's record, under epoch 1");
+    net.run();
+    assert!(
+        net.events[B]
+            .iter()
+            .any(|e| matches!(e, Event::MessageDelivered { message, .. } if *message == id))
+    );
+}
+
+/// Both sides offload and the test runs each job: A's `AUTH_OK` waits for A's key (no
+/// session yet), then A's rotation waits for its key on `REKEY_REPLY` (no `REKEY_COMMIT`
+/// yet); results with another job number are dropped and change nothing.
+#[test]
+fn an_offloaded_auth_ok_and_rekey_reply_continue_only_with_their_own_results() {
+    let mut net = Net::configured([PeerId::random(), PeerId::random()], false, |_, c| {
+        c.with_private_offload(true)
+    });
+    net.hold_jobs = [true, true];
+    net.connect();
+    let open = net.open(A);
+    net.run();
+    let auth = net.jobs[B].pop().expect("B's AUTH job");
+    finish_job(&mut net, auth);
+    let auth_ok = net.jobs[A].pop().expect("A's AUTH_OK job");
+    assert!(
+        net.established(A).is_empty(),
+        "A waits for its key: {:?}",
+        net.events[A]
+    );
+    assert_eq!(net.nodes[A].state_counts().private_pending, 1);
+    // A result under another number: dropped.
+    let stale = PrivateJob {
+        tag: crate::offload::JobTag {
+            seq: auth_ok.tag.seq + 7,
+            ..auth_ok.tag
+        },
+        ..auth_ok.clone()
+    };
+    net.nodes[A].on_private_done(stale.tag, offload::run(&stale), net.now);
+    net.run();
+    assert!(net.established(A).is_empty());
+    net.nodes[A].on_private_done(auth_ok.tag, offload::run(&auth_ok), net.now);
+    net.run();
+    assert_eq!(net.established(A), vec![(Role::Initiator, vec![open])]);
+    assert_eq!(net.established(B).len(), 1);
+    assert_eq!(net.nodes[A].state_counts().private_pending, 0);
+
+    net.nodes[A].rotate(net.ids[B], net.now).expect("active");
+    net.run();
+    let reply = net.jobs[A].pop().expect("A's REKEY_REPLY job");
+    assert!(matches!(
+        reply.tag.purpose,
+        offload::Purpose::Rotation { epoch: 1, .. }
+    ));
+    assert!(net.jobs[B].is_empty(), "no REKEY_COMMIT sent yet");
+    // Busy: A unwraps it itself (its own rotation; refusing would close the session).
+    net.nodes[A].on_private_done(reply.tag, Err(JobError::Busy), net.now);
+    net.run();
+    let commit = net.jobs[B].pop().expect("B's REKEY_COMMIT job");
+    finish_job(&mut net, commit);
+    for side in [A, B] {
+        let peer = net.ids[1 - side];
+        assert_eq!(
+            net.nodes[side].session(&peer, net.now).map(|s| s.epoch),
+            Some(1),
+            "side {side}"
+        );
+    }
+}
+
 impl Net {
     /// `establish` for a net whose B offloads: runs B's AUTH job.
     fn establish_offloaded(&mut self) {
