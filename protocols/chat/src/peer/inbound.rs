@@ -231,6 +231,24 @@ impl Peer {
         self.release_held(cx, held);
     }
 
+    /// A `REKEY_COMMIT` waiting for our private key whose rotation is gone (timed out, the
+    /// session closed or replaced): its result will be dropped; its channel is let go and
+    /// the records behind it are handled now.
+    pub(crate) fn drop_stale_rekey_pending(&mut self, cx: &mut Context) {
+        let stale = self.rekey_pending.as_ref().is_some_and(|p| {
+            !self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.id == p.session_id && s.rekey_commit_key(p.epoch).is_some())
+        });
+        if stale && let Some(mut p) = self.rekey_pending.take() {
+            cx.push(super::Action::Forget { channel: p.channel });
+            let held = std::mem::take(&mut p.held);
+            cx.dirty.insert(self.id);
+            self.release_held(cx, held);
+        }
+    }
+
     /// Records that waited behind a `REKEY_COMMIT`, handled now in their order (a record
     /// may start another wait: the rest then wait behind it again).
     pub(crate) fn release_held(
@@ -384,6 +402,7 @@ impl Peer {
 
     /// A `RECORD` request: opened under the session's keys, then acted on by content.
     pub(crate) fn on_record(&mut self, cx: &mut Context, rec: Record, channel: ChannelToken) {
+        self.drop_stale_rekey_pending(cx);
         if let Some(p) = self
             .rekey_pending
             .as_mut()

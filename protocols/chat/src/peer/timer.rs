@@ -67,20 +67,7 @@ impl Peer {
         if let Some(p) = &self.auth_pending {
             *next = (*next).min(p.started + timeout);
         }
-        // A REKEY_COMMIT waiting for our private key whose rotation is gone (timed out,
-        // session closed): its result will be dropped, its channel is let go now.
-        if self.rekey_pending.as_ref().is_some_and(|p| {
-            !self
-                .session
-                .as_ref()
-                .is_some_and(|s| s.id == p.session_id && s.rekey_commit_key(p.epoch).is_some())
-        }) && let Some(mut p) = self.rekey_pending.take()
-        {
-            cx.push(super::Action::Forget { channel: p.channel });
-            let held = std::mem::take(&mut p.held);
-            cx.dirty.insert(peer);
-            self.release_held(cx, held);
-        }
+        self.drop_stale_rekey_pending(cx);
         // Our rotation's REKEY_REPLY waiting for our private key, whose rotation is gone.
         if self.reply_pending.as_ref().is_some_and(|p| {
             !self
