@@ -159,7 +159,7 @@ impl Config {
     /// worker threads instead of the swarm's event loop, so that one peer's handshake or
     /// rotation does not stall every other peer's messages. On by default; `false` runs it
     /// inline, in the order the requests came (deterministic: useful for tests). The wire
-    /// is the same either way (SPEC.md §10).
+    /// is the same either way (SPEC.md §8.1).
     pub fn with_private_offload(mut self, on: bool) -> Self {
         self.offload_private = on;
         self
