@@ -944,7 +944,9 @@ impl Sim {
                 let t = &self.jobs[side][i];
                 let forged = if k == 3 {
                     let off = i64::from(idx) - 128;
-                    let seq = t.seq().saturating_add_signed(if off == 0 { 1 } else { off });
+                    let seq = t
+                        .seq()
+                        .saturating_add_signed(if off == 0 { 1 } else { off });
                     t.renumbered(seq)
                 } else {
                     t.for_peer(peer_id(3))
@@ -1745,7 +1747,10 @@ impl Sim {
             Op::Allow { side: s } => {
                 let x = side(s);
                 let was = self.nodes[x].allow_peer(&self.ids[1 - x]);
-                assert_eq!(was, self.refusing[x], "allow_peer says whether it was refused");
+                assert_eq!(
+                    was, self.refusing[x],
+                    "allow_peer says whether it was refused"
+                );
                 self.refusing[x] = false;
                 self.pump();
             }
