@@ -11,7 +11,7 @@ use libp2p::PeerId;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::channel::{EpochKeys, SEQ_ROTATE};
+use crate::channel::{AckCheck, EpochKeys, SEQ_ROTATE};
 use crate::crypto::{
     CONTRIBUTION_LEN, PeerPublicKey, RsaKeyPair, SHARE_LEN, SafetyNumber, decode_share, dh_share,
     hash_bytes16, random, scalar, shared_secret,
@@ -224,6 +224,8 @@ pub(crate) struct Session {
     pub(crate) epoch_started: Instant,
     current: EpochKeys,
     previous: Option<(EpochKeys, Instant)>,
+    /// The receipt key of the last epoch dropped (see [`AckCheck`]).
+    late_acks: Option<AckCheck>,
     next: Option<EpochKeys>,
     rotation: Option<Rotation>,
     /// After losing a simultaneous rotation: no rotation of ours before this.
@@ -270,6 +272,7 @@ impl Session {
             epoch_started: now,
             current,
             previous: None,
+            late_acks: None,
             next: None,
             rotation: None,
             yield_until: None,
@@ -364,11 +367,17 @@ impl Session {
 
     /// Checks the peer's `ACK` of our record (`epoch`, `seq`), in constant time.
     pub(crate) fn verify_ack(&self, epoch: u32, seq: u64, ack: &Ack) -> bool {
-        [Slot::Current, Slot::Previous, Slot::Next]
+        match [Slot::Current, Slot::Previous, Slot::Next]
             .into_iter()
             .filter_map(|s| self.keys(s))
             .find(|k| k.number == epoch)
-            .is_some_and(|k| k.verify_ack(ack, seq))
+        {
+            Some(k) => k.verify_ack(ack, seq),
+            None => self
+                .late_acks
+                .as_ref()
+                .is_some_and(|c| c.verify(epoch, ack, seq)),
+        }
     }
 
     fn keys(&self, slot: Slot) -> Option<&EpochKeys> {
@@ -784,7 +793,9 @@ impl Session {
         let mut old = std::mem::replace(&mut self.current, keys);
         old.retire();
         // Any older epoch still in its grace window is dropped (zeroized) here.
-        self.previous = Some((old, now + self.params.grace));
+        if let Some((dropped, _)) = self.previous.replace((old, now + self.params.grace)) {
+            self.late_acks = Some(dropped.ack_check());
+        }
         self.next = None;
         self.rotation = None;
         self.yield_until = None;
@@ -824,7 +835,7 @@ impl Session {
     pub(crate) fn expire_previous(&mut self, now: Instant) -> Option<Instant> {
         match &self.previous {
             Some((_, expires)) if now >= *expires => {
-                self.previous = None;
+                self.late_acks = self.previous.take().map(|(k, _)| k.ack_check());
                 None
             }
             Some((_, expires)) => Some(*expires),
