@@ -1022,6 +1022,33 @@ mod tests {
         assert_eq!(r.rejections.wrong_epoch, 2);
     }
 
+    /// A receipt the peer made under an epoch before it saw our rotation complete, landing
+    /// after that epoch was dropped (zero grace), still verifies: before, the message was
+    /// reported lost ("invalid receipt"). A forged or misplaced one still does not.
+    #[test]
+    fn a_late_receipt_for_a_dropped_epoch_still_verifies_and_only_it() {
+        let now = Instant::now();
+        let (mut i, mut r) = pair(now);
+        let old = i.seal(&chat("old"), now).unwrap();
+        let (_, slot) = r.open(&old, now).unwrap();
+        let ack = r.ack(slot, old.seq).unwrap();
+        rotate(&mut i, &mut r, now, 0, 1);
+        let later = now + Duration::from_secs(31);
+        i.expire_previous(later);
+        assert!(!i.has_previous());
+        assert!(i.verify_ack(0, old.seq, &ack));
+        assert!(!i.verify_ack(0, old.seq + 1, &ack), "another record's");
+        assert!(!i.verify_ack(1, old.seq, &ack), "another epoch's");
+        let mut forged = ack.clone();
+        forged.tag[0] ^= 1;
+        assert!(!i.verify_ack(0, old.seq, &forged));
+        // Two rotations later that epoch's receipts are gone too.
+        rotate(&mut i, &mut r, later, 0, 1);
+        rotate(&mut i, &mut r, later, 0, 1);
+        i.expire_previous(later + Duration::from_secs(31));
+        assert!(!i.verify_ack(0, old.seq, &ack));
+    }
+
     #[test]
     fn responder_can_rotate_too_and_keys_change_each_epoch() {
         let now = Instant::now();
