@@ -229,6 +229,72 @@ fn session_seeds(dir: &Path) {
             [vec![OpenBoth], d(12), vec![Probe]].concat(),
         ),
         (
+            // Both sides keep their private-key jobs pending (DESIGN-offload.md): R's AUTH
+            // job gets a stale and a foreign result before its own, I's AUTH_OK job is
+            // refused Busy (unwrapped inline), then a rotation whose REPLY and COMMIT jobs
+            // are run by hand with a message sent while the COMMIT unwraps.
+            "private-deferred",
+            0b0000_0000,
+            [
+                vec![
+                    Private {
+                        side: 0,
+                        idx: 0,
+                        how: 0,
+                    },
+                    Private {
+                        side: 1,
+                        idx: 0,
+                        how: 0,
+                    },
+                    Open { side: 0 },
+                ],
+                d(3),
+                vec![
+                    Private {
+                        side: 1,
+                        idx: 0,
+                        how: 3,
+                    },
+                    Private {
+                        side: 1,
+                        idx: 0,
+                        how: 4,
+                    },
+                    Private {
+                        side: 1,
+                        idx: 0,
+                        how: 1,
+                    },
+                ],
+                d(1),
+                vec![Private {
+                    side: 0,
+                    idx: 0,
+                    how: 2,
+                }],
+                d(2),
+                vec![Rotate { side: 0 }],
+                d(2),
+                vec![Private {
+                    side: 0,
+                    idx: 0,
+                    how: 1,
+                }],
+                d(1),
+                vec![chat(0, "during")],
+                d(1),
+                vec![Private {
+                    side: 1,
+                    idx: 0,
+                    how: 1,
+                }],
+                d(4),
+                vec![Probe],
+            ]
+            .concat(),
+        ),
+        (
             "handshake-wrong-secret",
             0b1100_0000,
             [handshake.clone(), vec![Open { side: 0 }], d(6)].concat(),

@@ -43,7 +43,8 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, KeyInit, Mac};
 use libp2p::PeerId;
 use noctua_chat::fuzzing::{
-    FailureCause, Node, NodeAction, RsaKeyPair, Secret, cpace_confirm_key, cpace_share, dh_share,
+    FailureCause, Node, NodeAction, PrivateTicket, RsaKeyPair, Secret, cpace_confirm_key,
+    cpace_share, dh_share,
 };
 use noctua_chat::wire::{self, Auth, AuthOk, Challenge, Content, Hello, Record, Request, Response};
 use noctua_chat::{Config, Event, OpenId, RejectCode, Rejections, Role, SessionState};
@@ -141,9 +142,16 @@ pub enum Op {
     /// first or second secret; with bit 1 the other side's opens use the new one from now on
     /// (its user got the new connection string), otherwise they keep the one they had.
     NewSecret { side: u8, pick: u8 },
+    /// Private-key work off the event loop (DESIGN-offload.md). Each side starts by running
+    /// its jobs at once (as a pool that is never late); `how % 5`: 0 toggles `side` between
+    /// that and keeping its jobs pending; 1 runs its pending job `idx` and feeds the result;
+    /// 2 feeds `Busy` for it (the pool was full); 3 feeds a result for it under another job
+    /// number (`idx - 128` off: stale or future) and keeps it pending; 4 feeds one said to
+    /// be for a peer the node never met, and keeps it pending.
+    Private { side: u8, idx: u8, how: u8 },
 }
 
-const N_OPS: u8 = 27;
+const N_OPS: u8 = 28;
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     if b.len() < 255 {
@@ -218,6 +226,7 @@ impl Op {
             Op::Refuse { side } => out.extend([24, *side]),
             Op::Allow { side } => out.extend([25, *side]),
             Op::NewSecret { side, pick } => out.extend([26, *side, *pick]),
+            Op::Private { side, idx, how } => out.extend([27, *side, *idx, *how]),
         }
     }
 }
@@ -340,9 +349,14 @@ impl Reader<'_> {
             },
             24 => Op::Refuse { side: self.u8() },
             25 => Op::Allow { side: self.u8() },
-            _ => Op::NewSecret {
+            26 => Op::NewSecret {
                 side: self.u8(),
                 pick: self.u8(),
+            },
+            _ => Op::Private {
+                side: self.u8(),
+                idx: self.u8(),
+                how: self.u8(),
             },
         }
     }
@@ -619,6 +633,11 @@ struct Sim {
     /// Each side's requests not answered or failed yet.
     outstanding: [Vec<u64>; 2],
     rsa_budget: u32,
+    /// Whether each side's private-key jobs wait in `jobs` ([`Op::Private`]) instead of
+    /// running as soon as asked.
+    defer_jobs: [bool; 2],
+    /// Each side's private-key jobs not run yet.
+    jobs: [Vec<PrivateTicket>; 2],
     opens_made: u32,
     dial_requested: bool,
     disconnect_requested: bool,
@@ -708,6 +727,8 @@ impl Sim {
             next_channel: 1,
             outstanding: [Vec::new(), Vec::new()],
             rsa_budget: MAX_RSA_DECRYPTS,
+            defer_jobs: [false, false],
+            jobs: [Vec::new(), Vec::new()],
             opens_made: 0,
             dial_requested: false,
             disconnect_requested: false,
@@ -885,7 +906,72 @@ impl Sim {
             NodeAction::Dial { .. } => self.dial_requested = !self.connected,
             NodeAction::CloseConnections { .. } => self.disconnect_requested = true,
             NodeAction::KeepAlive { .. } | NodeAction::WakeAt(_) => {}
+            NodeAction::PrivateOp(ticket) => {
+                assert_eq!(ticket.peer(), self.ids[1 - side], "a job for the one peer");
+                if self.defer_jobs[side] {
+                    // Bounded by the node: one per handshake or rotation in progress.
+                    assert!(self.jobs[side].len() < 16, "private-key jobs pile up");
+                    self.jobs[side].push(ticket);
+                } else {
+                    // Its RSA cost was counted when the message that asked was delivered.
+                    self.nodes[side].private_done(&ticket, self.now());
+                }
+            }
         }
+    }
+
+    /// [`Op::Private`].
+    fn private(&mut self, side: usize, idx: u8, how: u8) {
+        let now = self.now();
+        if how % 5 == 0 {
+            self.defer_jobs[side] = !self.defer_jobs[side];
+            return;
+        }
+        if self.jobs[side].is_empty() {
+            return;
+        }
+        let i = usize::from(idx) % self.jobs[side].len();
+        match how % 5 {
+            1 => {
+                let t = self.jobs[side].remove(i);
+                self.nodes[side].private_done(&t, now);
+            }
+            2 => {
+                let t = self.jobs[side].remove(i);
+                self.nodes[side].private_busy(&t, now);
+            }
+            k => {
+                let t = &self.jobs[side][i];
+                let forged = if k == 3 {
+                    let off = i64::from(idx) - 128;
+                    let seq = t
+                        .seq()
+                        .saturating_add_signed(if off == 0 { 1 } else { off });
+                    t.renumbered(seq)
+                } else {
+                    t.for_peer(peer_id(3))
+                };
+                // A forged result still costs a decryption: within the input's budget,
+                // else it is fed as refused.
+                if self.rsa_budget > 0 {
+                    self.rsa_budget -= 1;
+                    self.nodes[side].private_done(&forged, now);
+                } else {
+                    self.nodes[side].private_busy(&forged, now);
+                }
+            }
+        }
+    }
+
+    /// Runs every pending private-key job, in order (an honest pool catching up).
+    fn run_jobs(&mut self) {
+        let now = self.now();
+        for side in [I, R] {
+            for t in std::mem::take(&mut self.jobs[side]) {
+                self.nodes[side].private_done(&t, now);
+            }
+        }
+        self.pump();
     }
 
     /// Remembers what a genuine request carries.
@@ -1235,7 +1321,7 @@ impl Sim {
                 self.pump();
                 // Neither answered nor held: the channel is dropped, and request-response
                 // fails the request at its requester.
-                if !self.nodes[to].holds(channel)
+                if !self.nodes[to].holds(&peer, channel)
                     && let Some(held) = self.held.remove(&(to, channel))
                     && let Some(token) = held.token
                 {
@@ -1661,8 +1747,15 @@ impl Sim {
             Op::Allow { side: s } => {
                 let x = side(s);
                 let was = self.nodes[x].allow_peer(&self.ids[1 - x]);
-                assert_eq!(was, self.refusing[x], "allow_peer says whether it was refused");
+                assert_eq!(
+                    was, self.refusing[x],
+                    "allow_peer says whether it was refused"
+                );
                 self.refusing[x] = false;
+                self.pump();
+            }
+            Op::Private { side: s, idx, how } => {
+                self.private(side(s), idx, how);
                 self.pump();
             }
             Op::NewSecret { side: s, pick } => {
@@ -1699,7 +1792,9 @@ impl Sim {
     /// time out, and the clock passes every deadline. Then no open may still be waiting.
     fn settle(&mut self) {
         let timeouts = Duration::from_secs(21);
+        self.defer_jobs = [false, false];
         for _ in 0..6 {
+            self.run_jobs();
             let mut budget = 400;
             while !self.net.is_empty() && budget > 0 {
                 budget -= 1;

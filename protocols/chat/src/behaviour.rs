@@ -33,10 +33,14 @@ use crate::crypto::{RsaKeyPair, Secret};
 use crate::error::{OpenError, RefuseError, SendError, SessionError, describe_dial_error, failure};
 use crate::handler::{Handler, HandlerIn};
 use crate::keys::{KeyRing, KeyRingEvent};
+use crate::offload::{self, JobResult, JobTag, PrivatePool, Submit};
 use crate::peer::{Action, ChannelToken, ReqToken};
 use crate::peers::{MAX_TICK, Peers};
 use crate::types::{Event, MessageId, OpenId, SessionInfo, StateCounts};
 use crate::wire::{self, RECORD_OVERHEAD, Request, Response};
+
+/// How many private-key jobs may wait for the pool; more are answered `BUSY`.
+const PRIVATE_QUEUE: usize = 64;
 
 /// The Noctua chat behaviour. See the crate documentation for an example.
 pub struct Behaviour {
@@ -62,6 +66,12 @@ pub struct Behaviour {
     /// (bounded by the swarm's connection limits). `connect` to an address we already
     /// have a connection to opens on that connection instead of dialing again.
     connections: HashMap<ConnectionId, (PeerId, Option<Multiaddr>)>,
+    /// Runs private-key work off the event loop when the configuration asks for it
+    /// (DESIGN-offload.md); `None`: such work runs inline.
+    private: Option<PrivatePool>,
+    /// Private-key results to feed back to the core: refused jobs (`Busy`) and jobs run
+    /// inline. Bounded by the actions of one `carry_out`.
+    private_done: VecDeque<(JobTag, JobResult)>,
 }
 
 impl Behaviour {
@@ -83,6 +93,9 @@ impl Behaviour {
             config.rsa_key.clone(),
         );
         let now = Instant::now();
+        let private = config
+            .offload_private
+            .then(|| PrivatePool::new(PrivatePool::default_threads(), PRIVATE_QUEUE));
         let core = Peers::new(local_peer, config, keys.current().cloned(), now);
         Behaviour {
             inner,
@@ -99,6 +112,8 @@ impl Behaviour {
             waker: None,
             listen_addrs: Vec::new(),
             connections: HashMap::new(),
+            private,
+            private_done: VecDeque::new(),
         }
     }
 
@@ -441,6 +456,21 @@ impl Behaviour {
                     });
                 }
                 Action::WakeAt(at) => self.schedule(at),
+                Action::PrivateOp(job) => {
+                    match &self.private {
+                        Some(pool) => {
+                            if let Submit::Busy(tag) = pool.submit(job) {
+                                self.private_done
+                                    .push_back((tag, Err(offload::JobError::Busy)));
+                            }
+                        }
+                        None => {
+                            let result = offload::run(&job);
+                            self.private_done.push_back((job.tag, result));
+                        }
+                    }
+                    self.wake();
+                }
             }
         }
     }
@@ -462,7 +492,7 @@ impl Behaviour {
                 self.core
                     .on_request(peer, connection_id, request, token, now);
                 self.carry_out();
-                if !self.core.holds(token) {
+                if !self.core.holds(&peer, token) {
                     // Answered, or dropped unanswered (the requester sees the stream end).
                     self.channels.remove(&token);
                 }
@@ -724,6 +754,18 @@ impl NetworkBehaviour for Behaviour {
                 self.on_tick(Instant::now());
                 continue;
             }
+            if let Some((tag, result)) = self.private_done.pop_front() {
+                self.core.on_private_done(tag, result, Instant::now());
+                self.carry_out();
+                continue;
+            }
+            if let Some(pool) = self.private.as_mut()
+                && let Poll::Ready((tag, result)) = pool.poll(cx)
+            {
+                self.core.on_private_done(tag, result, Instant::now());
+                self.carry_out();
+                continue;
+            }
             if self.core.has_dirty() {
                 self.core.flush_dirty(Instant::now());
                 self.carry_out();
@@ -756,7 +798,7 @@ impl NetworkBehaviour for Behaviour {
                 }
                 Poll::Pending => {}
             }
-            if self.events.is_empty() && !self.core.has_dirty() {
+            if self.events.is_empty() && !self.core.has_dirty() && self.private_done.is_empty() {
                 self.waker = Some(cx.waker().clone());
                 return Poll::Pending;
             }

@@ -3,6 +3,7 @@
 
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use zeroize::Zeroizing;
 
 use crate::crypto::{EpochSecrets, ack_tag, ct_eq};
 use crate::error::RejectCode;
@@ -245,11 +246,47 @@ impl EpochKeys {
         ct_eq(&expected, &ack.tag)
     }
 
+    /// What checking the peer's late receipts of our records of this epoch needs, to keep
+    /// once the epoch itself is dropped.
+    pub(crate) fn ack_check(&self) -> AckCheck {
+        AckCheck {
+            number: self.number,
+            role: self.role,
+            session_id: self.session_id,
+            key: Zeroizing::new(*self.secrets.ack_key(self.role.peer())),
+        }
+    }
+
     /// Keeps only what late records of this epoch need (receive key, window, ack keys);
     /// zeroizes the send key and the chain key.
     pub(crate) fn retire(&mut self) {
         self.send = None;
         self.secrets.retire(self.role);
+    }
+}
+
+/// The peer's receipt key of a dropped epoch: a receipt for a record we sent under that
+/// epoch may land after a zero grace window dropped it (the peer acked it before it saw our
+/// rotation complete). It verifies receipts only: nothing can be sealed or opened with it.
+pub(crate) struct AckCheck {
+    number: u32,
+    role: Role,
+    session_id: [u8; SESSION_ID_LEN],
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl AckCheck {
+    /// [`EpochKeys::verify_ack`], for the dropped epoch.
+    pub(crate) fn verify(&self, epoch: u32, ack: &Ack, seq: u64) -> bool {
+        if epoch != self.number
+            || ack.epoch != self.number
+            || ack.seq != seq
+            || ack.session_id != self.session_id
+        {
+            return false;
+        }
+        let expected = ack_tag(&self.key, &self.session_id, self.number, self.role, seq);
+        ct_eq(&expected, &ack.tag)
     }
 }
 

@@ -40,6 +40,9 @@ pub struct Config {
     pub(crate) replay_window: usize,
     pub(crate) peer_failures: (usize, Duration, Duration),
     pub(crate) ip_failures: (usize, Duration, Duration),
+    /// Whether the peer machines hand private-key work to the behaviour's pool instead of
+    /// doing it inline (DESIGN-offload.md; on by default).
+    pub(crate) offload_private: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -94,6 +97,7 @@ impl Config {
             replay_window: 256,
             peer_failures: (5, Duration::from_secs(60), Duration::from_secs(60)),
             ip_failures: (10, Duration::from_secs(60), Duration::from_secs(60)),
+            offload_private: true,
         }
     }
 
@@ -147,6 +151,17 @@ impl Config {
     /// RSA modulus size for generated keys: 2048 (default), 3072 or 4096.
     pub fn with_rsa_bits(mut self, bits: usize) -> Self {
         self.rsa_bits = bits;
+        self
+    }
+
+    /// Whether private-key work (the RSA-OAEP decryptions of `AUTH`, `AUTH_OK`,
+    /// `REKEY_REPLY` and `REKEY_COMMIT`, ~2.5 ms each at 2048 bits) runs on a small pool of
+    /// worker threads instead of the swarm's event loop, so that one peer's handshake or
+    /// rotation does not stall every other peer's messages. On by default; `false` runs it
+    /// inline, in the order the requests came (deterministic: useful for tests). The wire
+    /// is the same either way (SPEC.md §8.1).
+    pub fn with_private_offload(mut self, on: bool) -> Self {
+        self.offload_private = on;
         self
     }
 

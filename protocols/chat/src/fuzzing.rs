@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::crypto::{self, CONTRIBUTION_LEN, EpochSecrets, PeerPublicKey, SHARE_LEN};
 use crate::error::{RefuseError, SendError, SessionError};
 use crate::handshake;
+use crate::offload::{self, PrivateJob};
 use crate::peer::{Action, ChannelToken, Failure, FailureKind, ReqToken};
 use crate::peers::Peers;
 use crate::session;
@@ -408,6 +409,42 @@ pub enum NodeAction {
     },
     /// Tick no later than this.
     WakeAt(Instant),
+    /// Run this private-key operation and feed its result back with
+    /// [`Node::private_done`] (now, later, or never), or refuse it with
+    /// [`Node::private_busy`] (the pool was full).
+    PrivateOp(PrivateTicket),
+}
+
+/// A private-key job a [`Node`] asked for (see `crate::offload`). A harness may also feed
+/// results the node never asked for: [`PrivateTicket::renumbered`] gives the same job under
+/// another number (stale or future), [`PrivateTicket::for_peer`] one for another peer.
+#[derive(Debug, Clone)]
+pub struct PrivateTicket(PrivateJob);
+
+impl PrivateTicket {
+    /// The peer whose machine asked.
+    pub fn peer(&self) -> PeerId {
+        self.0.tag.peer
+    }
+
+    /// The job's number.
+    pub fn seq(&self) -> u64 {
+        self.0.tag.seq
+    }
+
+    /// The same job under the number `seq`.
+    pub fn renumbered(&self, seq: u64) -> Self {
+        let mut job = self.0.clone();
+        job.tag.seq = seq;
+        PrivateTicket(job)
+    }
+
+    /// The same job, said to be for `peer`.
+    pub fn for_peer(&self, peer: PeerId) -> Self {
+        let mut job = self.0.clone();
+        job.tag.peer = peer;
+        PrivateTicket(job)
+    }
 }
 
 impl From<Action> for NodeAction {
@@ -432,6 +469,7 @@ impl From<Action> for NodeAction {
             Action::KeepAlive { peer, keep, .. } => NodeAction::KeepAlive { peer, keep },
             Action::CloseConnections { peer } => NodeAction::CloseConnections { peer },
             Action::WakeAt(at) => NodeAction::WakeAt(at),
+            Action::PrivateOp(job) => NodeAction::PrivateOp(PrivateTicket(job)),
         }
     }
 }
@@ -529,9 +567,22 @@ impl Node {
             .on_request(peer, connection, request, ChannelToken(channel), now)
     }
 
-    /// Whether the request under `channel` is held for later.
-    pub fn holds(&self, channel: u64) -> bool {
-        self.core.holds(ChannelToken(channel))
+    /// Whether the request of `peer` under `channel` is held for later.
+    pub fn holds(&self, peer: &PeerId, channel: u64) -> bool {
+        self.core.holds(peer, ChannelToken(channel))
+    }
+
+    /// Runs the private-key job of `ticket` here and feeds its result back, as the
+    /// behaviour does when its pool answers.
+    pub fn private_done(&mut self, ticket: &PrivateTicket, now: Instant) {
+        let result = offload::run(&ticket.0);
+        self.core.on_private_done(ticket.0.tag, result, now)
+    }
+
+    /// Feeds back that the job of `ticket` never ran (the pool's queue was full).
+    pub fn private_busy(&mut self, ticket: &PrivateTicket, now: Instant) {
+        self.core
+            .on_private_done(ticket.0.tag, Err(offload::JobError::Busy), now)
     }
 
     /// The answer to our request `token`.

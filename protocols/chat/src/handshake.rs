@@ -50,7 +50,7 @@ pub(crate) struct HandshakeError {
 }
 
 impl HandshakeError {
-    fn new(code: RejectCode, what: &'static str) -> Self {
+    pub(crate) fn new(code: RejectCode, what: &'static str) -> Self {
         HandshakeError { code, what }
     }
 }
@@ -285,7 +285,14 @@ impl AwaitingAuthOk {
     /// Verifies the responder's proof (constant time) before touching its ciphertext, then
     /// unwraps its contribution and derives epoch 0. The caller still has to open the
     /// record inside `AUTH_OK` with the result (key confirmation).
+    #[cfg(test)]
     pub(crate) fn on_auth_ok(self, ok: &AuthOk) -> Result<Established, HandshakeError> {
+        self.check_auth_ok(ok)?.finish(None)
+    }
+
+    /// Everything of `AUTH_OK` before our private key: the handshake id and the responder's
+    /// proof (constant time). [`AuthOkChecked::finish`] does the rest.
+    pub(crate) fn check_auth_ok(self, ok: &AuthOk) -> Result<AuthOkChecked, HandshakeError> {
         if ok.hs_id != self.hs_id {
             return Err(HandshakeError::new(
                 RejectCode::UnknownHandshake,
@@ -299,16 +306,48 @@ impl AwaitingAuthOk {
                 "responder proof did not verify",
             ));
         }
-        let k_r = self.key.unwrap_contribution(&ok.wrapped).map_err(|_| {
-            HandshakeError::new(RejectCode::DecryptFailed, "responder key material")
-        })?;
-        Ok(establish(
-            Role::Initiator,
-            &self.th,
-            &self.z,
-            &self.k_i,
-            &k_r,
-        ))
+        Ok(AuthOkChecked {
+            wait: self,
+            wrapped_r: ok.wrapped.clone(),
+        })
+    }
+}
+
+/// The initiator once the responder's proof in `AUTH_OK` verified: `wrapped_r` is left to
+/// unwrap with our private key (off the event loop, DESIGN-offload.md).
+pub(crate) struct AuthOkChecked {
+    wait: AwaitingAuthOk,
+    wrapped_r: Vec<u8>,
+}
+
+impl AuthOkChecked {
+    /// The key that unwraps `wrapped_r` (the one our `HELLO` announced).
+    pub(crate) fn key(&self) -> &Arc<RsaKeyPair> {
+        &self.wait.key
+    }
+
+    /// The responder's key material.
+    pub(crate) fn wrapped(&self) -> &[u8] {
+        &self.wrapped_r
+    }
+
+    pub(crate) fn session_id(&self) -> [u8; SESSION_ID_LEN] {
+        self.wait.session_id()
+    }
+
+    /// Derives epoch 0 with the responder's contribution (`k_r`; `None`: unwrap it here).
+    pub(crate) fn finish(
+        self,
+        k_r: Option<Zeroizing<[u8; CONTRIBUTION_LEN]>>,
+    ) -> Result<Established, HandshakeError> {
+        let w = &self.wait;
+        let k_r = match k_r {
+            Some(k) => k,
+            None => w.key.unwrap_contribution(&self.wrapped_r).map_err(|_| {
+                HandshakeError::new(RejectCode::DecryptFailed, "responder key material")
+            })?,
+        };
+        Ok(establish(Role::Initiator, &w.th, &w.z, &w.k_i, &k_r))
     }
 }
 
@@ -389,11 +428,26 @@ impl Responder {
     }
 
     /// Computes `Z` and checks the initiator's proof in constant time; only if it holds is
-    /// the RSA private key applied to its ciphertext (SPEC.md §5.2).
+    /// the RSA private key applied to its ciphertext (SPEC.md §5.2). Inline form of
+    /// [`Responder::check_auth`] then [`AuthChecked::finish`].
     pub(crate) fn on_auth(
         self,
         auth_msg: &Auth,
     ) -> Result<(Established, AuthOkParts), HandshakeError> {
+        let checked = self.check_auth(auth_msg)?;
+        let k_i = checked
+            .key
+            .unwrap_contribution(&checked.wrapped_i)
+            .map_err(|_| {
+                HandshakeError::new(RejectCode::DecryptFailed, "initiator key material")
+            })?;
+        checked.finish(&k_i)
+    }
+
+    /// Everything of `AUTH` that comes before the private key: the handshake id and the
+    /// initiator's proof (constant time). What is left is one RSA decryption of
+    /// [`AuthChecked::wrapped`], which may run elsewhere (DESIGN-offload.md).
+    pub(crate) fn check_auth(self, auth_msg: &Auth) -> Result<AuthChecked, HandshakeError> {
         if auth_msg.hs_id != self.hs_id {
             return Err(HandshakeError::new(
                 RejectCode::UnknownHandshake,
@@ -410,20 +464,59 @@ impl Responder {
                 "initiator proof did not verify",
             ));
         }
-        let k_i = self
-            .key
-            .unwrap_contribution(&auth_msg.wrapped)
-            .map_err(|_| {
-                HandshakeError::new(RejectCode::DecryptFailed, "initiator key material")
-            })?;
+        Ok(AuthChecked {
+            hs_id: self.hs_id,
+            th: self.th,
+            pub_i: self.pub_i,
+            key: self.key,
+            z,
+            k_conf,
+            wrapped_i: auth_msg.wrapped.clone(),
+        })
+    }
+}
+
+/// The responder once `AUTH`'s proof verified, waiting for its private key to unwrap
+/// `wrapped_i` (DESIGN-offload.md).
+pub(crate) struct AuthChecked {
+    hs_id: [u8; HS_ID_LEN],
+    th: [u8; 32],
+    pub_i: PeerPublicKey,
+    key: Arc<RsaKeyPair>,
+    z: Zeroizing<[u8; SHARE_LEN]>,
+    k_conf: Zeroizing<[u8; 32]>,
+    wrapped_i: Vec<u8>,
+}
+
+impl AuthChecked {
+    pub(crate) fn hs_id(&self) -> &[u8; HS_ID_LEN] {
+        &self.hs_id
+    }
+
+    /// The key to decrypt with (the one this handshake started with).
+    pub(crate) fn key(&self) -> &Arc<RsaKeyPair> {
+        &self.key
+    }
+
+    /// The ciphertext to decrypt.
+    pub(crate) fn wrapped(&self) -> &[u8] {
+        &self.wrapped_i
+    }
+
+    /// With the initiator's contribution unwrapped: our own, wrapped for the initiator, our
+    /// proof, and epoch 0.
+    pub(crate) fn finish(
+        self,
+        k_i: &Zeroizing<[u8; CONTRIBUTION_LEN]>,
+    ) -> Result<(Established, AuthOkParts), HandshakeError> {
         let k_r = Zeroizing::new(random::<CONTRIBUTION_LEN>());
         let wrapped_r = self
             .pub_i
             .wrap_contribution(&k_r)
             .map_err(|_| HandshakeError::new(RejectCode::BadKey, "wrapping for initiator key"))?;
-        let mac_r = responder_proof(&k_conf, &self.th, &auth_msg.wrapped, &wrapped_r);
+        let mac_r = responder_proof(&self.k_conf, &self.th, &self.wrapped_i, &wrapped_r);
         Ok((
-            establish(Role::Responder, &self.th, &z, &k_i, &k_r),
+            establish(Role::Responder, &self.th, &self.z, k_i, &k_r),
             AuthOkParts {
                 wrapped: wrapped_r,
                 mac: mac_r,

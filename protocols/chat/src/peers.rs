@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::crypto::{RsaKeyPair, Secret};
 use crate::error::{CloseReason, OpenError, RefuseError, RejectCode, SendError, SessionError};
 use crate::limits::{AddrKey, AddressCaps, ConnRefusal, LogThrottle};
+use crate::offload::{JobResult, JobTag};
 use crate::peer::{Action, Budget, ChannelToken, Context, Failure, Peer, ReqToken, secs};
 use crate::session::SessionState;
 use crate::types::{Event, MessageId, OpenId, SessionInfo, StateCounts};
@@ -112,7 +113,7 @@ impl Peers {
         let others = self.peers.iter().filter(|(id, _)| *id != peer);
         let mut b = Budget::default();
         for (_, p) in others {
-            let inbound = usize::from(p.responder.is_some());
+            let inbound = usize::from(p.responder.is_some() || p.auth_pending.is_some());
             b.inbound += inbound;
             b.opens += usize::from(p.initiator.is_some()) + p.waiting.len();
             b.sessions += usize::from(p.session.is_some());
@@ -359,6 +360,9 @@ impl Peers {
             self.route(peer, now, |p, cx| {
                 p.initiator = None;
                 p.responder = None;
+                if let Some(pending) = p.auth_pending.take() {
+                    cx.reject(pending.channel, RejectCode::Busy, 0);
+                }
                 let error = OpenError::LocalLimit("the node is shutting down");
                 let waiting = std::mem::take(&mut p.waiting)
                     .into_iter()
@@ -410,10 +414,12 @@ impl Peers {
         }
     }
 
-    /// Whether the request under `channel` is held for later (a `HELLO` waiting for our
-    /// key): the driver keeps its channel until an action answers or forgets it.
-    pub(crate) fn holds(&self, channel: ChannelToken) -> bool {
+    /// Whether the request of `peer` under `channel` is held for later (a `HELLO` waiting
+    /// for our key, or a request waiting for a private-key result): the driver keeps its
+    /// channel until an action answers or forgets it.
+    pub(crate) fn holds(&self, peer: &PeerId, channel: ChannelToken) -> bool {
         self.cx.deferred_hellos.iter().any(|d| d.channel == channel)
+            || self.peers.get(peer).is_some_and(|p| p.holds(channel))
     }
 
     /// The answer to our request `token`.
@@ -423,6 +429,15 @@ impl Peers {
         };
         let peer = pending.peer();
         self.route(peer, now, |p, cx| p.on_response(cx, pending, response));
+    }
+
+    /// A private-key job finished (or was refused as `Busy`): the peer's machine decides
+    /// whether it is still wanted.
+    pub(crate) fn on_private_done(&mut self, tag: JobTag, result: JobResult, now: Instant) {
+        if !self.peers.contains_key(&tag.peer) {
+            return; // forgotten meanwhile: the result is stale, and zeroized on drop
+        }
+        self.route(tag.peer, now, |p, cx| p.on_private_done(cx, tag, result));
     }
 
     /// Our request `token` failed.
@@ -606,12 +621,21 @@ impl Peers {
             handshakes: self
                 .peers
                 .values()
-                .map(|p| usize::from(p.initiator.is_some()) + usize::from(p.responder.is_some()))
+                .map(|p| {
+                    usize::from(p.initiator.is_some())
+                        + usize::from(p.responder.is_some() || p.auth_pending.is_some())
+                })
                 .sum(),
             outbound_requests: self.cx.outbound.len(),
             queued_messages: self.peers.values().map(|p| p.queue.len()).sum(),
             deferred_hellos: self.cx.deferred_hellos.len(),
             waiting_opens: self.peers.values().map(|p| p.waiting.len()).sum(),
+            private_pending: self.peers.values().map(|p| p.private_pending()).sum(),
+            held_records: self
+                .peers
+                .values()
+                .map(|p| p.rekey_pending.as_ref().map_or(0, |r| r.held.len()))
+                .sum(),
         }
     }
 
@@ -766,7 +790,7 @@ mod tests {
             n.core.take_actions().is_empty(),
             "held until our key exists"
         );
-        assert!(n.core.holds(ChannelToken(42)));
+        assert!(n.core.holds(&p, ChannelToken(42)));
         n.core.refuse_peer(p, now).expect("room");
         let answers: Vec<_> = n
             .core
@@ -790,7 +814,7 @@ mod tests {
             ),
             "{answers:?}"
         );
-        assert!(!n.core.holds(ChannelToken(42)));
+        assert!(!n.core.holds(&p, ChannelToken(42)));
         assert_eq!(n.core.state_counts().deferred_hellos, 0);
     }
 

@@ -11,7 +11,7 @@ use libp2p::PeerId;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::channel::{EpochKeys, SEQ_ROTATE};
+use crate::channel::{AckCheck, EpochKeys, SEQ_ROTATE};
 use crate::crypto::{
     CONTRIBUTION_LEN, PeerPublicKey, RsaKeyPair, SHARE_LEN, SafetyNumber, decode_share, dh_share,
     hash_bytes16, random, scalar, shared_secret,
@@ -116,6 +116,24 @@ enum Rotation {
         share_a: [u8; SHARE_LEN],
         started: Instant,
     },
+    /// We started it and got the peer's `REKEY_REPLY`, whose `wrapped_b` our private key is
+    /// unwrapping (off the event loop, DESIGN-offload.md). `x_a` is gone: `z_e` is computed.
+    /// Towards the peer this is already `Committed` (its `REKEY_COMMIT` is the next thing
+    /// it hears about this rotation).
+    Unwrapping {
+        new_epoch: u32,
+        nonce_a: [u8; NONCE_LEN],
+        key: Arc<RsaKeyPair>,
+        share_a: [u8; SHARE_LEN],
+        z_e: Zeroizing<[u8; SHARE_LEN]>,
+        pub_b: PeerPublicKey,
+        /// `pub_b` as the peer sent it (hashed into `rth`).
+        pub_b_bytes: Vec<u8>,
+        nonce_b: [u8; NONCE_LEN],
+        share_b: [u8; SHARE_LEN],
+        wrapped_b: Vec<u8>,
+        started: Instant,
+    },
     /// We started it and sent `REKEY_COMMIT`; `next` holds the new keys until `REKEY_DONE`.
     Committed { started: Instant },
     /// The peer started it; we answered `REKEY_REPLY` and wait for `REKEY_COMMIT`.
@@ -139,6 +157,7 @@ impl Rotation {
     fn started(&self) -> Instant {
         match self {
             Rotation::Initiated { started, .. }
+            | Rotation::Unwrapping { started, .. }
             | Rotation::Committed { started, .. }
             | Rotation::Replied { started, .. } => *started,
         }
@@ -205,6 +224,8 @@ pub(crate) struct Session {
     pub(crate) epoch_started: Instant,
     current: EpochKeys,
     previous: Option<(EpochKeys, Instant)>,
+    /// The receipt key of the last epoch dropped (see [`AckCheck`]).
+    late_acks: Option<AckCheck>,
     next: Option<EpochKeys>,
     rotation: Option<Rotation>,
     /// After losing a simultaneous rotation: no rotation of ours before this.
@@ -251,6 +272,7 @@ impl Session {
             epoch_started: now,
             current,
             previous: None,
+            late_acks: None,
             next: None,
             rotation: None,
             yield_until: None,
@@ -345,11 +367,17 @@ impl Session {
 
     /// Checks the peer's `ACK` of our record (`epoch`, `seq`), in constant time.
     pub(crate) fn verify_ack(&self, epoch: u32, seq: u64, ack: &Ack) -> bool {
-        [Slot::Current, Slot::Previous, Slot::Next]
+        match [Slot::Current, Slot::Previous, Slot::Next]
             .into_iter()
             .filter_map(|s| self.keys(s))
             .find(|k| k.number == epoch)
-            .is_some_and(|k| k.verify_ack(ack, seq))
+        {
+            Some(k) => k.verify_ack(ack, seq),
+            None => self
+                .late_acks
+                .as_ref()
+                .is_some_and(|c| c.verify(epoch, ack, seq)),
+        }
     }
 
     fn keys(&self, slot: Slot) -> Option<&EpochKeys> {
@@ -508,6 +536,17 @@ impl Session {
 
     /// Our rotation got its `REKEY_REPLY`: derive the next epoch and return `REKEY_COMMIT`.
     pub(crate) fn on_rekey_reply(&mut self, content: &Content) -> Result<Content, RotationError> {
+        let (_, _, new_epoch) = self.check_rekey_reply(content)?;
+        self.finish_rekey_reply(new_epoch, None)
+    }
+
+    /// Everything of `REKEY_REPLY` before our private key: the epoch, the peer's key and
+    /// share, `Z_e`. The rotation then waits (`Unwrapping`) for `wrapped_b` to be unwrapped
+    /// with the returned key; [`Session::finish_rekey_reply`] continues it.
+    pub(crate) fn check_rekey_reply(
+        &mut self,
+        content: &Content,
+    ) -> Result<(Arc<RsaKeyPair>, Vec<u8>, u32), RotationError> {
         let Content::RekeyReply {
             new_epoch,
             nonce: nonce_b,
@@ -553,12 +592,68 @@ impl Session {
         let z_e = shared_secret(&x_a, &share_b_point)
             .ok_or(rot_err(RejectCode::BadKey, "peer rekey share"))?;
         drop(x_a);
+        self.rotation = Some(Rotation::Unwrapping {
+            new_epoch: ours,
+            nonce_a,
+            key: key.clone(),
+            share_a,
+            z_e,
+            pub_b: pub_b_key,
+            pub_b_bytes: pub_b.clone(),
+            nonce_b: *nonce_b,
+            share_b: *share_b,
+            wrapped_b: wrapped_b.clone(),
+            started,
+        });
+        Ok((key, wrapped_b.clone(), ours))
+    }
+
+    /// Whether our rotation to `new_epoch` waits for its `wrapped_b` to be unwrapped.
+    pub(crate) fn rekey_reply_waits(&self, new_epoch: u32) -> bool {
+        matches!(self.rotation, Some(Rotation::Unwrapping { new_epoch: e, .. }) if e == new_epoch)
+    }
+
+    /// The rest of `REKEY_REPLY` once `wrapped_b` is unwrapped (`k_b`; `None`: unwrap it
+    /// here): wrap our contribution, derive the next epoch, return `REKEY_COMMIT`.
+    pub(crate) fn finish_rekey_reply(
+        &mut self,
+        new_epoch: u32,
+        k_b: Option<Zeroizing<[u8; CONTRIBUTION_LEN]>>,
+    ) -> Result<Content, RotationError> {
+        if !self.rekey_reply_waits(new_epoch) {
+            return Err(rot_err(
+                RejectCode::BadState,
+                "no rotation of ours in progress",
+            ));
+        }
+        let Some(Rotation::Unwrapping {
+            new_epoch: ours,
+            nonce_a,
+            key,
+            share_a,
+            z_e,
+            pub_b,
+            pub_b_bytes,
+            nonce_b,
+            share_b,
+            wrapped_b,
+            started,
+        }) = self.rotation.take()
+        else {
+            return Err(rot_err(
+                RejectCode::BadState,
+                "no rotation of ours in progress",
+            ));
+        };
         // The record carrying `wrapped_b` was authenticated by the session before we got here.
-        let k_b = key
-            .unwrap_contribution(wrapped_b)
-            .map_err(|_| rot_err(RejectCode::DecryptFailed, "peer key material"))?;
+        let k_b = match k_b {
+            Some(k) => k,
+            None => key
+                .unwrap_contribution(&wrapped_b)
+                .map_err(|_| rot_err(RejectCode::DecryptFailed, "peer key material"))?,
+        };
         let k_a = Zeroizing::new(random::<CONTRIBUTION_LEN>());
-        let wrapped_a = pub_b_key
+        let wrapped_a = pub_b
             .wrap_contribution(&k_a)
             .map_err(|_| rot_err(RejectCode::BadKey, "wrapping for peer key"))?;
         let rth = rekey_hash(
@@ -566,13 +661,13 @@ impl Session {
             ours,
             self.role,
             key.public_der(),
-            pub_b,
+            &pub_b_bytes,
             &nonce_a,
-            nonce_b,
+            &nonce_b,
             &share_a,
-            share_b,
+            &share_b,
             &wrapped_a,
-            wrapped_b,
+            &wrapped_b,
         );
         let secrets = self
             .current
@@ -594,10 +689,33 @@ impl Session {
 
     /// The peer's rotation committed: derive and install the new epoch. The caller answers
     /// with `REKEY_DONE` sealed under it.
+    #[cfg(test)]
     pub(crate) fn on_rekey_commit(
         &mut self,
         new_epoch: u32,
         wrapped_a: &[u8],
+        now: Instant,
+    ) -> Result<(), RotationError> {
+        self.on_rekey_commit_with(new_epoch, wrapped_a, None, now)
+    }
+
+    /// The key our reply to the peer's rotation for `new_epoch` used, if that rotation waits
+    /// for its `REKEY_COMMIT` (to unwrap `wrapped_a` off the event loop, DESIGN-offload.md).
+    pub(crate) fn rekey_commit_key(&self, new_epoch: u32) -> Option<Arc<RsaKeyPair>> {
+        match &self.rotation {
+            Some(Rotation::Replied {
+                new_epoch: e, key, ..
+            }) if *e == new_epoch => Some(key.clone()),
+            _ => None,
+        }
+    }
+
+    /// [`Session::on_rekey_commit`], with `wrapped_a` already unwrapped (`k_a`) when given.
+    pub(crate) fn on_rekey_commit_with(
+        &mut self,
+        new_epoch: u32,
+        wrapped_a: &[u8],
+        k_a: Option<Zeroizing<[u8; CONTRIBUTION_LEN]>>,
         now: Instant,
     ) -> Result<(), RotationError> {
         if !matches!(self.rotation, Some(Rotation::Replied { .. })) {
@@ -632,9 +750,12 @@ impl Session {
                 "REKEY_COMMIT for another epoch",
             ));
         }
-        let k_a = key
-            .unwrap_contribution(wrapped_a)
-            .map_err(|_| fatal(RejectCode::DecryptFailed, "peer key material"))?;
+        let k_a = match k_a {
+            Some(k) => k,
+            None => key
+                .unwrap_contribution(wrapped_a)
+                .map_err(|_| fatal(RejectCode::DecryptFailed, "peer key material"))?,
+        };
         let rth = rekey_hash(
             &self.id,
             new_epoch,
@@ -672,7 +793,9 @@ impl Session {
         let mut old = std::mem::replace(&mut self.current, keys);
         old.retire();
         // Any older epoch still in its grace window is dropped (zeroized) here.
-        self.previous = Some((old, now + self.params.grace));
+        if let Some((dropped, _)) = self.previous.replace((old, now + self.params.grace)) {
+            self.late_acks = Some(dropped.ack_check());
+        }
         self.next = None;
         self.rotation = None;
         self.yield_until = None;
@@ -712,7 +835,7 @@ impl Session {
     pub(crate) fn expire_previous(&mut self, now: Instant) -> Option<Instant> {
         match &self.previous {
             Some((_, expires)) if now >= *expires => {
-                self.previous = None;
+                self.late_acks = self.previous.take().map(|(k, _)| k.ack_check());
                 None
             }
             Some((_, expires)) => Some(*expires),
@@ -897,6 +1020,33 @@ mod tests {
         assert!(!r.has_previous());
         assert_eq!(r.open(&old, later), Err(RejectCode::StaleEpoch.into()));
         assert_eq!(r.rejections.wrong_epoch, 2);
+    }
+
+    /// A receipt the peer made under an epoch before it saw our rotation complete, landing
+    /// after that epoch was dropped (zero grace), still verifies: before, the message was
+    /// reported lost ("invalid receipt"). A forged or misplaced one still does not.
+    #[test]
+    fn a_late_receipt_for_a_dropped_epoch_still_verifies_and_only_it() {
+        let now = Instant::now();
+        let (mut i, mut r) = pair(now);
+        let old = i.seal(&chat("old"), now).unwrap();
+        let (_, slot) = r.open(&old, now).unwrap();
+        let ack = r.ack(slot, old.seq).unwrap();
+        rotate(&mut i, &mut r, now, 0, 1);
+        let later = now + Duration::from_secs(31);
+        i.expire_previous(later);
+        assert!(!i.has_previous());
+        assert!(i.verify_ack(0, old.seq, &ack));
+        assert!(!i.verify_ack(0, old.seq + 1, &ack), "another record's");
+        assert!(!i.verify_ack(1, old.seq, &ack), "another epoch's");
+        let mut forged = ack.clone();
+        forged.tag[0] ^= 1;
+        assert!(!i.verify_ack(0, old.seq, &forged));
+        // Two rotations later that epoch's receipts are gone too.
+        rotate(&mut i, &mut r, later, 0, 1);
+        rotate(&mut i, &mut r, later, 0, 1);
+        i.expire_previous(later + Duration::from_secs(31));
+        assert!(!i.verify_ack(0, old.seq, &ack));
     }
 
     #[test]

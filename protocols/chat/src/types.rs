@@ -128,6 +128,10 @@ pub struct StateCounts {
     pub deferred_hellos: usize,
     /// Opens waiting for a connection or our key.
     pub waiting_opens: usize,
+    /// Handshake and rotation steps waiting for a private-key result (off the event loop).
+    pub private_pending: usize,
+    /// Records of a peer waiting behind its `REKEY_COMMIT` while our key unwraps it.
+    pub held_records: usize,
 }
 
 /// What the behaviour reports.

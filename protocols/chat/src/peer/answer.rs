@@ -7,7 +7,8 @@ use crate::types::{Event, SessionId};
 use crate::wire::{self, Content, Request, Response, SESSION_ID_LEN};
 
 use super::open::open_error_from_response;
-use super::{Context, Failure, FailureKind, Peer, Pending, QueuedMessage};
+use super::{Context, Failure, FailureKind, Peer, Pending, QueuedMessage, ReplyPending};
+use crate::offload::{JobResult, Purpose};
 
 impl Peer {
     pub(crate) fn on_response(&mut self, cx: &mut Context, pending: Pending, resp: Response) {
@@ -182,8 +183,24 @@ impl Peer {
         let Some(s) = self.session.as_mut().filter(|s| s.id == session_id) else {
             return;
         };
+        let offload = cx.config.offload_private;
         let result = match resp {
             Response::Reply(rec) if rec.session_id == session_id => match s.open(&rec, now) {
+                Ok((content, _)) if offload => match s.check_rekey_reply(&content) {
+                    Ok((key, wrapped, epoch)) => {
+                        // `wrapped_b` is unwrapped off the event loop; `REKEY_COMMIT` goes
+                        // out when the result comes back (DESIGN-offload.md).
+                        let purpose = Purpose::Rotation { session_id, epoch };
+                        let seq = cx.private_job(peer, purpose, key, wrapped);
+                        self.reply_pending = Some(ReplyPending {
+                            seq,
+                            session_id,
+                            epoch,
+                        });
+                        return;
+                    }
+                    Err(e) => Err(e.what.to_string()),
+                },
                 Ok((content, _)) => s.on_rekey_reply(&content).map_err(|e| e.what.to_string()),
                 Err(r) => Err(format!("reply refused: {}", r.code)),
             },
@@ -202,6 +219,56 @@ impl Peer {
             }
             Response::Reject { code, .. } => Err(format!("the peer refused: {code}")),
             other => Err(format!("unexpected answer {other:?}")),
+        };
+        self.send_rekey_commit(cx, session_id, new_epoch, result);
+    }
+
+    /// The private-key result for our rotation's `REKEY_REPLY`: continues only the job that
+    /// waits, while the rotation still waits for it; anything else is dropped.
+    pub(crate) fn on_rekey_reply_result(
+        &mut self,
+        cx: &mut Context,
+        seq: u64,
+        session_id: [u8; SESSION_ID_LEN],
+        epoch: u32,
+        result: JobResult,
+    ) {
+        let peer = self.id;
+        if self
+            .reply_pending
+            .take_if(|p| p.seq == seq && p.session_id == session_id && p.epoch == epoch)
+            .is_none()
+        {
+            tracing::debug!(%peer, seq, "stale private-key result dropped");
+            return;
+        }
+        let Some(s) = self
+            .session
+            .as_mut()
+            .filter(|s| s.id == session_id && s.rekey_reply_waits(epoch))
+        else {
+            return; // the session closed or the rotation failed meanwhile
+        };
+        // `Busy` (the pool was full) unwraps here, as before the pool; a decryption error
+        // fails the rotation, as inline.
+        let result = s
+            .finish_rekey_reply(epoch, result.ok())
+            .map_err(|e| e.what.to_string());
+        self.send_rekey_commit(cx, session_id, epoch, result);
+    }
+
+    /// Sends our rotation's `REKEY_COMMIT`, or closes the session if the rotation failed.
+    fn send_rekey_commit(
+        &mut self,
+        cx: &mut Context,
+        session_id: [u8; SESSION_ID_LEN],
+        new_epoch: u32,
+        result: Result<Content, String>,
+    ) {
+        let now = cx.now;
+        let peer = self.id;
+        let Some(s) = self.session.as_mut().filter(|s| s.id == session_id) else {
+            return;
         };
         match result {
             Ok(commit) => match s.seal(&commit, now) {

@@ -31,6 +31,9 @@ impl Peer {
         }
         // The last connection is gone: so is everything that needed it.
         self.responder = None;
+        if let Some(p) = self.auth_pending.take() {
+            cx.push(super::Action::Forget { channel: p.channel });
+        }
         if self.initiator.is_some() {
             self.fail_initiator(cx, OpenError::ConnectionClosed, None);
         }

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::crypto::{AuthKey, RsaKeyPair};
 use crate::error::{OpenError, RejectCode};
 use crate::limits::{AddrKey, FailureLimiter, LogThrottle, RateLimiter};
+use crate::offload::{JobTag, PrivateJob, Purpose};
 use crate::session::SessionParams;
 use crate::types::{Event, OpenId};
 use crate::wire::{Hello, Request, Response, SESSION_ID_LEN};
@@ -102,6 +103,7 @@ pub(crate) struct Context {
     pub(crate) shutting_down: bool,
     pub(crate) next_message_id: u64,
     next_request: u64,
+    next_job: u64,
     pub(crate) actions: Vec<Action>,
 }
 
@@ -136,6 +138,7 @@ impl Context {
             shutting_down: false,
             next_message_id: 1,
             next_request: 1,
+            next_job: 1,
             actions: Vec::new(),
         }
     }
@@ -162,6 +165,25 @@ impl Context {
             token,
             request,
         });
+    }
+
+    /// Asks the driver to run a private-key decryption; returns the job's number, which the
+    /// waiting state keeps to recognise its result (never reused in a process).
+    pub(crate) fn private_job(
+        &mut self,
+        peer: PeerId,
+        purpose: Purpose,
+        key: Arc<RsaKeyPair>,
+        wrapped: Vec<u8>,
+    ) -> u64 {
+        let seq = self.next_job;
+        self.next_job += 1;
+        self.actions.push(Action::PrivateOp(PrivateJob {
+            tag: JobTag { peer, seq, purpose },
+            key,
+            wrapped,
+        }));
+        seq
     }
 
     pub(crate) fn respond(&mut self, channel: ChannelToken, response: Response) {

@@ -4,13 +4,22 @@
 use libp2p::swarm::ConnectionId;
 
 use crate::error::{CloseReason, DeliveryError, OpenError, RejectCode};
-use crate::handshake::{AuthOkParts, Established, Responder};
+use std::net::IpAddr;
+
+use crate::handshake::{AuthOkParts, Established, HandshakeError, Responder};
+use crate::offload::{JobError, JobResult, JobTag, Purpose};
 use crate::session::{Session, SessionState, Slot};
 use crate::types::{Event, SessionId};
 use crate::wire::{self, AuthOk, Content, HS_ID_LEN, Hello, Record, Response, Role};
 
 use super::context::secs;
-use super::{Budget, ChannelToken, Context, DeferredHello, Peer, ResponderHs};
+use zeroize::Zeroizing;
+
+use super::{
+    AuthPending, Budget, ChannelToken, Context, DeferredHello, HELD_RECORDS, Peer, RekeyPending,
+    ResponderHs,
+};
+use crate::crypto::CONTRIBUTION_LEN;
 
 impl Peer {
     pub(crate) fn on_hello(
@@ -36,9 +45,12 @@ impl Peer {
             cx.note_misbehaviour(peer, "kept trying while rate-limited");
             return cx.reject(channel, RejectCode::RateLimited, secs(left));
         }
-        if let Err((code, detail)) =
-            cx.admit_hello(peer, connection, &others, self.responder.is_some())
-        {
+        if let Err((code, detail)) = cx.admit_hello(
+            peer,
+            connection,
+            &others,
+            self.responder.is_some() || self.auth_pending.is_some(),
+        ) {
             return cx.reject(channel, code, detail);
         }
         // Simultaneous handshakes (SPEC.md §5.7): the smaller PeerId's goes ahead.
@@ -74,6 +86,11 @@ impl Peer {
         };
         match Responder::on_hello(cx.local_peer, peer, &hello, key, &cx.local_auth) {
             Ok((state, challenge)) => {
+                // A new handshake of the peer replaces one waiting for our private key:
+                // its result, when it comes, finds nothing and is dropped.
+                if let Some(old) = self.auth_pending.take() {
+                    cx.reject(old.channel, RejectCode::UnknownHandshake, 0);
+                }
                 self.responder = Some(ResponderHs {
                     state,
                     started: now,
@@ -97,7 +114,6 @@ impl Peer {
         auth: wire::Auth,
         channel: ChannelToken,
     ) {
-        let now = cx.now;
         let peer = self.id;
         let ip = cx.connection_ip(connection);
         if cx.refused.contains(&peer) {
@@ -110,13 +126,154 @@ impl Peer {
             cx.note_misbehaviour(peer, "sent AUTH for an unknown handshake");
             return cx.reject(channel, RejectCode::UnknownHandshake, 0);
         };
-        let e = match hs.state.on_auth(&auth) {
-            Ok((est, parts)) => {
-                return self.complete_responder(cx, est, parts, auth.hs_id, channel);
+        if cx.config.offload_private {
+            // Everything before the private key runs here; the decryption runs on the
+            // driver's pool and comes back through `on_private_done` (DESIGN-offload.md).
+            match hs.state.check_auth(&auth) {
+                Ok(state) => {
+                    let purpose = Purpose::Handshake { hs_id: auth.hs_id };
+                    let seq = cx.private_job(
+                        peer,
+                        purpose,
+                        state.key().clone(),
+                        state.wrapped().to_vec(),
+                    );
+                    self.auth_pending = Some(AuthPending {
+                        state,
+                        seq,
+                        channel,
+                        ip,
+                        started: hs.started,
+                    });
+                }
+                Err(e) => self.auth_refused(cx, e, ip, channel),
             }
-            Err(e) => e,
+            return;
+        }
+        match hs.state.on_auth(&auth) {
+            Ok((est, parts)) => self.complete_responder(cx, est, parts, auth.hs_id, channel),
+            Err(e) => self.auth_refused(cx, e, ip, channel),
+        }
+    }
+
+    /// The private-key result for a job of this peer. Only the job the waiting handshake
+    /// asked for continues it; anything else (the handshake was replaced, timed out or
+    /// aborted meanwhile) is dropped, its secret zeroized.
+    pub(crate) fn on_private_done(&mut self, cx: &mut Context, tag: JobTag, result: JobResult) {
+        let peer = self.id;
+        let hs_id = match tag.purpose {
+            Purpose::Handshake { hs_id } => hs_id,
+            Purpose::Rotation { session_id, epoch } => {
+                return self.on_rekey_result(cx, tag.seq, session_id, epoch, result);
+            }
         };
-        if e.code == RejectCode::DecryptFailed {
+        let Some(pending) = self
+            .auth_pending
+            .take_if(|p| p.seq == tag.seq && *p.state.hs_id() == hs_id)
+        else {
+            // Not the peer's handshake: perhaps our own's AUTH_OK.
+            if !self.on_auth_ok_result(cx, tag.seq, hs_id, result) {
+                tracing::debug!(%peer, seq = tag.seq, "stale private-key result dropped");
+            }
+            return;
+        };
+        let e = match result {
+            Ok(k_i) => match pending.state.finish(&k_i) {
+                Ok((est, parts)) => {
+                    return self.complete_responder(cx, est, parts, hs_id, pending.channel);
+                }
+                Err(e) => e,
+            },
+            Err(JobError::Decrypt) => {
+                HandshakeError::new(RejectCode::DecryptFailed, "initiator key material")
+            }
+            Err(JobError::Busy) => HandshakeError::new(RejectCode::Busy, "private-key queue full"),
+        };
+        self.auth_refused(cx, e, pending.ip, pending.channel);
+    }
+
+    /// The private-key result for a `REKEY_COMMIT`: continues only the job that waits, and
+    /// only while the session still waits for that commit; anything else is dropped.
+    fn on_rekey_result(
+        &mut self,
+        cx: &mut Context,
+        seq: u64,
+        session_id: [u8; wire::SESSION_ID_LEN],
+        epoch: u32,
+        result: JobResult,
+    ) {
+        let Some(mut pending) = self
+            .rekey_pending
+            .take_if(|p| p.seq == seq && p.session_id == session_id && p.epoch == epoch)
+        else {
+            // Not our answer to the peer's rotation: perhaps our own rotation's.
+            return self.on_rekey_reply_result(cx, seq, session_id, epoch, result);
+        };
+        let held = std::mem::take(&mut pending.held);
+        let waiting = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.id == session_id && s.rekey_commit_key(epoch).is_some());
+        if !waiting {
+            // The rotation was abandoned or the session closed meanwhile.
+            cx.push(super::Action::Forget {
+                channel: pending.channel,
+            });
+        } else {
+            // A full pool (`Busy`) unwraps here, as before the pool: refusing the commit
+            // would fail the peer's rotation and close the session. A decryption error
+            // fails the rotation, as inline.
+            let k_a = result.ok();
+            self.finish_rekey_commit(cx, epoch, &pending.wrapped, k_a, pending.channel);
+        }
+        // What waited to be sent goes now (under the new epoch if it is in).
+        cx.dirty.insert(self.id);
+        self.release_held(cx, held);
+    }
+
+    /// A `REKEY_COMMIT` waiting for our private key whose rotation is gone (timed out, the
+    /// session closed or replaced): its result will be dropped; its channel is let go and
+    /// the records behind it are handled now.
+    pub(crate) fn drop_stale_rekey_pending(&mut self, cx: &mut Context) {
+        let stale = self.rekey_pending.as_ref().is_some_and(|p| {
+            !self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.id == p.session_id && s.rekey_commit_key(p.epoch).is_some())
+        });
+        if stale && let Some(mut p) = self.rekey_pending.take() {
+            cx.push(super::Action::Forget { channel: p.channel });
+            let held = std::mem::take(&mut p.held);
+            cx.dirty.insert(self.id);
+            self.release_held(cx, held);
+        }
+    }
+
+    /// Records that waited behind a `REKEY_COMMIT`, handled now in their order (a record
+    /// may start another wait: the rest then wait behind it again).
+    pub(crate) fn release_held(
+        &mut self,
+        cx: &mut Context,
+        held: std::collections::VecDeque<(Record, ChannelToken)>,
+    ) {
+        for (rec, channel) in held {
+            self.on_record(cx, rec, channel);
+        }
+    }
+
+    /// An `AUTH` that does not complete: counted, reported and answered by its code.
+    fn auth_refused(
+        &mut self,
+        cx: &mut Context,
+        e: HandshakeError,
+        ip: Option<IpAddr>,
+        channel: ChannelToken,
+    ) {
+        let now = cx.now;
+        let peer = self.id;
+        if e.code == RejectCode::Busy {
+            // Our own load, not the peer's doing: nothing counts against it.
+        } else if e.code == RejectCode::DecryptFailed {
             // The proof verified but its key material does not decrypt: a private-key
             // operation the peer can repeat at will, so it counts like a wrong proof
             // (SPEC.md §5.2), though it is no wrong secret.
@@ -193,6 +350,9 @@ impl Peer {
         {
             self.responder = None;
         }
+        if let Some(p) = self.auth_pending.take_if(|p| *p.state.hs_id() == hs_id) {
+            cx.push(super::Action::Forget { channel: p.channel });
+        }
         // An unconfirmed session produced by that very handshake is discarded too; an ABORT
         // naming an older one changes nothing (SPEC.md §5.4).
         if !self.announced
@@ -242,6 +402,22 @@ impl Peer {
 
     /// A `RECORD` request: opened under the session's keys, then acted on by content.
     pub(crate) fn on_record(&mut self, cx: &mut Context, rec: Record, channel: ChannelToken) {
+        self.drop_stale_rekey_pending(cx);
+        if let Some(p) = self
+            .rekey_pending
+            .as_mut()
+            .filter(|p| p.session_id == rec.session_id)
+        {
+            // The peer's REKEY_COMMIT is being unwrapped: inline, this record would have
+            // met the new epoch, so it waits for it, in order (DESIGN-offload.md).
+            if p.held.len() < HELD_RECORDS {
+                p.held.push_back((rec, channel));
+            } else {
+                // Not processed: the sender sends its messages again (SPEC.md §6.2).
+                cx.reject(channel, RejectCode::StaleEpoch, 0);
+            }
+            return;
+        }
         let Some((content, slot)) = self.open_record(cx, &rec, channel) else {
             return;
         };
@@ -415,12 +591,53 @@ impl Peer {
         wrapped: Vec<u8>,
         channel: ChannelToken,
     ) {
+        let peer = self.id;
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        if cx.config.offload_private {
+            if self.rekey_pending.is_some() {
+                // One REKEY_COMMIT at a time: a second one while the first is unwrapped is
+                // out of order.
+                return cx.reject(channel, RejectCode::BadState, 0);
+            }
+            if let Some(key) = s.rekey_commit_key(new_epoch) {
+                let purpose = Purpose::Rotation {
+                    session_id: s.id,
+                    epoch: new_epoch,
+                };
+                let seq = cx.private_job(peer, purpose, key, wrapped.clone());
+                self.rekey_pending = Some(RekeyPending {
+                    seq,
+                    session_id: s.id,
+                    epoch: new_epoch,
+                    wrapped,
+                    channel,
+                    held: std::collections::VecDeque::new(),
+                });
+                return;
+            }
+            // Not the rotation we replied to: refused inline as before, no private key used.
+        }
+        self.finish_rekey_commit(cx, new_epoch, &wrapped, None, channel);
+    }
+
+    /// The rest of `REKEY_COMMIT`: unwrap (unless `k_a` is given), install the new epoch,
+    /// answer `REKEY_DONE`.
+    fn finish_rekey_commit(
+        &mut self,
+        cx: &mut Context,
+        new_epoch: u32,
+        wrapped: &[u8],
+        k_a: Option<Zeroizing<[u8; CONTRIBUTION_LEN]>>,
+        channel: ChannelToken,
+    ) {
         let now = cx.now;
         let peer = self.id;
         let Some(s) = self.session.as_mut() else {
             return;
         };
-        match s.on_rekey_commit(new_epoch, &wrapped, now) {
+        match s.on_rekey_commit_with(new_epoch, wrapped, k_a, now) {
             Ok(()) => {
                 let session_id = SessionId(s.id);
                 match s.seal(&Content::RekeyDone { new_epoch }, now) {

@@ -45,10 +45,11 @@ pub(crate) use context::{Budget, Context, DeferredHello, Failure, FailureKind, s
 
 use crate::crypto::{AuthKey, Secret, ct_eq};
 use crate::error::CloseReason;
-use crate::handshake::{AwaitingAuthOk, Initiator, Responder};
+use crate::handshake::{AuthChecked, AuthOkChecked, AwaitingAuthOk, Initiator, Responder};
+use crate::offload::PrivateJob;
 use crate::session::Session;
 use crate::types::{Event, MessageId, OpenId, SessionId, SessionInfo};
-use crate::wire::{ChatMessage, HS_ID_LEN, Request, Response, SESSION_ID_LEN};
+use crate::wire::{ChatMessage, HS_ID_LEN, Record, Request, Response, SESSION_ID_LEN};
 
 /// Stands for one outbound request (libp2p's `OutboundRequestId`): the machine names its
 /// requests, the behaviour maps each name to libp2p's id and back.
@@ -91,6 +92,9 @@ pub(crate) enum Action {
     CloseConnections { peer: PeerId },
     /// Feed a tick no later than this.
     WakeAt(Instant),
+    /// Run this private-key operation off the event loop and feed its result back with
+    /// `Peers::on_private_done` (DESIGN-offload.md).
+    PrivateOp(PrivateJob),
 }
 
 /// An open waiting for a session, with the secret it uses.
@@ -126,6 +130,14 @@ pub(crate) struct QueuedMessage {
 pub(crate) enum InitStage {
     SentHello(Initiator),
     SentAuth(AwaitingAuthOk),
+    /// `AUTH_OK` came and its proof verified; our private key unwraps `wrapped_r` off the
+    /// event loop (job `seq`). Towards everything else this is still `SentAuth`: as if the
+    /// `AUTH_OK` were still on its way (DESIGN-offload.md).
+    Unwrapping {
+        checked: AuthOkChecked,
+        record: Record,
+        seq: u64,
+    },
 }
 
 /// Our handshake towards the peer.
@@ -144,6 +156,46 @@ pub(crate) struct ResponderHs {
     pub(crate) state: Responder,
     pub(crate) started: Instant,
 }
+
+/// The peer's handshake once its `AUTH` proof verified, waiting for our private key's
+/// result (DESIGN-offload.md). The `AUTH` is answered when the result comes back.
+pub(crate) struct AuthPending {
+    pub(crate) state: AuthChecked,
+    /// The job whose result this waits for; any other result is stale.
+    pub(crate) seq: u64,
+    pub(crate) channel: ChannelToken,
+    /// The address the `AUTH` came from (for the failure limiters).
+    pub(crate) ip: Option<std::net::IpAddr>,
+    /// When the handshake started (its deadline is unchanged).
+    pub(crate) started: Instant,
+}
+
+/// The peer's `REKEY_COMMIT` waiting for our private key's result (DESIGN-offload.md). The
+/// session's rotation stays `Replied` meanwhile, with its own deadline.
+pub(crate) struct RekeyPending {
+    pub(crate) seq: u64,
+    pub(crate) session_id: [u8; SESSION_ID_LEN],
+    pub(crate) epoch: u32,
+    pub(crate) wrapped: Vec<u8>,
+    pub(crate) channel: ChannelToken,
+    /// The peer's later records on this session, in arrival order, at most [`HELD_RECORDS`]:
+    /// inline they would have met the new epoch, so they are opened only once it is
+    /// installed (or the rotation is gone), exactly as inline.
+    pub(crate) held: VecDeque<(Record, ChannelToken)>,
+}
+
+/// Our rotation's `REKEY_REPLY` waiting for our private key's result (DESIGN-offload.md).
+/// The session's rotation is `Unwrapping` meanwhile, with its own deadline.
+pub(crate) struct ReplyPending {
+    pub(crate) seq: u64,
+    pub(crate) session_id: [u8; SESSION_ID_LEN],
+    pub(crate) epoch: u32,
+}
+
+/// How many of the peer's records wait behind its `REKEY_COMMIT` while our private key
+/// unwraps it; beyond this a record is answered `STALE_EPOCH`, which the sender answers by
+/// sending its messages again (never lost). Four times the default in-flight window.
+pub(crate) const HELD_RECORDS: usize = 64;
 
 /// What one of our outbound requests was for, so that its answer or failure is handled
 /// exactly once.
@@ -235,6 +287,12 @@ pub(crate) struct Peer {
     /// the opens that use it fail at once instead of trying it again (issue 10, item 2).
     pub(crate) abandoned: Option<([u8; HS_ID_LEN], AuthKey)>,
     pub(crate) responder: Option<ResponderHs>,
+    /// The peer's handshake waiting for a private-key result (after `responder`).
+    pub(crate) auth_pending: Option<AuthPending>,
+    /// The peer's `REKEY_COMMIT` waiting for a private-key result.
+    pub(crate) rekey_pending: Option<RekeyPending>,
+    /// Our rotation's `REKEY_REPLY` waiting for a private-key result.
+    pub(crate) reply_pending: Option<ReplyPending>,
     /// Opens answered by the next session established with this peer.
     pub(crate) opens: Vec<Open>,
     /// Opens waiting for a connection or for our RSA key, with the secret to use.
@@ -261,6 +319,9 @@ impl Peer {
             initiator: None,
             abandoned: None,
             responder: None,
+            auth_pending: None,
+            rekey_pending: None,
+            reply_pending: None,
             opens: Vec::new(),
             waiting: Vec::new(),
             queue: VecDeque::new(),
@@ -271,12 +332,21 @@ impl Peer {
         }
     }
 
+    /// Whether the peer has a handshake towards us in progress (answered `CHALLENGE`, or
+    /// `AUTH` waiting for our private key).
+    pub(crate) fn peer_handshaking(&self) -> bool {
+        self.responder.is_some() || self.auth_pending.is_some()
+    }
+
     /// Nothing left worth keeping.
     pub(crate) fn is_empty(&self) -> bool {
         self.connections.is_empty()
             && self.session.is_none()
             && self.initiator.is_none()
             && self.responder.is_none()
+            && self.auth_pending.is_none()
+            && self.rekey_pending.is_none()
+            && self.reply_pending.is_none()
             && self.opens.is_empty()
             && self.waiting.is_empty()
             && self.queue.is_empty()
@@ -287,6 +357,7 @@ impl Peer {
             && self.session.is_none()
             && self.initiator.is_none()
             && self.responder.is_none()
+            && self.auth_pending.is_none()
             && self.waiting.is_empty()
     }
 
@@ -295,7 +366,32 @@ impl Peer {
     pub(crate) fn handshakes(&self) -> usize {
         usize::from(self.initiator.is_some())
             + usize::from(self.responder.is_some())
+            + usize::from(self.auth_pending.is_some())
             + self.waiting.len()
+    }
+
+    /// Whether this peer's machine holds the request under `channel` for later (an `AUTH`
+    /// or `REKEY_COMMIT` waiting for our private key, or a record waiting behind the latter).
+    pub(crate) fn holds(&self, channel: ChannelToken) -> bool {
+        self.auth_pending
+            .as_ref()
+            .is_some_and(|a| a.channel == channel)
+            || self
+                .rekey_pending
+                .as_ref()
+                .is_some_and(|r| r.channel == channel || r.held.iter().any(|(_, c)| *c == channel))
+    }
+
+    /// How many of this peer's steps wait for a private-key result.
+    pub(crate) fn private_pending(&self) -> usize {
+        usize::from(self.auth_pending.is_some())
+            + usize::from(
+                self.initiator
+                    .as_ref()
+                    .is_some_and(|h| matches!(h.stage, InitStage::Unwrapping { .. })),
+            )
+            + usize::from(self.rekey_pending.is_some())
+            + usize::from(self.reply_pending.is_some())
     }
 
     pub(crate) fn session_is(&self, id: &[u8; SESSION_ID_LEN]) -> bool {

@@ -4,10 +4,12 @@ use std::time::Instant;
 
 use crate::crypto::{AuthKey, Secret, ct_eq};
 use crate::error::{CloseReason, OpenError, RejectCode};
-use crate::handshake::{AwaitingAuthOk, Initiator};
+use crate::handshake::Established;
+use crate::handshake::{HandshakeError, Initiator};
+use crate::offload::{JobResult, Purpose};
 use crate::session::{Session, SessionState, Slot};
 use crate::types::{Event, OpenId, SessionId};
-use crate::wire::{AuthOk, Content, HS_ID_LEN, Request, Response, Role};
+use crate::wire::{self, Content, HS_ID_LEN, Record, Request, Response, Role};
 
 use super::{Budget, Context, InitStage, InitiatorHs, Open, Peer, Pending};
 
@@ -36,7 +38,7 @@ impl Peer {
             return cx.fail_open(Some(peer), [open], OpenError::AlreadyActive);
         }
         if self.initiator.is_some()
-            || self.responder.is_some()
+            || self.peer_handshaking()
             || self
                 .session
                 .as_ref()
@@ -74,7 +76,7 @@ impl Peer {
         if self.connections.is_empty() || self.waiting.is_empty() || self.initiator.is_some() {
             return;
         }
-        let peer_is_opening = self.responder.is_some()
+        let peer_is_opening = self.peer_handshaking()
             || self
                 .session
                 .as_ref()
@@ -132,7 +134,7 @@ impl Peer {
         if self.opens.is_empty()
             || (self.yielded_at.is_some() && !force)
             || self.initiator.is_some()
-            || self.responder.is_some()
+            || self.peer_handshaking()
             || self.connections.is_empty()
             || cx.deferred_hellos.iter().any(|d| d.peer == self.id)
             || self
@@ -291,10 +293,36 @@ impl Peer {
             self.initiator = Some(hs);
             return;
         };
-        match resp {
-            Response::AuthOk(ok) => self.complete_initiator(cx, wait, ok, hs_id, hs.auth),
-            other => self.fail_initiator(cx, open_error_from_response(other), None),
+        let ok = match resp {
+            Response::AuthOk(ok) => ok,
+            other => return self.fail_initiator(cx, open_error_from_response(other), None),
+        };
+        let checked = match wait.check_auth_ok(&ok) {
+            Ok(checked) => checked,
+            Err(e) => return self.initiator_refused(cx, e, hs_id),
+        };
+        if !cx.config.offload_private {
+            let session_id = checked.session_id();
+            let est = checked.finish(None);
+            return self.complete_initiator(cx, est, ok.record, session_id, hs_id, hs.auth);
         }
+        // `wrapped_r` is unwrapped off the event loop; until its result comes back the
+        // handshake waits as if `AUTH_OK` were still on its way (DESIGN-offload.md).
+        let purpose = Purpose::Handshake { hs_id };
+        let seq = cx.private_job(
+            self.id,
+            purpose,
+            checked.key().clone(),
+            checked.wrapped().to_vec(),
+        );
+        self.initiator = Some(InitiatorHs {
+            stage: InitStage::Unwrapping {
+                checked,
+                record: ok.record,
+                seq,
+            },
+            ..hs
+        });
     }
 
     /// The answer to the `AUTH` of a handshake we abandoned for a crossing one. An
@@ -336,36 +364,67 @@ impl Peer {
         );
     }
 
+    /// The private-key result for our handshake's `AUTH_OK`: continues only the job our
+    /// waiting handshake asked for; anything else is dropped. `false`: not ours.
+    pub(crate) fn on_auth_ok_result(
+        &mut self,
+        cx: &mut Context,
+        seq: u64,
+        hs_id: [u8; HS_ID_LEN],
+        result: JobResult,
+    ) -> bool {
+        let Some(hs) = self.initiator.take_if(|hs| {
+            hs.hs_id == hs_id
+                && matches!(&hs.stage, InitStage::Unwrapping { seq: s, .. } if *s == seq)
+        }) else {
+            return false;
+        };
+        let InitStage::Unwrapping {
+            checked, record, ..
+        } = hs.stage
+        else {
+            return false;
+        };
+        let session_id = checked.session_id();
+        // `Busy` (the pool was full) unwraps here, as before the pool: it is our own open.
+        // A decryption error fails it, as inline.
+        let est = checked.finish(result.ok());
+        self.complete_initiator(cx, est, record, session_id, hs_id, hs.auth);
+        true
+    }
+
+    /// `AUTH_OK` refused before or after our private key: the open fails, the peer is told.
+    fn initiator_refused(&mut self, cx: &mut Context, e: HandshakeError, hs_id: [u8; HS_ID_LEN]) {
+        let err = if e.code == RejectCode::AuthFailed {
+            OpenError::PeerAuthFailed
+        } else {
+            OpenError::Protocol(e.what.into())
+        };
+        self.fail_initiator(cx, err, Some((hs_id, e.code)))
+    }
+
     fn complete_initiator(
         &mut self,
         cx: &mut Context,
-        wait: AwaitingAuthOk,
-        ok: AuthOk,
+        est: Result<Established, HandshakeError>,
+        rec: Record,
+        session_id: [u8; wire::SESSION_ID_LEN],
         hs_id: [u8; HS_ID_LEN],
         proved: crate::crypto::AuthKey,
     ) {
         let now = cx.now;
         let peer = self.id;
-        let session_id = wait.session_id();
-        let est = match wait.on_auth_ok(&ok) {
+        let est = match est {
             Ok(est) => est,
-            Err(e) => {
-                let err = if e.code == RejectCode::AuthFailed {
-                    OpenError::PeerAuthFailed
-                } else {
-                    OpenError::Protocol(e.what.into())
-                };
-                return self.fail_initiator(cx, err, Some((hs_id, e.code)));
-            }
+            Err(e) => return self.initiator_refused(cx, e, hs_id),
         };
         let mut session = Session::new(peer, est, cx.params(), now);
         // Key confirmation: the responder's first record must open under the new keys.
-        let rec = &ok.record;
         let well_formed = rec.session_id == session_id
             && rec.epoch == 0
             && rec.sender == Role::Responder
             && rec.seq == 0;
-        let (name, lasting) = match well_formed.then(|| session.open(rec, now)) {
+        let (name, lasting) = match well_formed.then(|| session.open(&rec, now)) {
             Some(Ok((Content::Profile { name, lasting }, Slot::Current))) => (name, lasting),
             _ => {
                 let err = OpenError::Protocol("key confirmation failed".into());
@@ -409,6 +468,14 @@ impl Peer {
         let peer = self.id;
         self.initiator = None;
         self.responder = None;
+        if let Some(p) = self.auth_pending.take() {
+            // The peer's handshake waiting for our private key gives way to the session
+            // installed now, exactly as an AUTH that had not arrived yet would: the
+            // responder state is gone, so it would be answered UNKNOWN_HANDSHAKE
+            // (SPEC.md §5.7.2: one session per pair; the peer's open is answered by this
+            // session if it proves the open's secret).
+            cx.reject(p.channel, RejectCode::UnknownHandshake, 0);
+        }
         self.idle_since = None;
         let old = self.session.replace(session);
         self.session_proves = proves;

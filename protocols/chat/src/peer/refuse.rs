@@ -23,6 +23,9 @@ impl Peer {
             cx.reject(d.channel, RejectCode::Refused, 0);
         }
         self.responder = None;
+        if let Some(p) = self.auth_pending.take() {
+            cx.reject(p.channel, RejectCode::Refused, 0);
+        }
         self.abandoned = None;
         let connected = !self.connections.is_empty();
         if let Some(hs) = self.initiator.take() {

@@ -47,6 +47,13 @@ impl Peer {
         let peer = self.id;
         let budget = cx.config.max_frame_size - RECORD_OVERHEAD;
         let max_in_flight = cx.config.max_in_flight;
+        self.drop_stale_rekey_pending(cx);
+        if self.rekey_pending.is_some() {
+            // The peer's REKEY_COMMIT is being unwrapped: inline, what we send next would go
+            // under the new epoch, so it waits for it (a record sent under the old one now
+            // could be acked under keys a zero grace retires before the receipt lands).
+            return;
+        }
         loop {
             let Some(s) = self.session.as_mut() else {
                 return;
@@ -127,6 +134,10 @@ impl Peer {
 
     pub(crate) fn send_ping(&mut self, cx: &mut Context) {
         let peer = self.id;
+        self.drop_stale_rekey_pending(cx);
+        if self.rekey_pending.is_some() {
+            return; // as `flush`: the next keep-alive goes under the new epoch
+        }
         let Some(s) = self.session.as_mut() else {
             return;
         };

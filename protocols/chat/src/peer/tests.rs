@@ -11,6 +11,7 @@ use super::{Action, ChannelToken, ReqToken};
 use crate::config::Config;
 use crate::crypto::Secret;
 use crate::error::{CloseReason, OpenError};
+use crate::offload::{self, JobError, PrivateJob};
 use crate::peers::Peers;
 use crate::test_keys::test_key;
 use crate::types::Event;
@@ -43,6 +44,12 @@ struct Net {
     channels: HashMap<(usize, u64), (usize, ReqToken)>,
     next_channel: u64,
     next_open: u64,
+    /// Private-key jobs a node with `hold_jobs` asked for, not yet run (the test runs them).
+    jobs: [Vec<PrivateJob>; 2],
+    /// Whether a node's private-key jobs wait in `jobs`; otherwise each runs as soon as it
+    /// is asked for and its result is fed back in the same pump (as a pool that is never
+    /// late would).
+    hold_jobs: [bool; 2],
 }
 
 impl Net {
@@ -89,6 +96,8 @@ impl Net {
             channels: HashMap::new(),
             next_channel: 1,
             next_open: 100,
+            jobs: [Vec::new(), Vec::new()],
+            hold_jobs: [false, false],
         }
     }
 
@@ -125,6 +134,11 @@ impl Net {
                             }
                         }
                         Action::Event(e) => self.events[side].push(e),
+                        Action::PrivateOp(job) if self.hold_jobs[side] => self.jobs[side].push(job),
+                        Action::PrivateOp(job) => {
+                            let result = offload::run(&job);
+                            self.nodes[side].on_private_done(job.tag, result, self.now);
+                        }
                         _ => {}
                     }
                 }
@@ -137,7 +151,12 @@ impl Net {
 
     /// Delivers the next message on the wire; false if there was none.
     fn deliver_one(&mut self) -> bool {
-        let Some(msg) = self.wire.pop_front() else {
+        self.deliver_at(0)
+    }
+
+    /// Delivers the message at `index` on the wire; false if there is none.
+    fn deliver_at(&mut self, index: usize) -> bool {
+        let Some(msg) = self.wire.remove(index) else {
             return false;
         };
         match msg {
@@ -986,4 +1005,410 @@ fn a_handshake_pending_under_the_old_secret_is_discarded() {
             .iter()
             .any(|e| matches!(e, Event::InboundAuthFailed { .. }))
     );
+}
+
+/// A net whose responder B runs its private-key work through `Net::jobs` (DESIGN-offload.md),
+/// and whose A works inline.
+fn offloading_net() -> Net {
+    let mut net = Net::configured([PeerId::random(), PeerId::random()], false, |side, c| {
+        c.with_private_offload(side == B)
+    });
+    net.hold_jobs[B] = true;
+    net
+}
+
+/// Runs B's `i`-th held job and feeds its result back.
+fn finish_job(net: &mut Net, job: PrivateJob) {
+    let result = offload::run(&job);
+    net.nodes[B].on_private_done(job.tag, result, net.now);
+    net.run();
+}
+
+#[test]
+fn an_offloaded_auth_completes_when_its_result_comes_back() {
+    let mut net = offloading_net();
+    net.connect();
+    net.open(A);
+    net.run();
+    // B verified the proof and asked for its private key: no answer to AUTH yet.
+    assert_eq!(net.jobs[B].len(), 1);
+    assert!(net.established(A).is_empty() && net.established(B).is_empty());
+    assert_eq!(net.nodes[B].state_counts().handshakes, 1);
+    let job = net.jobs[B].pop().unwrap();
+    finish_job(&mut net, job);
+    assert_eq!(net.established(A).len(), 1);
+    assert_eq!(net.established(B).len(), 1);
+    assert_eq!(net.session_id(A), net.session_id(B));
+}
+
+#[test]
+fn a_private_key_result_for_a_replaced_handshake_is_dropped() {
+    let mut net = offloading_net();
+    net.connect();
+    net.open(A);
+    net.run();
+    let stale = net.jobs[B].pop().expect("first job");
+    // A's handshake times out and A opens again: B answers the new HELLO, which replaces
+    // the handshake waiting for the private key, and asks for a second job.
+    let timeout = net.nodes[A].config().handshake_timeout;
+    net.now += timeout;
+    net.nodes[A].on_tick(net.now, &|_| true);
+    net.nodes[B].on_tick(net.now, &|_| true);
+    net.run();
+    net.open(A);
+    net.run();
+    let fresh = net.jobs[B].pop().expect("second job");
+    assert_ne!(stale.tag.seq, fresh.tag.seq);
+    // The old result arrives now: nothing happens (no AUTH_OK, no session, no event).
+    let events_before = net.events[B].len();
+    finish_job(&mut net, stale);
+    assert!(net.established(A).is_empty() && net.established(B).is_empty());
+    assert_eq!(net.events[B].len(), events_before);
+    assert_eq!(
+        net.nodes[B].state_counts().handshakes,
+        1,
+        "the new handshake waits on"
+    );
+    // The current one completes.
+    finish_job(&mut net, fresh);
+    assert_eq!(net.established(A).len(), 1);
+    assert_eq!(net.established(B).len(), 1);
+}
+
+#[test]
+fn a_private_key_result_after_the_deadline_is_dropped() {
+    let mut net = offloading_net();
+    net.connect();
+    net.open(A);
+    net.run();
+    let job = net.jobs[B].pop().unwrap();
+    net.now += net.nodes[B].config().handshake_timeout;
+    net.nodes[B].on_tick(net.now, &|_| true);
+    net.run();
+    assert_eq!(net.nodes[B].state_counts().handshakes, 0);
+    finish_job(&mut net, job);
+    assert!(net.established(B).is_empty());
+}
+
+#[test]
+fn a_full_private_key_queue_answers_busy() {
+    let mut net = offloading_net();
+    net.connect();
+    let open = net.open(A);
+    net.run();
+    let job = net.jobs[B].pop().unwrap();
+    net.nodes[B].on_private_done(job.tag, Err(JobError::Busy), net.now);
+    net.run();
+    assert!(net.established(B).is_empty());
+    assert_eq!(net.nodes[B].state_counts().handshakes, 0);
+    // Busy is our load, not the peer's doing: A's open is refused as busy, nothing counted
+    // against A on B.
+    let failed: Vec<_> = outcomes(&net, A)
+        .into_iter()
+        .filter(|(o, _)| *o == open)
+        .collect();
+    assert!(
+        matches!(failed.as_slice(), [(_, Err(OpenError::Busy))]),
+        "{failed:?}"
+    );
+}
+
+#[test]
+fn an_offloaded_rekey_commit_installs_the_epoch_when_its_result_comes_back() {
+    let mut net = offloading_net();
+    net.establish_offloaded();
+    // A rotates; B (the offloading side) replies, then holds A's REKEY_COMMIT for its key.
+    net.nodes[A].rotate(net.ids[B], net.now).expect("active");
+    net.run();
+    let job = net.jobs[B].pop().expect("REKEY_COMMIT job");
+    assert!(matches!(
+        job.tag.purpose,
+        offload::Purpose::Rotation { epoch: 1, .. }
+    ));
+    assert!(
+        !net.events[B]
+            .iter()
+            .any(|e| matches!(e, Event::SessionRotated { .. }))
+    );
+    finish_job(&mut net, job);
+    for side in [A, B] {
+        let peer = net.ids[1 - side];
+        assert_eq!(
+            net.nodes[side].session(&peer, net.now).map(|s| s.epoch),
+            Some(1),
+            "side {side}"
+        );
+    }
+}
+
+#[test]
+fn a_rekey_result_with_another_job_number_is_dropped() {
+    let mut net = offloading_net();
+    net.establish_offloaded();
+    net.nodes[A].rotate(net.ids[B], net.now).expect("active");
+    net.run();
+    let mut job = net.jobs[B].pop().expect("REKEY_COMMIT job");
+    let right = job.tag.seq;
+    job.tag.seq = right + 1000; // a result for a job this rotation never asked for
+    let stale = offload::run(&job);
+    net.nodes[B].on_private_done(job.tag, stale, net.now);
+    net.run();
+    let peer = net.ids[A];
+    assert_eq!(
+        net.nodes[B].session(&peer, net.now).map(|s| s.epoch),
+        Some(0)
+    );
+    job.tag.seq = right;
+    finish_job(&mut net, job);
+    assert_eq!(
+        net.nodes[B].session(&peer, net.now).map(|s| s.epoch),
+        Some(1)
+    );
+}
+
+/// The finding of DESIGN-offload.md ("Found with the pool on"): a record the rotation's
+/// initiator sent under the old epoch after its `REKEY_COMMIT` reached B while B's key was
+/// still unwrapping the commit. Acked at once under the old epoch, that receipt could reach
+/// A after `REKEY_DONE` had retired the old epoch (zero grace): A could not verify it and
+/// reported the message lost. B holds the record until the new epoch is in, as inline, and
+/// answers it then (here `STALE_EPOCH`: the grace is zero), so A sends it again.
+#[test]
+fn a_record_behind_an_unwrapping_rekey_commit_waits_for_the_new_epoch_and_is_never_lost() {
+    let mut net = Net::configured([PeerId::random(), PeerId::random()], false, |side, c| {
+        c.with_private_offload(side == B)
+            .with_rotation_grace(std::time::Duration::ZERO)
+    });
+    net.hold_jobs[B] = true;
+    net.establish_offloaded();
+    net.nodes[A].rotate(net.ids[B], net.now).expect("active");
+    net.run();
+    let job = net.jobs[B].pop().expect("REKEY_COMMIT job");
+    // A still sends under epoch 0 (its rotation waits for REKEY_DONE).
+    let id = net.nodes[A]
+        .send_message(net.ids[B], "during".into(), 0, net.now)
+        .expect("queued");
+    net.pump();
+    assert_eq!(net.wire.len(), 1, "the record");
+    net.deliver_one();
+    assert!(
+        net.wire.is_empty(),
+        "B answers nothing before its key is done"
+    );
+    net.nodes[B].on_private_done(job.tag, offload::run(&job), net.now);
+    net.pump();
+    // REKEY_DONE and the record's answer travel on different streams: REKEY_DONE first,
+    // and A's timer retires epoch 0 at once (zero grace) before the other answer lands.
+    let done = net
+        .wire
+        .iter()
+        .position(|m| {
+            matches!(
+                m,
+                Msg::Response {
+                    response: Response::Reply(_),
+                    ..
+                }
+            )
+        })
+        .expect("REKEY_DONE on the wire");
+    net.deliver_at(done);
+    net.nodes[A].on_tick(net.now, &|_| true);
+    net.run();
+    let received = net.events[B]
+        .iter()
+        .filter(|e| matches!(e, Event::MessageReceived { message, .. } if message.text == "during"))
+        .count();
+    assert_eq!(received, 1, "received exactly once");
+    assert!(
+        net.events[A]
+            .iter()
+            .any(|e| matches!(e, Event::MessageDelivered { message, .. } if *message == id)),
+        "{:?}",
+        net.events[A]
+    );
+    assert!(
+        !net.events[A]
+            .iter()
+            .any(|e| matches!(e, Event::DeliveryFailed { .. })),
+        "{:?}",
+        net.events[A]
+    );
+    for side in [A, B] {
+        let peer = net.ids[1 - side];
+        assert_eq!(
+            net.nodes[side].session(&peer, net.now).map(|s| s.epoch),
+            Some(1)
+        );
+    }
+}
+
+/// More records than B holds behind an unwrapping `REKEY_COMMIT`: the ones past the bound
+/// are answered `STALE_EPOCH` and sent again, none lost, none received twice.
+#[test]
+fn records_beyond_the_held_bound_are_sent_again_not_lost() {
+    let mut net = Net::configured([PeerId::random(), PeerId::random()], false, |side, c| {
+        c.with_private_offload(side == B)
+            .with_max_in_flight(super::HELD_RECORDS + 8)
+    });
+    net.hold_jobs[B] = true;
+    net.establish_offloaded();
+    net.nodes[A].rotate(net.ids[B], net.now).expect("active");
+    net.run();
+    let job = net.jobs[B].pop().expect("REKEY_COMMIT job");
+    let n = super::HELD_RECORDS + 8;
+    // One record each (a flush between them), all sent before B's key is done.
+    let ids: Vec<_> = (0..n)
+        .map(|i| {
+            let id = net.nodes[A]
+                .send_message(net.ids[B], format!("m{i}"), 0, net.now)
+                .expect("queued");
+            net.pump();
+            id
+        })
+        .collect();
+    assert_eq!(net.wire.len(), n, "{:?}", net.nodes[A].state_counts());
+    // Deliver only the records (and A's resends of the refused ones) while the job waits.
+    for _ in 0..4 * n {
+        if !net.deliver_one() {
+            break;
+        }
+    }
+    let held = net.nodes[B].state_counts().held_records;
+    assert_eq!(held, super::HELD_RECORDS);
+    net.nodes[B].on_private_done(job.tag, offload::run(&job), net.now);
+    net.run();
+    let mut texts: Vec<String> = net.events[B]
+        .iter()
+        .filter_map(|e| match e {
+            Event::MessageReceived { message, .. } => Some(message.text.clone()),
+            _ => None,
+        })
+        .collect();
+    texts.sort();
+    let mut want: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+    want.sort();
+    assert_eq!(texts, want, "each message received exactly once");
+    for id in ids {
+        assert!(
+            net.events[A]
+                .iter()
+                .any(|e| matches!(e, Event::MessageDelivered { message, .. } if *message == id))
+        );
+    }
+    assert!(
+        !net.events[A]
+            .iter()
+            .any(|e| matches!(e, Event::DeliveryFailed { .. }))
+    );
+}
+
+/// While B's key unwraps A's `REKEY_COMMIT`, B sends nothing on the session: inline its next
+/// record would go under the new epoch, and one sent under the old could be acked under keys
+/// a zero grace retires before the receipt lands (found with the swarm test at zero grace).
+#[test]
+fn nothing_is_sent_while_a_rekey_commit_unwraps_then_it_goes_under_the_new_epoch() {
+    let mut net = offloading_net();
+    net.establish_offloaded();
+    net.nodes[A].rotate(net.ids[B], net.now).expect("active");
+    net.run();
+    let job = net.jobs[B].pop().expect("REKEY_COMMIT job");
+    let id = net.nodes[B]
+        .send_message(net.ids[A], "from b".into(), 0, net.now)
+        .expect("queued");
+    net.pump();
+    assert!(net.wire.is_empty(), "held until the new epoch is in");
+    net.nodes[B].on_private_done(job.tag, offload::run(&job), net.now);
+    net.pump();
+    let epochs: Vec<u32> = net
+        .wire
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Request {
+                request: crate::wire::Request::Record(r),
+                ..
+            } => Some(r.epoch),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(epochs, vec![1], "the message's record, under epoch 1");
+    net.run();
+    assert!(
+        net.events[B]
+            .iter()
+            .any(|e| matches!(e, Event::MessageDelivered { message, .. } if *message == id))
+    );
+}
+
+/// Both sides offload and the test runs each job: A's `AUTH_OK` waits for A's key (no
+/// session yet), then A's rotation waits for its key on `REKEY_REPLY` (no `REKEY_COMMIT`
+/// yet); results with another job number are dropped and change nothing.
+#[test]
+fn an_offloaded_auth_ok_and_rekey_reply_continue_only_with_their_own_results() {
+    let mut net = Net::configured([PeerId::random(), PeerId::random()], false, |_, c| {
+        c.with_private_offload(true)
+    });
+    net.hold_jobs = [true, true];
+    net.connect();
+    let open = net.open(A);
+    net.run();
+    let auth = net.jobs[B].pop().expect("B's AUTH job");
+    finish_job(&mut net, auth);
+    let auth_ok = net.jobs[A].pop().expect("A's AUTH_OK job");
+    assert!(
+        net.established(A).is_empty(),
+        "A waits for its key: {:?}",
+        net.events[A]
+    );
+    assert_eq!(net.nodes[A].state_counts().private_pending, 1);
+    // A result under another number: dropped.
+    let stale = PrivateJob {
+        tag: crate::offload::JobTag {
+            seq: auth_ok.tag.seq + 7,
+            ..auth_ok.tag
+        },
+        ..auth_ok.clone()
+    };
+    net.nodes[A].on_private_done(stale.tag, offload::run(&stale), net.now);
+    net.run();
+    assert!(net.established(A).is_empty());
+    net.nodes[A].on_private_done(auth_ok.tag, offload::run(&auth_ok), net.now);
+    net.run();
+    assert_eq!(net.established(A), vec![(Role::Initiator, vec![open])]);
+    assert_eq!(net.established(B).len(), 1);
+    assert_eq!(net.nodes[A].state_counts().private_pending, 0);
+
+    net.nodes[A].rotate(net.ids[B], net.now).expect("active");
+    net.run();
+    let reply = net.jobs[A].pop().expect("A's REKEY_REPLY job");
+    assert!(matches!(
+        reply.tag.purpose,
+        offload::Purpose::Rotation { epoch: 1, .. }
+    ));
+    assert!(net.jobs[B].is_empty(), "no REKEY_COMMIT sent yet");
+    // Busy: A unwraps it itself (its own rotation; refusing would close the session).
+    net.nodes[A].on_private_done(reply.tag, Err(JobError::Busy), net.now);
+    net.run();
+    let commit = net.jobs[B].pop().expect("B's REKEY_COMMIT job");
+    finish_job(&mut net, commit);
+    for side in [A, B] {
+        let peer = net.ids[1 - side];
+        assert_eq!(
+            net.nodes[side].session(&peer, net.now).map(|s| s.epoch),
+            Some(1),
+            "side {side}"
+        );
+    }
+}
+
+impl Net {
+    /// `establish` for a net whose B offloads: runs B's AUTH job.
+    fn establish_offloaded(&mut self) {
+        self.connect();
+        self.open(A);
+        self.run();
+        let job = self.jobs[B].pop().expect("AUTH job");
+        finish_job(self, job);
+        assert_eq!(self.established(A).len(), 1);
+        assert_eq!(self.established(B).len(), 1);
+    }
 }

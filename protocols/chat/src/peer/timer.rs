@@ -55,6 +55,28 @@ impl Peer {
         if let Some(h) = &self.responder {
             *next = (*next).min(h.started + timeout);
         }
+        // A handshake waiting for our private key keeps its deadline; its late result is
+        // then dropped (DESIGN-offload.md).
+        if let Some(p) = self
+            .auth_pending
+            .take_if(|p| now.saturating_duration_since(p.started) >= timeout)
+        {
+            tracing::debug!(%peer, "inbound handshake timed out waiting for the private key");
+            cx.push(super::Action::Forget { channel: p.channel });
+        }
+        if let Some(p) = &self.auth_pending {
+            *next = (*next).min(p.started + timeout);
+        }
+        self.drop_stale_rekey_pending(cx);
+        // Our rotation's REKEY_REPLY waiting for our private key, whose rotation is gone.
+        if self.reply_pending.as_ref().is_some_and(|p| {
+            !self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.id == p.session_id && s.rekey_reply_waits(p.epoch))
+        }) {
+            self.reply_pending = None;
+        }
         let yielded = self.yielded_at;
         if let Some(t) = yielded {
             *next = (*next).min(t + timeout);

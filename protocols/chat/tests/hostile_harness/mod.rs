@@ -79,6 +79,8 @@ pub(crate) fn is_baseline(c: &StateCounts) -> bool {
         && c.queued_messages == 0
         && c.deferred_hellos == 0
         && c.waiting_opens == 0
+        && c.private_pending == 0
+        && c.held_records == 0
 }
 
 /// Upper bounds for `state_counts()` during a case with `abusers` abusing identities, one
@@ -93,6 +95,10 @@ pub(crate) fn bounds(abusers: usize, abuser_sessions: usize) -> StateCounts {
         queued_messages: 1,
         deferred_hellos: 0,
         waiting_opens: 0,
+        // An abuser's AUTH may wait for our private key; a rotation of an abuser's session
+        // may hold its records (at most 64 each).
+        private_pending: abusers + abuser_sessions,
+        held_records: 64 * abuser_sessions,
     }
 }
 
@@ -106,6 +112,8 @@ fn max_counts(a: StateCounts, b: StateCounts) -> StateCounts {
         queued_messages: a.queued_messages.max(b.queued_messages),
         deferred_hellos: a.deferred_hellos.max(b.deferred_hellos),
         waiting_opens: a.waiting_opens.max(b.waiting_opens),
+        private_pending: a.private_pending.max(b.private_pending),
+        held_records: a.held_records.max(b.held_records),
     }
 }
 
@@ -118,6 +126,8 @@ fn within_bounds(max: &StateCounts, b: &StateCounts) -> bool {
         && max.queued_messages <= b.queued_messages
         && max.deferred_hellos <= b.deferred_hellos
         && max.waiting_opens <= b.waiting_opens
+        && max.private_pending <= b.private_pending
+        && max.held_records <= b.held_records
 }
 
 /// An abusing identity: a swarm of raw streams, connected to the node (or trying to).
