@@ -476,8 +476,14 @@ impl Session {
         }
         let yield_ours = match &self.rotation {
             None => false,
-            Some(Rotation::Initiated { .. }) if self.role == Role::Initiator => {
-                // Simultaneous rotation: the session initiator's wins (SPEC.md §7.1).
+            // Simultaneous rotation: the session initiator's wins (SPEC.md §7.1), also when
+            // the peer's REKEY_INIT arrives after its REKEY_REPLY to ours (two streams: they
+            // can cross) and ours is already unwrapping that reply or committed.
+            Some(
+                Rotation::Initiated { .. }
+                | Rotation::Unwrapping { .. }
+                | Rotation::Committed { .. },
+            ) if self.role == Role::Initiator => {
                 return Err(rot_err(
                     RejectCode::RotationConflict,
                     "simultaneous rotation",
@@ -1115,6 +1121,62 @@ mod tests {
         assert_eq!((i.epoch(), r.epoch()), (1, 1));
         let m = i.seal(&chat("ok"), now).unwrap();
         assert!(r.open(&m, now).is_ok());
+    }
+
+    /// The responder's REKEY_INIT can arrive after its REKEY_REPLY to ours (each travels on
+    /// a stream of its own): still a simultaneous rotation, answered ROTATION_CONFLICT (not
+    /// BAD_STATE, which counts against the peer), whether our rotation is unwrapping the
+    /// reply or committed.
+    #[test]
+    fn a_simultaneous_init_overtaken_by_its_reply_is_still_a_conflict() {
+        let now = Instant::now();
+        for committed in [false, true] {
+            let (mut i, mut r) = pair(now);
+            let init_i = i.begin_rotation(test_key(0), now).unwrap();
+            let init_r = r.begin_rotation(test_key(1), now).unwrap();
+            let rec_i = i.seal(&init_i, now).unwrap();
+            let rec_r = r.seal(&init_r, now).unwrap();
+            // R yields to I's INIT and replies; the reply reaches I first.
+            let (c, _) = r.open(&rec_i, now).unwrap();
+            let Content::RekeyInit {
+                new_epoch,
+                nonce,
+                public_key,
+                share,
+            } = c
+            else {
+                panic!()
+            };
+            let reply = r
+                .on_rekey_init(new_epoch, nonce, &public_key, &share, test_key(1), now)
+                .unwrap();
+            let reply_rec = r.seal(&reply, now).unwrap();
+            let (reply, _) = i.open(&reply_rec, now).unwrap();
+            if committed {
+                i.on_rekey_reply(&reply).unwrap();
+            } else {
+                i.check_rekey_reply(&reply).unwrap();
+            }
+            // Then R's own INIT.
+            let (c, _) = i.open(&rec_r, now).unwrap();
+            let Content::RekeyInit {
+                new_epoch,
+                nonce,
+                public_key,
+                share,
+            } = c
+            else {
+                panic!()
+            };
+            let err = i
+                .on_rekey_init(new_epoch, nonce, &public_key, &share, test_key(0), now)
+                .unwrap_err();
+            assert_eq!(
+                err.code,
+                RejectCode::RotationConflict,
+                "committed: {committed}"
+            );
+        }
     }
 
     #[test]
