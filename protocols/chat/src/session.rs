@@ -221,6 +221,8 @@ pub(crate) struct Session {
     pub(crate) messages_received: u64,
     pub(crate) rejections: Rejections,
     pub(crate) last_sent: Instant,
+    /// When a record of the peer last opened (its own proof that it is alive).
+    last_heard: Instant,
     pub(crate) epoch_started: Instant,
     current: EpochKeys,
     previous: Option<(EpochKeys, Instant)>,
@@ -269,6 +271,7 @@ impl Session {
             messages_received: 0,
             rejections: Rejections::default(),
             last_sent: now,
+            last_heard: now,
             epoch_started: now,
             current,
             previous: None,
@@ -313,10 +316,22 @@ impl Session {
     /// checked step 1). Every refusal is counted.
     pub(crate) fn open(&mut self, rec: &Record, now: Instant) -> Result<(Content, Slot), Refusal> {
         let result = self.open_inner(rec, now);
-        if let Err(r) = result {
-            self.rejections.count(r.code);
+        match result {
+            Ok(_) => self.last_heard = now,
+            Err(r) => self.rejections.count(r.code),
         }
         result
+    }
+
+    /// When a `PING` is due (SPEC.md §6.4): `interval` after the last record either side
+    /// sent, the responder a quarter longer, so that while the initiator pings the
+    /// responder hears it and does not ping too (one keep-alive per quiet session, not two).
+    pub(crate) fn ping_due_at(&self, interval: Duration) -> Instant {
+        let interval = match self.role {
+            Role::Initiator => interval,
+            Role::Responder => interval + interval / 4,
+        };
+        self.last_sent.max(self.last_heard) + interval
     }
 
     /// Counts a record refused after it opened (its kind not allowed at that moment).
@@ -1121,6 +1136,32 @@ mod tests {
         assert_eq!((i.epoch(), r.epoch()), (1, 1));
         let m = i.seal(&chat("ok"), now).unwrap();
         assert!(r.open(&m, now).is_ok());
+    }
+
+    /// One keep-alive per quiet session: the responder waits a quarter longer, and a record
+    /// heard from the peer (its PING) counts like one sent, so it never pings while the
+    /// initiator does; it does once the initiator goes quiet.
+    #[test]
+    fn only_the_initiator_pings_a_quiet_session_while_it_answers() {
+        let t0 = Instant::now();
+        let (mut i, mut r) = pair(t0);
+        let every = Duration::from_secs(15);
+        assert_eq!(i.ping_due_at(every), t0 + every);
+        assert_eq!(r.ping_due_at(every), t0 + every + every / 4);
+        // The initiator pings at 15 s; the responder opens it: its own PING moves away.
+        let mut t = t0;
+        for _ in 0..4 {
+            t = i.ping_due_at(every);
+            assert!(t < r.ping_due_at(every), "the responder would ping too");
+            let ping = i.seal(&Content::Ping, t).unwrap();
+            r.open(&ping, t).unwrap();
+        }
+        assert_eq!(r.ping_due_at(every), t + every + every / 4);
+        // A record the peer refuses to open does not count as heard.
+        let mut forged = i.seal(&Content::Ping, t).unwrap();
+        forged.sealed[0] ^= 1;
+        assert!(r.open(&forged, t + every).is_err());
+        assert_eq!(r.ping_due_at(every), t + every + every / 4);
     }
 
     /// The responder's REKEY_INIT can arrive after its REKEY_REPLY to ours (each travels on

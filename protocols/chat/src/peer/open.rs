@@ -533,7 +533,7 @@ impl Peer {
             opens: opens.into_iter().map(|o| o.id).collect(),
         };
         let due = s.rotation_due_at();
-        let keepalive = s.last_sent + cx.config.keepalive_interval;
+        let keepalive = s.ping_due_at(cx.config.keepalive_interval);
         tracing::info!(%peer, session = %SessionId(s.id).short(), role = %s.role, "session established");
         cx.emit(ev);
         cx.dirty.insert(peer);

@@ -135,7 +135,7 @@ impl Peer {
         if s.is_open() {
             due.rotate = s.rotation_due(now);
             *next = (*next).min(s.rotation_due_at());
-            let ping_at = s.last_sent + cx.config.keepalive_interval;
+            let ping_at = s.ping_due_at(cx.config.keepalive_interval);
             due.ping = now >= ping_at && !self.ping_in_flight;
             *next = (*next).min(ping_at.max(now + Duration::from_millis(1)));
         }
