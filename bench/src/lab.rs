@@ -369,14 +369,8 @@ pub async fn run(
     let arp_gc_thresh3 = std::fs::read_to_string("/proc/sys/net/ipv4/neigh/default/gc_thresh3")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok());
-    if let Some(t) = arp_gc_thresh3
-        && (t as usize) < n * n
-    {
-        eprintln!(
-            "[lab] net.ipv4.neigh.default.gc_thresh3 is {t}: the namespaces share one neighbour table and {n} nodes need about {} entries (raise it, or expect 'neighbor table overflow')",
-            n * n
-        );
-    }
+    // Recorded only: `noctua lab` raises the host's neighbour table limits for N nodes
+    // itself, and puts them back (it prints a line saying so, kept in lab.stdout).
     let cap = limits.ready + limits.mesh + limits.broadcast + Duration::from_secs(60);
     let stderr = std::fs::File::create(dir.join("lab.stderr"))
         .map(Stdio::from)
