@@ -13,18 +13,8 @@ use std::time::Duration;
 use noctua::face::headless::Event;
 use noctua::lab::{self, Lab, LabEvent};
 
-fn lab_or_skip(test: &str) -> bool {
-    match lab::check() {
-        Ok(()) => true,
-        Err(why) => {
-            if std::env::var("NOCTUA_REQUIRE_NETNS").as_deref() == Ok("1") {
-                panic!("{test}: network namespaces are required here but unavailable: {why}");
-            }
-            eprintln!("SKIPPED {test}: {why}");
-            false
-        }
-    }
-}
+mod support;
+use support::netns_or_skip;
 
 fn log_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("noctua-{test}-{}", std::process::id()));
@@ -173,7 +163,7 @@ impl Run {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_discover_each_other_mesh_admit_only_the_shared_secret_and_broadcast_exactly_once() {
     let test = "mesh";
-    if !lab_or_skip(test) {
+    if !netns_or_skip(test) {
         return;
     }
     let honest: Vec<usize> = (0..5).collect();
@@ -300,7 +290,7 @@ fn any_of_mine_left(run: &Run) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_is_noticed_and_rejoins_when_restarted() {
     let test = "kill";
-    if !lab_or_skip(test) {
+    if !netns_or_skip(test) {
         return;
     }
     let all: Vec<usize> = (0..5).collect();
@@ -347,7 +337,7 @@ async fn a_killed_node_is_noticed_and_rejoins_when_restarted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_discovered_peer_is_listed_and_connected_by_its_number() {
     let test = "discover";
-    if !lab_or_skip(test) {
+    if !netns_or_skip(test) {
         return;
     }
     // No auto-connect: the user picks a discovered peer from `peers` and gives its secret.
@@ -422,7 +412,7 @@ const FAST: &[&str] = &["--keepalive", "1s", "--request-timeout", "2s"];
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_is_noticed_messages_fail_clearly_and_the_mesh_heals() {
     let test = "partition";
-    if !lab_or_skip(test) {
+    if !netns_or_skip(test) {
         return;
     }
     let all = [0, 1, 2];
@@ -591,7 +581,7 @@ async fn burst(lab: &mut Lab, lines: std::ops::Range<usize>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_killed_mid_burst_and_mid_rotation_leaves_every_message_accounted_for() {
     let test = "faults";
-    if !lab_or_skip(test) {
+    if !netns_or_skip(test) {
         return;
     }
     let all = [0, 1];
@@ -711,7 +701,7 @@ async fn a_peer_killed_mid_burst_and_mid_rotation_leaves_every_message_accounted
 /// Ctrl-C), says goodbye and leaves nothing behind.
 #[test]
 fn the_lab_command_stops_at_end_of_input() {
-    if !lab_or_skip("end of input") {
+    if !netns_or_skip("end of input") {
         return;
     }
     let dir = log_dir("lab-eof");
