@@ -345,7 +345,7 @@ impl Peers {
         let peers: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.responder.is_some())
+            .filter(|(_, p)| p.responder.is_some() || p.auth_pending.is_some())
             .map(|(id, _)| *id)
             .collect();
         for peer in peers {

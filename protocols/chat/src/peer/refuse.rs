@@ -68,7 +68,14 @@ impl Peer {
     /// `UNKNOWN_HANDSHAKE`, SPEC.md §4). Sessions, confirmed or awaiting confirmation, are
     /// untouched. Opens of ours that waited for that handshake run their own.
     pub(crate) fn on_secret_changed(&mut self, cx: &mut Context) {
-        if self.responder.take().is_some() {
+        // An AUTH that proved the old secret and waits for our private key (found by the
+        // session fuzzer: it completed after the change) is dropped like any handshake
+        // started under the old secret.
+        let waiting = self.auth_pending.take();
+        if let Some(pending) = &waiting {
+            cx.reject(pending.channel, RejectCode::UnknownHandshake, 0);
+        }
+        if self.responder.take().is_some() || waiting.is_some() {
             tracing::debug!(peer = %self.id, "secret changed: dropping a handshake started under the old one");
             self.gc = true;
             self.resume_opens(cx, true);
